@@ -1,0 +1,59 @@
+# Retrainer: the single entry point. `make help` lists the targets.
+SHELL := /bin/bash
+PY := .venv/bin/python
+VENV_STAMP := .venv/.stamp
+export RETRAINER_STATE ?= $(HOME)/.cache/retrainer/world
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV_STAMP): requirements/dev.lock operator/pyproject.toml trainer/pyproject.toml tools/pyproject.toml
+	@command -v uv >/dev/null || python3 -m pip install -q uv
+	uv venv -q --allow-existing --python 3.11 .venv
+	uv pip sync -q --python $(PY) requirements/dev.lock
+	uv pip install -q --python $(PY) --no-deps -e operator -e trainer -e tools
+	@touch $@
+
+venv: $(VENV_STAMP) ## Create .venv from the pinned lock files
+
+lock: ## Re-pin requirements/*.lock from requirements/*.in
+	uv pip compile -q --python-version 3.11 requirements/dev.in -o requirements/dev.lock
+	uv pip compile -q --python-version 3.11 requirements/operator.in -o requirements/operator.lock
+	uv pip compile -q --python-version 3.11 requirements/trainer.in -o requirements/trainer.lock
+
+tools: ## Build (or reuse) etcd, kube-*, kubectl, helm, minio under ~/.cache/retrainer/bin
+	@tools/build-tools.sh >/dev/null
+
+world-up: venv tools ## Start the local world (apiserver, controllers, pod runner, MinIO, MLflow)
+	$(PY) -m retrainer_world up
+
+world-down: ## Stop the local world; leaves no process behind
+	@if [ -x $(PY) ]; then $(PY) -m retrainer_world down; fi
+
+crds-sync: ## Copy crds/ into the chart and regenerate docs/api.md
+	cp crds/retrainer.dev_retrainjobs.yaml charts/retrainer/crds/
+	$(PY) -m retrainer_world.apidocs crds/retrainer.dev_retrainjobs.yaml > docs/api.md
+
+lint: venv ## ruff check + format check, mypy on operator/ and trainer/
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy operator/retrainer_operator trainer/retrainer_trainer tools/retrainer_world
+
+test-unit: venv ## Fast tests: no network, no world
+	$(PY) -m pytest -q tests/unit
+
+test-integration: venv tools ## Tests against the real local world
+	$(PY) -m pytest -q -m integration tests/integration
+
+test: venv tools lint ## Everything CI runs: lint, unit and integration tiers
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+bench: venv tools ## Benchmarks, reported as ratios against a baseline in the same run
+	$(PY) -m pytest -q -s tests/bench
+
+demo: venv tools ## Start the world, install the chart, train v1 and v2, show them
+	$(PY) -m retrainer_world.demo
+
+.PHONY: help venv lock tools world-up world-down crds-sync lint test-unit test-integration test bench demo
