@@ -48,7 +48,7 @@ test-integration: venv tools ## Tests against the real local world
 	$(PY) -m pytest -q -m integration tests/integration
 
 test: venv tools lint ## Everything CI runs: lint, unit and integration tiers
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --ignore=tests/bench tests
 
 bench: venv tools ## Benchmarks, reported as ratios against a baseline in the same run
 	$(PY) -m pytest -q -s tests/bench

@@ -17,7 +17,7 @@ if [[ -n "${RETRAINER_BIN_DIR:-}" ]]; then
 fi
 
 cache_root="${RETRAINER_CACHE:-$HOME/.cache/retrainer}"
-key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_minio-${MINIO_VERSION:0:22}"
+key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_minio-${MINIO_VERSION##*-}"
 bin="$cache_root/bin/$key"
 want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm minio)
 

@@ -1,0 +1,54 @@
+"""`retrainer-operator`: read the config, wire the parts together, run Kopf.
+
+Kept free of kopf imports (handlers.py owns those) so the wiring stays readable.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from retrainer_operator import handlers, kube, locations, logs, metrics, reconcile
+from retrainer_operator.config import ConfigError, OperatorConfig
+from retrainer_operator.mlflow_rest import MlflowRest
+from retrainer_operator.ticker import Ticker
+
+__all__ = ["build_deps", "main"]
+
+logger = logging.getLogger("retrainer.operator")
+
+
+def build_deps(config: OperatorConfig) -> reconcile.Deps:
+    """The reconciler's dependencies: cluster, MinIO and MLflow clients."""
+    store = locations.minio_client(
+        config.s3_endpoint, config.aws_access_key_id or None, config.aws_secret_access_key or None
+    )
+    cluster = kube.Cluster(kube.load_api_client())
+    return reconcile.Deps(config, cluster, MlflowRest(config.mlflow_tracking_uri, store), store)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = OperatorConfig.from_env()
+    except ConfigError as error:
+        print(f"retrainer-operator: bad configuration: {error}", file=sys.stderr)
+        return 2
+    logs.setup(config.log_format)
+    deps = build_deps(config)
+    ticker = Ticker(lambda ns, name: reconcile.reconcile(deps, ns, name), config.progress_interval)
+    metrics.serve(config.metrics_port)
+    logger.info(
+        "starting namespaces=%s image=%s claim=%s mlflow=%s s3=%s interval=%s",
+        ",".join(config.namespaces) or "*",
+        config.trainer_image,
+        config.claim_name,
+        config.mlflow_tracking_uri,
+        config.s3_endpoint,
+        config.progress_interval,
+    )
+    handlers.run(deps, ticker, config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Preflight checks the CRD's CEL rules cannot express, because they need the cluster.
+
+Run before a version is allocated: the base version exists and is verified, the claim exists,
+the MinIO credentials Secret exists. A failure names the missing thing and the fix; the
+RetrainJob then goes straight to Failed without using a version number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from retrainer_operator import versions
+from retrainer_operator.conditions import Reason
+from retrainer_operator.config import OperatorConfig
+
+__all__ = ["CheckFailure", "Preflight", "PreflightClient", "preflight"]
+
+
+class PreflightClient(versions.ConfigMapClient, Protocol):
+    """What the checks read from the cluster (kube.Cluster implements it)."""
+
+    def claim_exists(self, namespace: str, name: str) -> bool: ...
+
+    def secret_exists(self, namespace: str, name: str) -> bool: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckFailure:
+    """Why a RetrainJob cannot start: a CamelCase reason and a message with the fix."""
+
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Preflight:
+    """The checks passed; `base_version` is the resolved spec.baseModel.version (if any)."""
+
+    base_version: int | None
+
+
+def preflight(
+    client: PreflightClient, body: Mapping[str, Any], config: OperatorConfig
+) -> Preflight | CheckFailure:
+    """Check what the RetrainJob `body` needs from the cluster; resolve its base version."""
+    namespace = body["metadata"]["namespace"]
+    spec = body.get("spec") or {}
+    model = spec["model"]
+
+    claim = (spec.get("storage") or {}).get("claimName") or config.claim_name
+    if not client.claim_exists(namespace, claim):
+        return CheckFailure(
+            Reason.CLAIM_NOT_FOUND,
+            f"PersistentVolumeClaim {claim!r} not found in namespace {namespace!r}: create it, "
+            "or set spec.storage.claimName to an existing claim",
+        )
+    if not client.secret_exists(namespace, config.s3_secret_name):
+        return CheckFailure(
+            Reason.SECRET_NOT_FOUND,
+            f"Secret {config.s3_secret_name!r} (keys accessKey, secretKey: the MinIO "
+            f"credentials) not found in namespace {namespace!r}: create it there",
+        )
+
+    requested = (spec.get("baseModel") or {}).get("version")
+    base_version: int | None = None
+    if requested is not None:
+        base_version = versions.resolve_base(client, namespace, model, str(requested))
+        if base_version is None:
+            which = (
+                "no Succeeded and verified version exists yet"
+                if requested == "latest"
+                else f"version {requested} does not exist or is not Succeeded and verified"
+            )
+            return CheckFailure(
+                Reason.BASE_MODEL_NOT_FOUND,
+                f"spec.baseModel.version={requested!r}: {which} for model {model!r} in "
+                f"namespace {namespace!r}; train one first (baseModel.architecture or uri)",
+            )
+    return Preflight(base_version)

@@ -1,0 +1,97 @@
+"""The Kopf layer: the only module importing kopf. Each handler reads, calls, returns.
+
+All decisions live in `reconcile`; handlers only route triggers to it: a RetrainJob created
+or seen again after a restart, and any change of a training Job (found by our labels, mapped
+to its RetrainJob by the owner reference). The ticker covers progress and retries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from retrainer_operator import builders, reconcile
+from retrainer_operator.conditions import TERMINAL_PHASES
+from retrainer_operator.config import OperatorConfig
+from retrainer_operator.ticker import Ticker
+
+__all__ = ["build_registry", "run"]
+
+
+def _owner(meta: Mapping[str, Any]) -> str | None:
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == builders.KIND and ref.get("apiVersion", "").startswith(
+            builders.GROUP + "/"
+        ):
+            return str(ref.get("name"))
+    return None
+
+
+def build_registry(deps: reconcile.Deps, ticker: Ticker) -> kopf.OperatorRegistry:
+    """A registry with the operator's handlers bound to `deps` and `ticker`."""
+    registry = kopf.OperatorRegistry()
+
+    def step(namespace: str, name: str) -> None:
+        ticker.track(namespace, name)
+        phase = reconcile.reconcile(deps, namespace, name)
+        if phase is None or phase in TERMINAL_PHASES:
+            ticker.untrack(namespace, name)
+
+    @kopf.on.startup(registry=registry)
+    def retrainjob_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Bookkeeping in annotations: the CRD's status schema would prune Kopf's fields.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+            prefix=builders.GROUP
+        )
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=builders.GROUP, key="last-handled-configuration"
+        )
+        settings.persistence.finalizer = f"{builders.GROUP}/finalizer"
+        # We post our own Events per transition; Kopf's per-handler ones only on problems.
+        settings.posting.level = logging.WARNING
+        settings.execution.max_workers = 16
+        ticker.start()
+
+    @kopf.on.cleanup(registry=registry)
+    def retrainjob_cleanup(**_: Any) -> None:
+        ticker.stop()
+
+    @kopf.on.resume(builders.GROUP, builders.VERSION, builders.PLURAL, registry=registry)
+    @kopf.on.create(builders.GROUP, builders.VERSION, builders.PLURAL, registry=registry)
+    def retrainjob_create(
+        namespace: str | None, name: str, status: Mapping[str, Any], **_: Any
+    ) -> None:
+        if namespace and status.get("phase") not in TERMINAL_PHASES:
+            step(namespace, name)
+
+    @kopf.on.event(
+        "batch",
+        "v1",
+        "jobs",
+        labels={builders.LABEL_MANAGED_BY: builders.MANAGED_BY},
+        registry=registry,
+    )
+    def retrainjob_job_event(
+        namespace: str | None, meta: Mapping[str, Any], type: str, **_: Any
+    ) -> None:
+        owner = _owner(meta)
+        if namespace and owner is not None and type != "DELETED":
+            step(namespace, owner)
+
+    return registry
+
+
+def run(deps: reconcile.Deps, ticker: Ticker, config: OperatorConfig) -> None:
+    """Run Kopf standalone (no peering) until stopped."""
+    kopf.run(
+        registry=build_registry(deps, ticker),
+        standalone=True,
+        clusterwide=config.clusterwide,
+        namespaces=list(config.namespaces),
+        liveness_endpoint=(
+            f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None
+        ),
+    )

@@ -1,0 +1,241 @@
+"""Cluster access for the operator: the few Kubernetes calls it makes, as plain dicts.
+
+Responses are decoded from raw JSON (not the client's model classes), so the rest of the
+operator works on the same camelCase dicts as the manifests it builds. Creation is
+idempotent: a 409 on create means "already there", and the existing object is returned.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from retrainer_operator import builders
+from retrainer_operator.conditions import now_iso
+from retrainer_operator.versions import Conflict
+
+__all__ = ["Cluster", "load_api_client"]
+
+logger = logging.getLogger(__name__)
+COMPONENT = "retrainer-operator"
+
+
+def load_api_client() -> kubernetes.client.ApiClient:
+    """An ApiClient from the in-cluster service account, else from KUBECONFIG."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(client_configuration=configuration)
+    # Many RetrainJobs reconcile in parallel threads: allow as many pooled connections.
+    configuration.connection_pool_maxsize = 32
+    return kubernetes.client.ApiClient(configuration)
+
+
+def _decode(response: Any) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(response.data)
+    return data
+
+
+def _body(manifest: Mapping[str, Any]) -> Any:
+    # The client accepts plain dicts as bodies; its stubs only name the model classes.
+    return dict(manifest)
+
+
+def _missing(error: ApiException) -> bool:
+    return error.status == 404
+
+
+class Cluster:
+    """The operator's Kubernetes calls; every method returns plain dicts."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+        self.api_client = api_client
+        self.core = kubernetes.client.CoreV1Api(api_client)
+        self.batch = kubernetes.client.BatchV1Api(api_client)
+        self.custom = kubernetes.client.CustomObjectsApi(api_client)
+        self.host = socket.gethostname()
+
+    # ---- RetrainJobs ----------------------------------------------------------------------
+
+    def read_retrainjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _decode(
+                self.custom.get_namespaced_custom_object(
+                    builders.GROUP,
+                    builders.VERSION,
+                    namespace,
+                    builders.PLURAL,
+                    name,
+                    _preload_content=False,
+                )
+            )
+        except ApiException as error:
+            if _missing(error):
+                return None
+            raise
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Merge-patch the status subresource (lists such as conditions are replaced whole)."""
+        self.custom.patch_namespaced_custom_object_status(
+            builders.GROUP,
+            builders.VERSION,
+            namespace,
+            builders.PLURAL,
+            name,
+            {"status": dict(status)},
+            _preload_content=False,
+        )
+
+    def patch_annotations(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            builders.GROUP,
+            builders.VERSION,
+            namespace,
+            builders.PLURAL,
+            name,
+            {"metadata": {"annotations": dict(annotations)}},
+            _preload_content=False,
+        )
+
+    # ---- Jobs and pods --------------------------------------------------------------------
+
+    def create_job(self, manifest: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create the Job; (job, True) when created now, (existing job, False) on 409."""
+        meta = manifest["metadata"]
+        try:
+            created = _decode(
+                self.batch.create_namespaced_job(
+                    meta["namespace"], _body(manifest), _preload_content=False
+                )
+            )
+            return created, True
+        except ApiException as error:
+            if error.status != 409:
+                raise
+        existing = self.read_job(meta["namespace"], meta["name"])
+        if existing is None:  # deleted between our create and read: let the caller retry
+            raise RuntimeError(f"Job {meta['namespace']}/{meta['name']} conflicted then vanished")
+        return existing, False
+
+    def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _decode(self.batch.read_namespaced_job(name, namespace, _preload_content=False))
+        except ApiException as error:
+            if _missing(error):
+                return None
+            raise
+
+    def list_job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        items = _decode(
+            self.core.list_namespaced_pod(
+                namespace, label_selector=f"job-name={job_name}", _preload_content=False
+            )
+        ).get("items", [])
+        return list(items)
+
+    # ---- preflight ------------------------------------------------------------------------
+
+    def claim_exists(self, namespace: str, name: str) -> bool:
+        try:
+            self.core.read_namespaced_persistent_volume_claim(
+                name, namespace, _preload_content=False
+            )
+        except ApiException as error:
+            if _missing(error):
+                return False
+            raise
+        return True
+
+    def secret_exists(self, namespace: str, name: str) -> bool:
+        try:
+            self.core.read_namespaced_secret(name, namespace, _preload_content=False)
+        except ApiException as error:
+            if _missing(error):
+                return False
+            raise
+        return True
+
+    # ---- the version ledger (versions.ConfigMapClient) -----------------------------------
+
+    def read_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _decode(
+                self.core.read_namespaced_config_map(name, namespace, _preload_content=False)
+            )
+        except ApiException as error:
+            if _missing(error):
+                return None
+            raise
+
+    def create_configmap(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return _decode(
+                self.core.create_namespaced_config_map(
+                    namespace, _body(body), _preload_content=False
+                )
+            )
+        except ApiException as error:
+            if error.status == 409:
+                raise Conflict(str(error.reason)) from error
+            raise
+
+    def replace_configmap(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return _decode(
+                self.core.replace_namespaced_config_map(
+                    name, namespace, _body(body), _preload_content=False
+                )
+            )
+        except ApiException as error:
+            if error.status == 409:
+                raise Conflict(str(error.reason)) from error
+            raise
+
+    # ---- events ---------------------------------------------------------------------------
+
+    def emit_event(
+        self, body: Mapping[str, Any], reason: str, message: str, warning: bool = False
+    ) -> None:
+        """A core/v1 Event on the RetrainJob; failures are logged, never raised."""
+        meta = body["metadata"]
+        now = now_iso()
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": builders.API_VERSION,
+                "kind": builders.KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": COMPONENT, "host": self.host},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self.host,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(
+                meta["namespace"], _body(event), _preload_content=False
+            )
+        except ApiException as error:
+            logger.warning(
+                "event not posted reason=%s status=%s object=%s/%s",
+                reason,
+                error.status,
+                meta["namespace"],
+                meta["name"],
+            )

@@ -1,0 +1,134 @@
+"""A small MLflow REST client: find a RetrainJob's run by tag and read its artifacts.
+
+The operator needs three calls (experiment by name, run search, one artifact), so it speaks the
+REST API over urllib instead of importing mlflow: faster start, smaller memory, fewer pins.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+
+from retrainer_operator import locations
+
+__all__ = ["MlflowError", "MlflowRest", "Run"]
+
+TIMEOUT = 15.0
+
+
+class MlflowError(RuntimeError):
+    """MLflow answered with an error or could not be reached (transient: retry later)."""
+
+
+class Run:
+    """The parts of an MLflow run the operator reads."""
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        info, data = raw.get("info") or {}, raw.get("data") or {}
+        self.run_id: str = info.get("run_id", "")
+        self.experiment_id: str = str(info.get("experiment_id", ""))
+        self.artifact_uri: str = info.get("artifact_uri", "")
+        self.status: str = info.get("status", "")
+        self.metrics: dict[str, float] = {
+            m["key"]: float(m["value"]) for m in data.get("metrics") or [] if "key" in m
+        }
+        self.params: dict[str, str] = {
+            p["key"]: str(p.get("value", "")) for p in data.get("params") or [] if "key" in p
+        }
+        self.tags: dict[str, str] = {
+            t["key"]: str(t.get("value", "")) for t in data.get("tags") or [] if "key" in t
+        }
+
+
+class MlflowRest:
+    """MLflow's REST API at `tracking_uri`, plus MinIO for s3:// artifact roots."""
+
+    def __init__(self, tracking_uri: str, store: locations.ObjectStore | None) -> None:
+        self.base = tracking_uri.rstrip("/")
+        self.store = store
+
+    def _call(
+        self, method: str, path: str, payload: Mapping[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        url = f"{self.base}{path}"
+        data = json.dumps(payload).encode() if payload is not None else None
+        request = urllib.request.Request(
+            url, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+                body: dict[str, Any] = json.loads(response.read() or b"{}")
+                return body
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return None
+            raise MlflowError(f"MLflow {method} {path}: HTTP {error.code}") from error
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            raise MlflowError(f"MLflow {method} {path}: {error}") from error
+
+    def experiment_id(self, name: str) -> str | None:
+        query = urllib.parse.urlencode({"experiment_name": name})
+        answer = self._call("GET", f"/api/2.0/mlflow/experiments/get-by-name?{query}")
+        if not answer:
+            return None
+        return str(answer.get("experiment", {}).get("experiment_id", "")) or None
+
+    def find_run(self, experiment: str, uid: str) -> Run | None:
+        """The run tagged retrainer.uid=<uid> in `experiment` (by name), or None."""
+        experiment_id = self.experiment_id(experiment)
+        if experiment_id is None:
+            return None
+        uid_filter = uid.replace("'", "")
+        answer = self._call(
+            "POST",
+            "/api/2.0/mlflow/runs/search",
+            {
+                "experiment_ids": [experiment_id],
+                "filter": f"tags.`retrainer.uid` = '{uid_filter}'",
+                "max_results": 1,
+            },
+        )
+        runs = (answer or {}).get("runs") or []
+        return Run(runs[0]) if runs else None
+
+    def read_artifact(self, run: Run, path: str) -> bytes | None:
+        """The bytes of artifact `path` of `run` (None: not there)."""
+        root = run.artifact_uri.rstrip("/")
+        if root.startswith("s3://"):
+            if self.store is None:
+                raise MlflowError("artifact root is s3:// but no MinIO client is configured")
+            bucket, prefix = locations.parse_s3_uri(f"{root}/{path}")
+            try:
+                response = self.store.get_object(bucket, prefix)
+            except Exception as error:  # minio's S3Error: NoSuchKey means "not there"
+                if getattr(error, "code", "") in ("NoSuchKey", "NoSuchBucket"):
+                    return None
+                raise MlflowError(f"read {root}/{path}: {error}") from error
+            try:
+                content: bytes = response.read()
+                return content
+            finally:
+                response.close()
+                response.release_conn()
+        if root.startswith("mlflow-artifacts:"):
+            # Proxied artifacts: /api/2.0/mlflow-artifacts/artifacts/<path under the root>.
+            rel = urllib.parse.urlparse(root).path.lstrip("/")
+            url = f"{self.base}/api/2.0/mlflow-artifacts/artifacts/{rel}/{path}"
+            try:
+                with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+                    proxied: bytes = response.read()
+                    return proxied
+            except urllib.error.HTTPError as error:
+                if error.code == 404:
+                    return None
+                raise MlflowError(f"read {url}: HTTP {error.code}") from error
+            except (urllib.error.URLError, OSError) as error:
+                raise MlflowError(f"read {url}: {error}") from error
+        raise MlflowError(f"unsupported artifact root {root!r} (expected s3:// on MinIO)")
+
+    def run_url(self, run: Run) -> str:
+        return f"{self.base}/#/experiments/{run.experiment_id}/runs/{run.run_id}"

@@ -1,0 +1,298 @@
+"""The reconciler: from a RetrainJob and what the cluster shows, the next whole status.
+
+Every trigger (create, resume after a restart, a training Job event, the progress ticker)
+calls `reconcile(deps, namespace, name)`. It re-reads the RetrainJob, does the one next step
+(checks + version + Job, or observe the Job, or verify), computes the whole new status and
+patches it once if it changed, with an Event per condition transition. Each step is
+idempotent, so an operator killed at any moment converges to one Job and one version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from retrainer_operator import checks, locations, metrics, progress, versions
+from retrainer_operator.builders import GROUP, build_job_spec
+from retrainer_operator.conditions import (
+    ACCEPTED,
+    COMPLETE,
+    FAILED,
+    RUNNING,
+    VERIFIED,
+    Reason,
+    get_condition,
+    is_terminal,
+    now_iso,
+    set_condition,
+    with_phase,
+)
+from retrainer_operator.config import OperatorConfig
+from retrainer_operator.kube import Cluster
+from retrainer_operator.mlflow_rest import MlflowError, MlflowRest
+from retrainer_operator.progress import JobState
+from retrainer_operator.verification import parse_manifest, verify_manifest
+
+__all__ = ["ATTEMPTS_ANNOTATION", "Deps", "Locks", "reconcile"]
+
+logger = logging.getLogger("retrainer.operator")
+ATTEMPTS_ANNOTATION = f"{GROUP}/attempt-pods"
+# How long a finished Job may lack a readable manifest before the RetrainJob fails.
+MANIFEST_GRACE_SECONDS = 300.0
+
+
+class Locks:
+    """One lock per RetrainJob, so two triggers never reconcile the same object at once."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+
+    @contextlib.contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            yield
+
+    def forget(self, key: str) -> None:
+        with self._guard:
+            self._locks.pop(key, None)
+
+
+@dataclasses.dataclass
+class Deps:
+    """What the reconciler talks to; built once in __main__."""
+
+    config: OperatorConfig
+    cluster: Cluster
+    mlflow: MlflowRest
+    store: locations.ObjectStore | None
+    locks: Locks = dataclasses.field(default_factory=Locks)
+
+
+@dataclasses.dataclass
+class _Step:
+    """The status being built, plus what to do besides patching it."""
+
+    status: dict[str, Any]
+    generation: int | None
+    annotations: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def cond(self, type_: str, value: bool | None, reason: str, message: str) -> None:
+        self.status = set_condition(self.status, type_, value, reason, message, self.generation)
+
+    def fail(self, reason: str, message: str) -> None:
+        if get_condition(self.status, RUNNING):
+            self.cond(RUNNING, False, reason, "training stopped")
+        self.cond(FAILED, True, reason, message)
+        self.status.setdefault("completionTime", now_iso())
+
+
+def _experiment(spec: Mapping[str, Any]) -> str:
+    return str((spec.get("mlflow") or {}).get("experiment") or spec["model"])
+
+
+def _start(deps: Deps, body: Mapping[str, Any], step: _Step) -> dict[str, Any] | None:
+    """Checks, version, Job: returns the Job, or None when the RetrainJob failed its checks."""
+    meta, spec = body["metadata"], body["spec"]
+    ns, uid, model = meta["namespace"], meta["uid"], spec["model"]
+    allocation = versions.find(deps.cluster, ns, model, uid)
+    if allocation is None:
+        outcome = checks.preflight(deps.cluster, body, deps.config)
+        if isinstance(outcome, checks.CheckFailure):
+            step.cond(ACCEPTED, False, outcome.reason, outcome.message)
+            step.fail(outcome.reason, outcome.message)
+            return None
+        allocation = versions.allocate(
+            deps.cluster, ns, model, uid, meta["name"], outcome.base_version
+        )
+    manifest = build_job_spec(body, allocation.version, allocation.base_version, deps.config)
+    job, created = deps.cluster.create_job(manifest)
+    if created:
+        metrics.RUNS_STARTED.inc()
+    name = manifest["metadata"]["name"]
+    step.status["version"] = allocation.version
+    step.status["jobName"] = name
+    step.status.setdefault(
+        "startTime", (job.get("metadata") or {}).get("creationTimestamp") or now_iso()
+    )
+    base = f" from version {allocation.base_version}" if allocation.base_version else ""
+    step.cond(ACCEPTED, True, Reason.JOB_CREATED, f"version {allocation.version}{base}: Job {name}")
+    return job
+
+
+def _job(deps: Deps, body: Mapping[str, Any], step: _Step) -> dict[str, Any] | None:
+    status = step.status
+    if status.get("version") is None or not status.get("jobName"):
+        return _start(deps, body, step)
+    job = deps.cluster.read_job(body["metadata"]["namespace"], status["jobName"])
+    if job is None:
+        if (get_condition(status, COMPLETE) or {}).get("status") == "True":
+            # Gone after it completed (TTL) while verification waits: never train again.
+            return {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+        # Deleted before it finished (by hand): recreate it, same name, same version.
+        return _start(deps, body, step)
+    return job
+
+
+def _progress(deps: Deps, body: Mapping[str, Any], step: _Step) -> None:
+    """Progress from the MLflow run (best effort: MLflow down only delays it)."""
+    spec = body["spec"]
+    try:
+        run = deps.mlflow.find_run(_experiment(spec), body["metadata"]["uid"])
+    except MlflowError as error:
+        logger.info("progress unavailable: %s", error)
+        return
+    if run is None:
+        return
+    current = progress.progress_from_run(run.metrics, run.params, spec)
+    if current is not None:
+        step.status["progress"] = current
+    latest = progress.metrics_from_run(run.metrics)
+    if latest:
+        step.status["metrics"] = latest
+
+
+def _age_seconds(iso: str | None) -> float:
+    if not iso:
+        return 0.0
+    then = datetime.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    return (datetime.datetime.now(datetime.UTC) - then).total_seconds()
+
+
+def _verify(deps: Deps, body: Mapping[str, Any], step: _Step, pods: list[Any]) -> None:
+    meta, spec, status = body["metadata"], body["spec"], step.status
+    version = int(status["version"])
+    raw: bytes | str | None = None
+    run = None
+    try:
+        run = deps.mlflow.find_run(_experiment(spec), meta["uid"])
+        if run is not None:
+            raw = deps.mlflow.read_artifact(run, "manifest.json")
+    except MlflowError as error:
+        logger.warning("manifest unavailable, will retry: %s", error)
+    manifest = parse_manifest(raw) or parse_manifest(progress.termination_message(pods))
+    if manifest is None:
+        completed = get_condition(status, COMPLETE) or {}
+        waited = _age_seconds(completed.get("lastTransitionTime"))
+        if waited < MANIFEST_GRACE_SECONDS:
+            step.cond(VERIFIED, None, Reason.VERIFYING, "waiting for the trainer's manifest")
+            return
+        message = "no manifest.json in the MLflow run nor in the termination message"
+        step.cond(VERIFIED, False, Reason.MANIFEST_NOT_FOUND, message)
+        step.fail(Reason.MANIFEST_NOT_FOUND, message)
+        return
+    outcome = verify_manifest(manifest, version, deps.store)
+    status.update(outcome.fields)
+    if run is not None:
+        mlflow_status = dict(status.get("mlflow") or {})
+        mlflow_status.setdefault("runId", run.run_id)
+        mlflow_status.setdefault("experimentId", run.experiment_id)
+        mlflow_status.setdefault("runUrl", deps.mlflow.run_url(run))
+        status["mlflow"] = mlflow_status
+        final = progress.progress_from_run(run.metrics, run.params, spec)
+        if final is not None:
+            status["progress"] = final
+    if not outcome.verified:
+        metrics.VERIFICATION_FAILURES.inc()
+        step.cond(VERIFIED, False, Reason.VERIFICATION_FAILED, outcome.message)
+        step.fail(Reason.VERIFICATION_FAILED, outcome.message)
+        return
+    production: Mapping[str, Any] = next(
+        (a for a in status["artifacts"] if a.get("name") == locations.PRODUCTION), {}
+    )
+    model = spec["model"]
+    versions.mark_verified(
+        deps.cluster, meta["namespace"], model, version, str(production.get("sha256", ""))
+    )
+    checked = len(status["verification"]["checks"])
+    step.cond(VERIFIED, True, Reason.VERIFIED, f"version {version}: {checked} checks passed")
+    status.setdefault("completionTime", now_iso())
+
+
+def _observe(deps: Deps, body: Mapping[str, Any], step: _Step, job: Mapping[str, Any]) -> None:
+    meta, status = body["metadata"], step.status
+    pods = deps.cluster.list_job_pods(meta["namespace"], status["jobName"])
+    seen_raw = (meta.get("annotations") or {}).get(ATTEMPTS_ANNOTATION, "")
+    seen = [s for s in seen_raw.split(",") if s]
+    ids = progress.attempt_ids(pods, seen)
+    if ids != sorted(seen):
+        step.annotations[ATTEMPTS_ANNOTATION] = ",".join(ids)
+    status["attempts"] = len(ids)
+
+    observed = progress.observe_job(job)
+    if observed.state is JobState.COMPLETE:
+        step.cond(RUNNING, False, Reason.TRAINING_COMPLETE, "training pod finished")
+        step.cond(COMPLETE, True, Reason.TRAINING_COMPLETE, "training Job complete")
+        _verify(deps, body, step, pods)
+    elif observed.state is JobState.FAILED:
+        raw = progress.termination_message(pods)
+        message = progress.failure_message(raw) if raw else ""
+        message = message or observed.message or "training Job failed"
+        step.fail(observed.reason, message)
+    elif observed.state is JobState.SUSPENDED:
+        step.cond(RUNNING, False, Reason.JOB_SUSPENDED, "Job suspended: waiting for admission")
+    elif observed.state is JobState.RUNNING or progress.any_pod_running(pods):
+        attempt = max(len(ids), 1)
+        step.cond(RUNNING, True, Reason.POD_RUNNING, f"training (attempt {attempt})")
+        _progress(deps, body, step)
+
+
+def _events(
+    deps: Deps, body: Mapping[str, Any], old: Mapping[str, Any], new: Mapping[str, Any]
+) -> None:
+    """One Event per condition whose status or reason changed."""
+    for cond in new.get("conditions") or []:
+        before = get_condition(old, cond["type"]) or {}
+        if (before.get("status"), before.get("reason")) == (cond["status"], cond.get("reason")):
+            continue
+        if cond["status"] != "True" and cond["type"] != VERIFIED:
+            continue  # "stopped running" is implied by the Complete/Failed events
+        warning = cond["type"] == FAILED or (cond["type"] == VERIFIED and cond["status"] == "False")
+        deps.cluster.emit_event(
+            body, cond.get("reason") or cond["type"], cond.get("message", ""), warning
+        )
+
+
+def reconcile(deps: Deps, namespace: str, name: str) -> str | None:
+    """Bring RetrainJob namespace/name one step forward; return its phase (None: gone)."""
+    key = f"{namespace}/{name}"
+    with deps.locks.hold(key), metrics.RECONCILE_SECONDS.time():
+        body = deps.cluster.read_retrainjob(namespace, name)
+        if body is None:
+            deps.locks.forget(key)
+            return None
+        old: dict[str, Any] = dict(body.get("status") or {})
+        if is_terminal(old):
+            return str(old.get("phase"))
+        generation = body["metadata"].get("generation")
+        step = _Step(dict(old), generation)
+        job = _job(deps, body, step)
+        if job is not None:
+            _observe(deps, body, step, job)
+        new = with_phase(step.status, generation)
+        if step.annotations:
+            deps.cluster.patch_annotations(namespace, name, step.annotations)
+        if new != old:
+            deps.cluster.patch_status(namespace, name, new)
+            _events(deps, body, old, new)
+            if new.get("phase") != old.get("phase"):
+                logger.info(
+                    "transition retrainjob=%s phase=%s->%s version=%s",
+                    key,
+                    old.get("phase", "-"),
+                    new["phase"],
+                    new.get("version"),
+                )
+                if new["phase"] == "Succeeded":
+                    metrics.RUNS_SUCCEEDED.inc()
+                elif new["phase"] == "Failed":
+                    reason = (get_condition(new, FAILED) or {}).get("reason", "")
+                    metrics.RUNS_FAILED.labels(reason=reason).inc()
+        return str(new.get("phase"))

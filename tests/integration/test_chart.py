@@ -1,0 +1,304 @@
+"""The Helm chart as rendered: it lints, renders what config.md fixes (names, env, RBAC,
+labels) for the defaults and each value file, rejects bad values with a message naming them,
+documents and types every value, and carries an exact copy of the CRD.
+
+These need helm but no cluster; test_chart_install.py covers the chart in the real world.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import pytest
+import yaml
+from chart_support import (
+    CHART,
+    ROOT,
+    VALUES_DIR,
+    HelmRunner,
+    find,
+    render,
+    values_file_args,
+)
+
+pytestmark = pytest.mark.integration
+
+VALUE_FILES = [None, *sorted(p.stem for p in VALUES_DIR.glob("*.yaml"))]
+SECRET = "minio-credentials"
+LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/part-of",
+)
+# (apiGroup, resource) -> verbs: the operator's needs as config.md lists them.
+NAMESPACED_NEEDS = {
+    ("retrainer.dev", "retrainjobs"): {"get", "list", "watch", "patch"},
+    ("retrainer.dev", "retrainjobs/status"): {"get", "patch", "update"},
+    ("batch", "jobs"): {"get", "list", "watch", "create"},
+    ("", "pods"): {"get", "list", "watch"},
+    ("", "events"): {"create", "patch"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+    ("", "configmaps"): {"get", "list", "watch", "create", "update", "patch"},
+    ("", "persistentvolumeclaims"): {"get"},
+    ("", "secrets"): {"get"},
+}
+CLUSTER_NEEDS = {
+    **NAMESPACED_NEEDS,
+    ("", "namespaces"): {"list", "watch"},
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch", "get"},
+}
+
+
+def rules_granted(rules: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in rules:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    return granted
+
+
+def config_map_data(objects: Sequence[Mapping[str, Any]]) -> Mapping[str, str]:
+    (config,) = find(objects, "ConfigMap")
+    data: Mapping[str, str] = config["data"]
+    return data
+
+
+# -- rendering, no cluster needed -------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", VALUE_FILES)
+def test_chart_lints_clean_with_defaults_and_each_values_file(
+    helm: HelmRunner, values: str
+) -> None:
+    result = helm("lint", "--strict", str(CHART), *values_file_args(values))
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("values", VALUE_FILES)
+def test_every_rendered_object_carries_the_recommended_labels(
+    helm: HelmRunner, values: str
+) -> None:
+    objects = render(helm, *values_file_args(values))
+    for obj in objects:
+        if obj["kind"] == "CustomResourceDefinition":
+            continue  # a verbatim copy of crds/, labelled there
+        labels = obj["metadata"].get("labels", {})
+        missing = [label for label in LABELS if label not in labels]
+        assert missing == [], f"{obj['kind']}/{obj['metadata']['name']} lacks {missing}"
+
+
+def test_defaults_render_the_operator_config_with_the_documented_defaults(helm: HelmRunner) -> None:
+    objects = render(helm)
+    assert config_map_data(objects) == {
+        "RETRAINER_TRAINER_IMAGE": "ghcr.io/retrainer/trainer:0.1.0",
+        "RETRAINER_CLAIM_NAME": "retrainer-models",
+        "RETRAINER_STORAGE_ROOT": "/var/lib/retrainer",
+        "RETRAINER_MLFLOW_TRACKING_URI": "http://retrainer-mlflow:5000",
+        "RETRAINER_S3_ENDPOINT": "http://retrainer-minio:9000",
+        "RETRAINER_S3_SECRET_NAME": SECRET,
+        "RETRAINER_NAMESPACES": "",
+        "RETRAINER_TRAINER_SERVICE_ACCOUNT": "retrainer-trainer",
+        "RETRAINER_METRICS_PORT": "8080",
+        "RETRAINER_HEALTH_PORT": "8081",
+        "RETRAINER_PROGRESS_INTERVAL": "10",
+        "RETRAINER_LOG_FORMAT": "json",
+    }
+    (trainer_sa,) = find(objects, "ServiceAccount", name="retrainer-trainer")
+    assert trainer_sa["automountServiceAccountToken"] is False
+    assert find(objects, "RoleBinding") == [] and find(objects, "Role") == []
+    assert find(objects, "PersistentVolumeClaim") == []
+    assert find(objects, "Secret") == []
+
+
+def test_operator_deployment_is_single_hardened_and_probed(helm: HelmRunner) -> None:
+    (deployment,) = find(render(helm), "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == "retrainer-operator"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["image"] == "ghcr.io/retrainer/operator:0.1.0"
+    assert container["securityContext"] == {
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"metrics": 8080, "health": 8081}
+    assert container["envFrom"] == [{"configMapRef": {"name": "retrainer-operator"}}]
+    credentials = {env["name"]: env["valueFrom"]["secretKeyRef"] for env in container["env"]}
+    assert credentials == {
+        "AWS_ACCESS_KEY_ID": {"name": SECRET, "key": "accessKey"},
+        "AWS_SECRET_ACCESS_KEY": {"name": SECRET, "key": "secretKey"},
+    }
+    assert container["resources"]["limits"]["memory"]
+
+
+def test_cluster_wide_mode_grants_exactly_the_documented_needs(helm: HelmRunner) -> None:
+    objects = render(helm)
+    (role,) = find(objects, "ClusterRole")
+    assert rules_granted(role["rules"]) == CLUSTER_NEEDS
+    (secret_rule,) = [rule for rule in role["rules"] if "secrets" in rule["resources"]]
+    assert secret_rule["resourceNames"] == [SECRET]
+    (binding,) = find(objects, "ClusterRoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "retrainer-operator", "namespace": "retrainer-system"}
+    ]
+
+
+def test_every_rbac_rule_is_commented(helm: HelmRunner) -> None:
+    for values in ([], values_file_args("namespaced")):
+        text = helm(
+            "template", "retrainer", str(CHART), "--show-only", "templates/rbac.yaml", *values
+        ).stdout
+        lines = text.splitlines()
+        rule_starts = [i for i, line in enumerate(lines) if line.strip().startswith("- apiGroups")]
+        assert rule_starts
+        for i in rule_starts:
+            assert lines[i - 1].strip().startswith("#"), f"uncommented rule: {lines[i]}"
+
+
+def test_namespaced_mode_grants_roles_only_in_the_watched_namespaces(helm: HelmRunner) -> None:
+    objects = render(helm, *values_file_args("namespaced"))
+    assert find(objects, "ClusterRole") == [] and find(objects, "ClusterRoleBinding") == []
+    roles = find(objects, "Role")
+    assert sorted(role["metadata"]["namespace"] for role in roles) == ["team-a", "team-b"]
+    for role in roles:
+        assert rules_granted(role["rules"]) == NAMESPACED_NEEDS
+    bindings = find(objects, "RoleBinding")
+    assert {b["subjects"][0]["namespace"] for b in bindings} == {"retrainer-system"}
+    assert config_map_data(objects)["RETRAINER_NAMESPACES"] == "team-a,team-b"
+    provisioned = {"retrainer-system", "team-a", "team-b"}
+    trainer_sas = find(objects, "ServiceAccount", name="retrainer-trainer")
+    assert {sa["metadata"]["namespace"] for sa in trainer_sas} == provisioned
+    claims = find(objects, "PersistentVolumeClaim", name="retrainer-models")
+    assert {claim["metadata"]["namespace"] for claim in claims} == provisioned
+    assert all(c["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for c in claims)
+
+
+def test_bundled_mode_points_the_operator_at_the_bundled_services(helm: HelmRunner) -> None:
+    objects = render(helm, *values_file_args("bundled"))
+    data = config_map_data(objects)
+    assert (
+        data["RETRAINER_MLFLOW_TRACKING_URI"] == "http://retrainer-mlflow.retrainer-system.svc:5000"
+    )
+    assert data["RETRAINER_S3_ENDPOINT"] == "http://retrainer-minio.retrainer-system.svc:9000"
+    deployments = {d["metadata"]["name"] for d in find(objects, "Deployment")}
+    assert deployments == {"retrainer-operator", "retrainer-minio", "retrainer-mlflow"}
+    services = {s["metadata"]["name"] for s in find(objects, "Service")}
+    assert services == {"retrainer-metrics", "retrainer-minio", "retrainer-mlflow"}
+    (secret,) = find(objects, "Secret", name=SECRET)
+    assert set(secret["data"]) == {"accessKey", "secretKey"}
+    (monitor,) = find(objects, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    (mlflow,) = find(objects, "Deployment", name="retrainer-mlflow")
+    args = mlflow["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--default-artifact-root=s3://mlflow" in args
+
+
+def test_external_values_reach_the_operator_config(helm: HelmRunner) -> None:
+    objects = render(helm, *values_file_args("external"))
+    data = config_map_data(objects)
+    assert data["RETRAINER_TRAINER_IMAGE"] == "registry.example.com/mlops/retrainer-trainer:0.1.0"
+    assert data["RETRAINER_CLAIM_NAME"] == "shared-models"
+    assert data["RETRAINER_STORAGE_ROOT"] == "/models"
+    assert data["RETRAINER_MLFLOW_TRACKING_URI"] == "https://mlflow.example.com"
+    assert data["RETRAINER_S3_ENDPOINT"] == "https://s3.example.com"
+    assert data["RETRAINER_S3_SECRET_NAME"] == "mlops-s3"
+    assert data["RETRAINER_LOG_FORMAT"] == "plain"
+    (role,) = find(objects, "ClusterRole")
+    (secret_rule,) = [rule for rule in role["rules"] if "secrets" in rule["resources"]]
+    assert secret_rule["resourceNames"] == ["mlops-s3"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "logFormat=yaml"], r"logFormat.*(json|plain)"),
+        (["--set", "replicas=2"], r"additional propert.*replicas"),
+        (["--set", "watchNamespaces[0]=Team_A"], r"watchNamespaces"),
+        (["--set", "metrics.port=80000"], r"metrics/port|metrics\.port"),
+        (["--set", "s3.credentials.create=true"], r"s3\.credentials\.accessKey"),
+    ],
+)
+def test_bad_value_is_rejected_with_a_message_naming_it(
+    helm: HelmRunner, args: list[str], message: str
+) -> None:
+    result = helm("template", "retrainer", str(CHART), *args, check=False)
+    assert result.returncode != 0
+    assert re.search(message, result.stderr, re.IGNORECASE | re.DOTALL), result.stderr
+
+
+# -- files, no helm needed -----------------------------------------------------------------
+
+
+def test_chart_crd_is_an_exact_copy_of_the_source_crd() -> None:
+    source = (ROOT / "crds" / "retrainer.dev_retrainjobs.yaml").read_text()
+    copy = (CHART / "crds" / "retrainer.dev_retrainjobs.yaml").read_text()
+    assert copy == source, "charts/retrainer/crds/ drifted from crds/: run `make crds-sync`"
+
+
+def documented_keys(text: str) -> dict[tuple[str, ...], bool]:
+    """Each mapping key of values.yaml by path -> whether a comment line sits right above it."""
+    keys: dict[tuple[str, ...], bool] = {}
+    stack: list[tuple[int, str]] = []
+    commented = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        match = re.match(r"^( *)([A-Za-z][A-Za-z0-9_]*):", line)
+        if stripped.startswith("#"):
+            commented = True
+            continue
+        if match:
+            indent = len(match.group(1))
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            stack.append((indent, match.group(2)))
+            keys[tuple(key for _, key in stack)] = commented
+        commented = False
+    return keys
+
+
+def schema_node(schema: Mapping[str, Any], path: Sequence[str]) -> Mapping[str, Any] | None:
+    node: Mapping[str, Any] | None = schema
+    for key in path:
+        if node is None or "properties" not in node:
+            return None
+        node = node["properties"].get(key)
+    return node
+
+
+def test_every_value_is_documented_and_typed_by_a_strict_schema() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    keys = documented_keys((CHART / "values.yaml").read_text())
+    for path, commented in keys.items():
+        parent = schema_node(schema, path[:-1])
+        if parent is None or "properties" not in parent:
+            continue  # inside a Kubernetes object passed through as is (securityContext, ...)
+        dotted = ".".join(path)
+        assert path[-1] in parent["properties"], f"{dotted} is not in values.schema.json"
+        assert parent.get("additionalProperties") is False, f"{dotted}'s parent allows any key"
+        assert commented, f"{dotted} has no comment in values.yaml"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def schema_paths(node: Mapping[str, Any], prefix: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+        for key, child in node.get("properties", {}).items():
+            yield (*prefix, key)
+            yield from schema_paths(child, (*prefix, key))
+
+    for path in schema_paths(schema, ()):
+        node: Any = values
+        for key in path:
+            assert isinstance(node, dict) and key in node, f"schema has {'.'.join(path)}"
+            node = node[key]

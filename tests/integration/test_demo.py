@@ -1,0 +1,57 @@
+"""`make demo` end to end: the world, the chart, the local operator, two trained versions.
+
+The heaviest test (real training twice); marked `demo` so it can be ordered last or deselected
+(`-m "integration and not demo"`). It runs the demo module as `make demo` does and then checks
+the cluster itself: two RetrainJobs Succeeded and verified, versions 1 and 2, v2 built on v1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from retrainer_world.world import World
+
+pytestmark = [pytest.mark.integration, pytest.mark.demo]
+
+REPO = Path(__file__).resolve().parents[2]
+# The demo's own budget is 10 minutes on 2 cores; leave room for a cold Ultralytics import.
+LIMIT_SECONDS = 900
+
+
+@pytest.mark.timeout(LIMIT_SECONDS + 60)
+def test_demo_trains_two_verified_versions(world: World) -> None:
+    env = {**os.environ, **world.env()}
+    proc = subprocess.run(
+        [sys.executable, "-m", "retrainer_world.demo"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=LIMIT_SECONDS,
+    )
+    assert proc.returncode == 0, f"demo failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-4000:]}"
+    assert "OK: shapes v1 verified" in proc.stdout
+    assert "OK: shapes v2 verified" in proc.stdout
+
+    kubectl = str(world.bin_dir / "kubectl")
+    listing = subprocess.run(
+        [kubectl, "get", "retrainjobs", "-n", "retrainer-demo", "-o", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    items = {i["metadata"]["name"]: i["status"] for i in json.loads(listing.stdout)["items"]}
+    assert set(items) == {"shapes-initial", "shapes-corrected"}
+    for status in items.values():
+        verified = {c["type"]: c["status"] for c in status["conditions"]}["Verified"]
+        assert status["phase"] == "Succeeded" and verified == "True"
+        assert status["verification"]["verified"] is True
+    assert items["shapes-initial"]["version"] == 1
+    assert items["shapes-corrected"]["version"] == 2
+    assert items["shapes-corrected"]["lineage"]["baseVersion"] == 1

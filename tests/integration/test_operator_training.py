@@ -1,0 +1,302 @@
+"""End to end with real training: the operator, the pod runner and the real trainer (CPU).
+
+Each test trains a tiny generated dataset (16 train / 8 val images, 64 px, 2-4 epochs) and
+checks what the operator recorded against what really exists on the claim and in MinIO.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from operator_support import (
+    CLAIM,
+    condition,
+    create,
+    event_reasons,
+    get,
+    jobs_of,
+    mlflow_json,
+    pods_of,
+    prepare_namespace,
+    retrainjob,
+    running_operator,
+    upload_dataset,
+    versions_ledger,
+    wait_for,
+    wait_phase,
+)
+from retrainer_operator import locations
+from retrainer_world.world import World
+
+pytestmark = pytest.mark.integration
+
+TRAIN_TIMEOUT = 420
+
+
+def claim_root(world: World, namespace: str) -> Path:
+    return world.state / "volumes" / namespace / CLAIM
+
+
+def assert_verified_version(
+    world: World, namespace: str, obj: dict[str, Any], version: int
+) -> None:
+    status = obj["status"]
+    assert status["phase"] == "Succeeded", status
+    assert status["version"] == version
+    assert condition(obj, "Verified")["status"] == "True"
+    assert condition(obj, "Complete")["status"] == "True"
+    assert status["verification"]["verified"] is True
+    artifacts = {a["name"]: a for a in status["artifacts"]}
+    assert set(artifacts) == set(locations.LOCATION_NAMES)
+    checks = status["verification"]["checks"]
+    assert all(c["ok"] for c in checks), checks
+    assert {"name": "mlflow", "by": "operator"}.items() <= next(
+        c for c in checks if c["by"] == "operator"
+    ).items()
+    # What the status says is really there: claim files and the MinIO object.
+    paths = locations.VersionPaths.for_version(claim_root(world, namespace), "shapes", version)
+    for name, path in paths.claim_files().items():
+        digest, size = locations.sha256_file(path)
+        assert (digest, size) == (artifacts[name]["sha256"], artifacts[name]["size"]), name
+    bucket, key = locations.parse_s3_uri(artifacts["mlflow"]["uri"])
+    digest, _ = locations.sha256_object(world.minio_client(), bucket, key)
+    assert digest == artifacts["mlflow"]["sha256"]
+    assert set(status["metrics"]) >= {"precision", "recall", "mAP50", "mAP50_95"}
+    assert status["mlflow"]["runId"]
+    assert status["completionTime"]
+
+
+@pytest.fixture
+def dataset(world: World, tmp_path: Path, namespace: str) -> str:
+    return upload_dataset(world, tmp_path, f"{namespace}/shapes")
+
+
+def test_a_run_succeeds_as_version_1_and_a_run_from_latest_becomes_version_2(
+    world: World,
+    namespace: str,
+    kube: client.ApiClient,
+    crd: object,
+    tmp_path: Path,
+    dataset: str,
+) -> None:
+    prepare_namespace(kube, namespace)
+    with running_operator(world, namespace, tmp_path) as operator:
+        create(kube, namespace, retrainjob("first", dataset))
+        first = wait_phase(
+            kube, namespace, "first", ("Succeeded", "Failed"), TRAIN_TIMEOUT, operator
+        )
+        create(kube, namespace, retrainjob("second", dataset, baseModel={"version": "latest"}))
+        second = wait_phase(
+            kube, namespace, "second", ("Succeeded", "Failed"), TRAIN_TIMEOUT, operator
+        )
+
+    assert_verified_version(world, namespace, first, 1)
+    assert first["status"]["jobName"] == "retrain-shapes-v1"
+    assert first["status"]["attempts"] == 1
+    assert first["status"]["progress"] == {"epoch": 2, "epochs": 2, "text": "2/2"}
+    reasons = event_reasons(kube, namespace, "first")
+    # Each transition once (Events carry second-precision times: compare without order).
+    assert sorted(reasons) == sorted(
+        ["JobCreated", "PodRunning", "TrainingComplete", "AllLocationsVerified"]
+    )
+
+    assert_verified_version(world, namespace, second, 2)
+    assert second["status"]["lineage"]["baseVersion"] == 1
+    assert len(jobs_of(kube, namespace, "first")) == len(jobs_of(kube, namespace, "second")) == 1
+    ledger = versions_ledger(kube, namespace, "shapes")
+    assert ledger["next"] == "3"
+
+
+def test_operator_killed_at_three_moments_still_makes_one_job_and_the_right_status(
+    world: World,
+    namespace: str,
+    kube: client.ApiClient,
+    crd: object,
+    tmp_path: Path,
+    dataset: str,
+) -> None:
+    prepare_namespace(kube, namespace)
+    with running_operator(world, namespace, tmp_path) as operator:
+        # Moment 1: while the RetrainJob is being accepted (checks, version, Job).
+        create(
+            kube,
+            namespace,
+            retrainjob(
+                "crashy",
+                dataset,
+                training={"epochs": 3, "imgsz": 64, "batch": 4, "extraArgs": {"workers": 0}},
+            ),
+        )
+        time.sleep(0.8)
+        operator.kill()
+        operator.start()
+        # Moment 2: while the pod trains.
+        wait_phase(kube, namespace, "crashy", ("Running",), TRAIN_TIMEOUT, operator)
+        operator.kill()
+        # Moment 3: training finishes while the operator is down; it verifies on restart.
+        wait_for(
+            "training Job complete",
+            lambda: bool(
+                (j := jobs_of(kube, namespace, "crashy"))
+                and any(
+                    c.type == "Complete" and c.status == "True"
+                    for c in (j[0].status.conditions or [])
+                )
+            ),
+            TRAIN_TIMEOUT,
+        )
+        operator.start()
+        obj = wait_phase(kube, namespace, "crashy", ("Succeeded", "Failed"), 120, operator)
+
+    assert_verified_version(world, namespace, obj, 1)
+    assert len(jobs_of(kube, namespace, "crashy")) == 1
+    assert obj["status"]["attempts"] == 1
+    assert versions_ledger(kube, namespace, "shapes")["next"] == "2"
+
+
+def test_a_bad_label_fails_naming_the_file_without_retries(
+    world: World,
+    namespace: str,
+    kube: client.ApiClient,
+    crd: object,
+    tmp_path: Path,
+) -> None:
+    from retrainer_world import shapes
+
+    folder = shapes.generate_dataset(tmp_path / "bad")
+    (folder / "labels" / "train" / "train_0003.txt").write_text("7 0.5 0.5 0.2 0.2\n")
+    shapes.upload_folder(world.minio_client(), "datasets", f"{namespace}/bad", folder)
+    prepare_namespace(kube, namespace)
+    with running_operator(world, namespace, tmp_path) as operator:
+        create(
+            kube,
+            namespace,
+            retrainjob("bad-label", f"s3://datasets/{namespace}/bad", retry={"backoffLimit": 3}),
+        )
+        obj = wait_phase(
+            kube, namespace, "bad-label", ("Succeeded", "Failed"), TRAIN_TIMEOUT, operator
+        )
+
+    failed = condition(obj, "Failed")
+    assert obj["status"]["phase"] == "Failed"
+    assert failed["reason"] == "BadInput"
+    assert "train_0003" in failed["message"]
+    assert obj["status"]["attempts"] == 1
+    assert len(pods_of(kube, namespace, obj["status"]["jobName"])) == 1
+    assert "BadInput" in event_reasons(kube, namespace, "bad-label")
+
+
+def test_an_evicted_pod_is_retried_without_using_the_backoff_limit_and_resumes(
+    world: World,
+    namespace: str,
+    kube: client.ApiClient,
+    crd: object,
+    tmp_path: Path,
+    dataset: str,
+) -> None:
+    prepare_namespace(kube, namespace)
+    core = client.CoreV1Api(kube)
+    epochs = 4
+    with running_operator(world, namespace, tmp_path) as operator:
+        create(
+            kube,
+            namespace,
+            retrainjob(
+                "evicted",
+                dataset,
+                retry={"backoffLimit": 0},
+                training={"epochs": epochs, "imgsz": 64, "batch": 4, "extraArgs": {"workers": 0}},
+            ),
+        )
+        wait_for(
+            "an epoch done",
+            lambda: (
+                ((get(kube, namespace, "evicted").get("status") or {}).get("progress") or {}).get(
+                    "epoch", 0
+                )
+                >= 1
+            ),
+            TRAIN_TIMEOUT,
+            operator,
+        )
+        job_name = get(kube, namespace, "evicted")["status"]["jobName"]
+        (pod,) = [p for p in pods_of(kube, namespace, job_name) if p.status.phase == "Running"]
+        core.create_namespaced_pod_eviction(
+            pod.metadata.name,
+            namespace,
+            {"metadata": {"name": pod.metadata.name, "namespace": namespace}},
+        )
+        obj = wait_phase(
+            kube, namespace, "evicted", ("Succeeded", "Failed"), TRAIN_TIMEOUT, operator
+        )
+
+    assert_verified_version(world, namespace, obj, 1)
+    assert obj["status"]["attempts"] == 2
+    job = client.BatchV1Api(kube).read_namespaced_job(job_name, namespace)
+    assert not job.status.failed  # the eviction did not count against backoffLimit 0
+    # Resumed from last.pt: every epoch was logged once, in one MLflow run.
+    run_id = obj["status"]["mlflow"]["runId"]
+    history = mlflow_json(
+        world, f"/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=epoch"
+    )["metrics"]
+    values = [m["value"] for m in history]
+    assert sorted(values) == sorted(set(values))
+    assert max(values) == epochs
+
+
+def test_an_object_corrupted_in_minio_before_verification_fails_verification(
+    world: World,
+    namespace: str,
+    kube: client.ApiClient,
+    crd: object,
+    tmp_path: Path,
+    dataset: str,
+) -> None:
+    prepare_namespace(kube, namespace)
+    with running_operator(world, namespace, tmp_path) as operator:
+        create(kube, namespace, retrainjob("corrupt", dataset))
+        wait_phase(kube, namespace, "corrupt", ("Running",), TRAIN_TIMEOUT, operator)
+        operator.kill()  # hold verification back while we corrupt the object
+        wait_for(
+            "training Job complete",
+            lambda: bool(
+                (j := jobs_of(kube, namespace, "corrupt"))
+                and any(
+                    c.type == "Complete" and c.status == "True"
+                    for c in (j[0].status.conditions or [])
+                )
+            ),
+            TRAIN_TIMEOUT,
+        )
+        uid = get(kube, namespace, "corrupt")["metadata"]["uid"]
+        experiment = mlflow_json(
+            world, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=shapes"
+        )["experiment"]["experiment_id"]
+        (run,) = mlflow_json(
+            world,
+            "/api/2.0/mlflow/runs/search",
+            {"experiment_ids": [experiment], "filter": f"tags.`retrainer.uid` = '{uid}'"},
+        )["runs"]
+        bucket, key = locations.parse_s3_uri(
+            locations.mlflow_weights_uri(run["info"]["artifact_uri"], 1)
+        )
+        import io
+
+        junk = hashlib.sha256(b"junk").digest() * 100
+        world.minio_client().put_object(bucket, key, io.BytesIO(junk), len(junk))
+        operator.start()
+        obj = wait_phase(kube, namespace, "corrupt", ("Succeeded", "Failed"), 120, operator)
+
+    assert obj["status"]["phase"] == "Failed"
+    failed = condition(obj, "Failed")
+    assert failed["reason"] == "VerificationFailed"
+    assert "mlflow" in failed["message"]
+    assert condition(obj, "Verified")["status"] == "False"
+    assert obj["status"]["verification"]["verified"] is False
+    bad = [c for c in obj["status"]["verification"]["checks"] if not c["ok"]]
+    assert [(c["name"], c["by"]) for c in bad] == [("mlflow", "operator")]

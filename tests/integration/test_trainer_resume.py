@@ -1,0 +1,57 @@
+"""Preemption: SIGTERM in the middle of training, then the next pod resumes from last.pt and
+keeps logging into the same MLflow run (the world's real MLflow, dataset on the claim)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+from retrainer_operator import locations
+from retrainer_world import shapes
+from retrainer_world.world import World
+from test_trainer_support import TINY, Claim, run_trainer, spec
+
+pytestmark = pytest.mark.integration
+
+
+def test_sigterm_during_epoch_2_of_4_resumes_from_the_checkpoint_in_one_mlflow_run(
+    world: World, tmp_path: Path
+) -> None:
+    claim = Claim(world, tmp_path / "claim", tmp_path / "work")
+    shapes.generate_dataset(claim.root / "datasets" / "shapes", seed=5)
+    model = f"resume-{claim.token}"
+    body = spec(
+        model, training={**TINY, "epochs": 4}, mlflow={"experiment": f"resume-{claim.token}"}
+    )
+    env = claim.env(body, 1)
+
+    def in_epoch_2(event: dict[str, Any]) -> bool:
+        return event.get("event") == "epoch" and event.get("epoch") == 1
+
+    first = run_trainer(env, stop_when=in_epoch_2)
+    assert first.rc == 143, first.explain()
+    paths = locations.VersionPaths.for_version(claim.root, model, 1)
+    assert paths.last_checkpoint.is_file()
+    assert not paths.production.exists(), "nothing goes to models/ for an unfinished version"
+    assert first.termination == {
+        "error": {"reason": "Preempted", "message": "SIGTERM received", "exitCode": 143}
+    }
+
+    second = run_trainer(env)
+    assert second.rc == 0, second.explain()
+    assert second.named("train.state")[0]["checkpoint"] == "resumable"
+    assert second.named("train.start")[0]["resume"] is True
+    assert [e["epoch"] for e in second.named("epoch")] == [2, 3, 4]
+    assert paths.production.is_file()
+
+    mlflow = MlflowClient(world.mlflow_uri)
+    run_ids = {e["runId"] for e in first.named("mlflow.run") + second.named("mlflow.run")}
+    assert len(run_ids) == 1
+    (run_id,) = run_ids
+    steps = sorted(m.step for m in mlflow.get_metric_history(run_id, "epoch"))
+    assert steps == [1, 2, 3, 4]
+    experiment = mlflow.get_experiment_by_name(f"resume-{claim.token}")
+    assert experiment is not None
+    assert len(mlflow.search_runs([experiment.experiment_id])) == 1

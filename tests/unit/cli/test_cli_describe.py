@@ -1,0 +1,93 @@
+"""`retrainer describe`: the sections an on-call person reads, from a RetrainJob dict."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from retrainer_operator import cli_describe
+
+NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.UTC)
+
+FAILED_JOB: dict[str, Any] = {
+    "metadata": {
+        "name": "shapes-v2",
+        "namespace": "team-a",
+        "generation": 1,
+        "creationTimestamp": "2026-11-27T11:50:00Z",
+    },
+    "spec": {
+        "model": "shapes",
+        "baseModel": {"version": "latest"},
+        "dataset": {"uri": "s3://datasets/shapes"},
+        "training": {"epochs": 3, "imgsz": 64},
+    },
+    "status": {
+        "observedGeneration": 1,
+        "phase": "Failed",
+        "version": 2,
+        "jobName": "retrain-shapes-v2",
+        "conditions": [
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": "VerificationFailed",
+                "message": "mlflow: sha256 mismatch",
+                "lastTransitionTime": "2026-11-27T11:59:00Z",
+            }
+        ],
+        "artifacts": [
+            {
+                "name": "production",
+                "uri": "pvc://retrainer-models/shapes/models/retrained_v2.pt",
+                "sha256": "ab" * 32,
+                "size": 5_500_000,
+            }
+        ],
+        "verification": {
+            "verified": False,
+            "checks": [
+                {"name": "production", "ok": True, "by": "trainer", "message": "sha256 matches"},
+                {"name": "mlflow", "ok": False, "by": "operator", "message": "sha256 mismatch"},
+            ],
+        },
+    },
+}
+
+EVENTS = [
+    {
+        "type": "Warning",
+        "reason": "VerificationFailed",
+        "message": "mlflow copy differs",
+        "lastTimestamp": "2026-11-27T11:59:30Z",
+        "source": {"component": "retrainer-operator"},
+        "count": 2,
+    }
+]
+
+
+def test_describe_shows_the_failure_reason_checks_and_events() -> None:
+    text = cli_describe.render_describe(FAILED_JOB, EVENTS, NOW)
+    assert "Phase:      Failed" in text
+    assert "Base model:   version latest" in text
+    conditions = text[text.index("Conditions:") : text.index("Artifacts:")]
+    assert "Failed   True     VerificationFailed   60s   mlflow: sha256 mismatch" in conditions
+    assert "production   abababababab   5.2 MiB   pvc://retrainer-models" in text
+    checks = text[text.index("Verification:") : text.index("Events:")]
+    assert "Verified:" in checks and "false" in checks
+    assert "mlflow       FAILED   operator   sha256 mismatch" in checks
+    assert (
+        "Warning   VerificationFailed   30s (x2)   retrainer-operator   mlflow copy differs" in text
+    )
+
+
+def test_describe_of_a_new_retrainjob_prints_none_markers_not_errors() -> None:
+    fresh = {"metadata": {"name": "new", "namespace": "a"}, "spec": {"model": "shapes"}}
+    text = cli_describe.render_describe(fresh, [], NOW)
+    assert "Phase:      Pending" in text
+    assert text.rstrip().endswith("<none>")  # no events yet
+
+
+def test_stale_status_is_flagged() -> None:
+    stale = {**FAILED_JOB, "metadata": {**FAILED_JOB["metadata"], "generation": 2}}
+    assert "Failed (stale)" in cli_describe.render_describe(stale, [], NOW)

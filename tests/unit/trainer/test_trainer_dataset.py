@@ -1,0 +1,64 @@
+"""Dataset validation reports every problem with its file and line, before any training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from retrainer_trainer import dataset
+from retrainer_trainer.errors import BadInput
+
+
+def problems_of(root: Path, work: Path) -> list[str]:
+    with pytest.raises(BadInput) as error:
+        dataset.make_working_copy(dataset.load(root), work)
+    assert error.value.exit_code == 3
+    return error.value.problems
+
+
+def test_generated_dataset_copies_and_counts(shapes_dataset: Path, tmp_path: Path) -> None:
+    layout = dataset.load(shapes_dataset)
+    assert layout.names == ("circle", "square", "triangle")
+    work = dataset.make_working_copy(layout, tmp_path / "work")
+    counts = dataset.counts(work, layout.names)
+    assert counts["train"]["samples"] == 6 and counts["val"]["samples"] == 3
+    per_class = counts["train"]["classes"]
+    assert sum(c["instances"] for c in per_class.values()) == counts["train"]["instances"] > 0
+    assert (work / "data.yaml").read_text().startswith(f"path: {work.resolve()}")
+
+
+def test_missing_data_yaml_is_reported(shapes_dataset: Path) -> None:
+    (shapes_dataset / "data.yaml").unlink()
+    with pytest.raises(BadInput, match=r"data\.yaml not found"):
+        dataset.load(shapes_dataset)
+
+
+def test_class_id_out_of_range_names_file_and_line(shapes_dataset: Path, tmp_path: Path) -> None:
+    label = shapes_dataset / "labels" / "train" / "train_0003.txt"
+    label.write_text(label.read_text() + "7 0.5 0.5 0.1 0.1\n")
+    line = len(label.read_text().splitlines())
+    problems = problems_of(shapes_dataset, tmp_path / "work")
+    assert problems == [
+        f"labels/train/train_0003.txt:{line}: class id 7 out of range "
+        "(data.yaml names has 3 classes: 0..2)"
+    ]
+
+
+def test_unnormalised_box_and_corrupt_image_are_both_reported(
+    shapes_dataset: Path, tmp_path: Path
+) -> None:
+    (shapes_dataset / "labels" / "val" / "val_0000.txt").write_text("0 12 0.5 0.1 0.1\n")
+    (shapes_dataset / "images" / "train" / "train_0001.png").write_bytes(b"\x89PNG not really")
+    problems = problems_of(shapes_dataset, tmp_path / "work")
+    assert any(
+        p.startswith("labels/val/val_0000.txt:1: coordinates must be normalised") for p in problems
+    )
+    assert any(p.startswith("images/train/train_0001.png: not a decodable image") for p in problems)
+
+
+def test_tree_sha256_is_stable_and_sees_one_changed_byte(shapes_dataset: Path) -> None:
+    before = dataset.tree_sha256(shapes_dataset)
+    assert dataset.tree_sha256(shapes_dataset) == before
+    label = shapes_dataset / "labels" / "train" / "train_0002.txt"
+    label.write_text(label.read_text().replace("0.", "1.", 1))
+    assert dataset.tree_sha256(shapes_dataset) != before

@@ -1,0 +1,62 @@
+"""`retrainer-train`: the training Job's entry point.
+
+Reads the environment into a Config, runs the pipeline, and turns the outcome into the exit
+code and termination message of docs/contract.md: 0 verified, 3 bad input (never retried),
+1 infrastructure (retried), 143 on SIGTERM (the next pod resumes from weights/last.pt).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from types import FrameType
+
+from retrainer_trainer import config as config_module
+from retrainer_trainer import logs, manifest
+from retrainer_trainer.errors import EXIT_INFRA, EXIT_OK, EXIT_PREEMPTED, Preempted, TrainerError
+
+__all__ = ["main"]
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Preempted()
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    env = dict(os.environ)
+    termination = env.get("RETRAINER_TERMINATION_MESSAGE_PATH") or None
+    termination_path = Path(termination) if termination else None
+    try:
+        config = config_module.from_env(env)
+        from retrainer_trainer import pipeline  # heavy imports only once the input is sane
+
+        document = pipeline.run(config)
+    except Preempted:
+        logs.event("preempted", message="SIGTERM: stopping; a new pod resumes from last.pt")
+        manifest.write_termination(
+            termination_path, manifest.failure("Preempted", "SIGTERM received", EXIT_PREEMPTED)
+        )
+        return EXIT_PREEMPTED
+    except TrainerError as error:
+        logs.event("failed", reason=error.reason, exitCode=error.exit_code, message=str(error))
+        manifest.write_termination(
+            termination_path, manifest.failure(error.reason, str(error), error.exit_code)
+        )
+        return error.exit_code
+    except Exception as error:  # a crash is infrastructure until proven otherwise: retry
+        logs.event("crashed", error=f"{type(error).__name__}: {error}")
+        traceback.print_exc(file=sys.stderr)
+        manifest.write_termination(
+            termination_path, manifest.failure("Crashed", f"{type(error).__name__}: {error}", 1)
+        )
+        return EXIT_INFRA
+    manifest.write_termination(termination_path, document)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

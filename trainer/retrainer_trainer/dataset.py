@@ -1,0 +1,241 @@
+"""Check a YOLO dataset before training, copy it into the work dir, hash and count it.
+
+Ultralytics quietly skips broken labels and images; for retraining that hides mistakes, so
+every problem is reported up front with its file and line, and the pipeline exits 3 before
+spending a GPU minute. The working copy has one fixed layout (images/<split>, labels/<split>)
+that corrections are applied to and that Ultralytics trains on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from retrainer_operator import locations
+
+from retrainer_trainer.errors import BadInput
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Layout",
+    "check_image",
+    "check_label_text",
+    "counts",
+    "load",
+    "make_working_copy",
+    "tree_sha256",
+    "validate_working_copy",
+    "write_data_yaml",
+]
+
+IMAGE_SUFFIXES = frozenset({".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"})
+SPLITS = ("train", "val")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A dataset as data.yaml describes it: class names and the image folders per split."""
+
+    root: Path
+    names: tuple[str, ...]
+    splits: dict[str, tuple[Path, ...]]
+
+
+def _names(raw: Any, where: str) -> tuple[str, ...]:
+    if isinstance(raw, list) and raw and all(isinstance(n, str) for n in raw):
+        return tuple(raw)
+    if isinstance(raw, dict) and raw:
+        try:
+            keys = sorted(int(k) for k in raw)
+        except (TypeError, ValueError):
+            keys = []
+        if keys == list(range(len(raw))):
+            return tuple(str(raw[k] if k in raw else raw[str(k)]) for k in keys)
+    raise BadInput(f"{where}: 'names' must be a list or a {{0: name, 1: name}} map of classes")
+
+
+def load(root: Path) -> Layout:
+    """Read `root/data.yaml`; every split folder must exist."""
+    data_yaml = root / "data.yaml"
+    where = f"{data_yaml.name} in {root}"
+    if not data_yaml.is_file():
+        raise BadInput(f"dataset: data.yaml not found in {root}; a YOLO dataset needs one")
+    try:
+        data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise BadInput(f"{where}: not readable YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise BadInput(f"{where}: expected a mapping with train, val and names")
+    names = _names(data.get("names"), where)
+    base = root
+    if isinstance(data.get("path"), str) and data["path"]:
+        # Only relative roots make sense for a dataset that moves between stores.
+        candidate = root / data["path"]
+        base = candidate if candidate.is_dir() else root
+    splits: dict[str, tuple[Path, ...]] = {}
+    problems = []
+    for split in SPLITS:
+        value = data.get(split)
+        entries = [value] if isinstance(value, str) else value
+        if not isinstance(entries, list) or not entries:
+            problems.append(f"{where}: '{split}' must name the {split} image folder")
+            continue
+        folders = tuple(base / str(e) for e in entries)
+        problems += [f"{where}: {split} folder {f} not found" for f in folders if not f.is_dir()]
+        splits[split] = folders
+    if problems:
+        raise BadInput("dataset: data.yaml does not describe a usable dataset", problems)
+    return Layout(root=root, names=names, splits=splits)
+
+
+def label_for(image: Path) -> Path:
+    """Ultralytics' rule: the last `images` folder in the path becomes `labels`, suffix .txt."""
+    parts = list(image.parts)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            break
+    return Path(*parts).with_suffix(".txt")
+
+
+def check_label_text(text: str, where: str, classes: int) -> list[str]:
+    """Problems in one YOLO label file (detection boxes or segment polygons), by line."""
+    problems: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        at = f"{where}:{number}"
+        if len(fields) != 5 and (len(fields) < 7 or len(fields) % 2 == 0):
+            problems.append(f"{at}: expected 'class x y w h', got {len(fields)} fields")
+            continue
+        try:
+            cls = int(fields[0])
+        except ValueError:
+            problems.append(f"{at}: class id {fields[0]!r} is not an integer")
+            continue
+        if not 0 <= cls < classes:
+            problems.append(
+                f"{at}: class id {cls} out of range (data.yaml names has {classes} classes: "
+                f"0..{classes - 1})"
+            )
+        try:
+            values = [float(v) for v in fields[1:]]
+        except ValueError:
+            problems.append(f"{at}: coordinates must be numbers")
+            continue
+        if any(not 0.0 <= v <= 1.0 for v in values):
+            problems.append(f"{at}: coordinates must be normalised to 0..1, got {values}")
+        elif len(fields) == 5 and (values[2] <= 0 or values[3] <= 0):
+            problems.append(f"{at}: box width and height must be > 0")
+    return problems
+
+
+def check_image(path: Path, where: str) -> list[str]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception as error:  # PIL raises many types for broken files
+        return [f"{where}: not a decodable image ({type(error).__name__}: {error})"]
+    return []
+
+
+def _images(folder: Path) -> Iterable[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def make_working_copy(layout: Layout, dest: Path) -> Path:
+    """Copy the dataset into `dest/{images,labels}/<split>/` and validate every file there.
+
+    Problems name the file in the source dataset so the user can fix it where it lives.
+    """
+    if dest.exists():
+        shutil.rmtree(dest)
+    problems: list[str] = []
+    for split, folders in layout.splits.items():
+        found = 0
+        for folder in folders:
+            for image in _images(folder):
+                found += 1
+                rel = image.relative_to(folder)
+                where = image.relative_to(layout.root).as_posix()
+                problems += check_image(image, where)
+                target = dest / "images" / split / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(image, target)
+                label = label_for(image)
+                if label.is_file():
+                    text = label.read_text(encoding="utf-8", errors="replace")
+                    lwhere = label.relative_to(layout.root).as_posix()
+                    problems += check_label_text(text, lwhere, len(layout.names))
+                    target_label = (dest / "labels" / split / rel).with_suffix(".txt")
+                    target_label.parent.mkdir(parents=True, exist_ok=True)
+                    target_label.write_text(text, encoding="utf-8")
+        if not found:
+            problems.append(f"dataset: split {split} has no images in {[str(f) for f in folders]}")
+    if problems:
+        raise BadInput(f"dataset: {len(problems)} problem(s) in {layout.root}", problems)
+    write_data_yaml(dest, layout.names)
+    return dest
+
+
+def write_data_yaml(dest: Path, names: tuple[str, ...]) -> Path:
+    data = {
+        "path": str(dest.resolve()),
+        "train": "images/train",
+        "val": "images/val",
+        "names": dict(enumerate(names)),
+    }
+    path = dest / "data.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def validate_working_copy(dest: Path, names: tuple[str, ...]) -> None:
+    """Re-check every label in the working copy (after corrections were merged in)."""
+    problems: list[str] = []
+    for label in sorted((dest / "labels").rglob("*.txt")):
+        where = label.relative_to(dest).as_posix()
+        problems += check_label_text(label.read_text(encoding="utf-8"), where, len(names))
+    if problems:
+        raise BadInput("dataset after corrections has problems", problems)
+
+
+def tree_sha256(root: Path) -> str:
+    """One sha256 for a folder: over each file's relative path and sha256, sorted."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(b"\0" + locations.sha256_file(path)[0].encode() + b"\n")
+    return digest.hexdigest()
+
+
+def counts(dest: Path, names: tuple[str, ...]) -> dict[str, Any]:
+    """Sample and instance counts per split and class of a working copy."""
+    result: dict[str, Any] = {}
+    for split in SPLITS:
+        per_class = {n: {"samples": 0, "instances": 0} for n in names}
+        samples = instances = 0
+        for image in _images(dest / "images" / split):
+            samples += 1
+            label = dest / "labels" / split / image.relative_to(dest / "images" / split)
+            label = label.with_suffix(".txt")
+            seen: set[int] = set()
+            if label.is_file():
+                for line in label.read_text(encoding="utf-8").splitlines():
+                    if line.split():
+                        cls = int(line.split()[0])
+                        instances += 1
+                        per_class[names[cls]]["instances"] += 1
+                        seen.add(cls)
+            for cls in seen:
+                per_class[names[cls]]["samples"] += 1
+        result[split] = {"samples": samples, "instances": instances, "classes": per_class}
+    return result

@@ -1,0 +1,61 @@
+"""Exit codes and the exceptions that choose them (docs/contract.md, "Exit codes").
+
+The Job's podFailurePolicy reads only the exit code: 3 means the input is wrong and retrying
+cannot help (FailJob); anything else is an infrastructure failure the Job retries. Every
+failure in the pipeline is raised as one of these so `__main__` can pick the code in one place.
+
+    BaseException
+     ├── Preempted            SIGTERM: the pod is being evicted; exits 143, resumes on restart
+     └── Exception
+          └── TrainerError    exit 1 (infrastructure: MinIO/MLflow unreachable, crash)
+               └── BadInput   exit 3 (dataset, base model, corrections, spec): never retried
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_INFRA",
+    "EXIT_OK",
+    "EXIT_PREEMPTED",
+    "BadInput",
+    "Preempted",
+    "TrainerError",
+]
+
+EXIT_OK = 0
+EXIT_INFRA = 1
+EXIT_BAD_INPUT = 3
+EXIT_PREEMPTED = 143  # 128 + SIGTERM, what a shell reports for a terminated process
+
+
+class TrainerError(Exception):
+    """An infrastructure failure: the Job retries it (exit 1)."""
+
+    exit_code = EXIT_INFRA
+    reason = "InfrastructureError"
+
+
+class BadInput(TrainerError):
+    """Wrong input: permanent, the Job fails at once (exit 3).
+
+    `problems` lists every problem found (file and line where known), so a user fixes them all
+    in one go instead of one per run.
+    """
+
+    exit_code = EXIT_BAD_INPUT
+    reason = "BadInput"
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        self.problems = list(problems)
+        shown = self.problems[:20]
+        more = len(self.problems) - len(shown)
+        detail = "".join(f"\n  - {p}" for p in shown) + (f"\n  ... and {more} more" if more else "")
+        super().__init__(message + detail)
+        self.summary = message
+
+
+class Preempted(BaseException):  # a signal, not an error
+    """SIGTERM arrived: stop now; the next pod resumes from weights/last.pt."""

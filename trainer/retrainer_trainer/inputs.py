@@ -1,0 +1,176 @@
+"""Turn the spec's URIs into local files: dataset, corrections and base weights.
+
+An input is either `s3://bucket/prefix` in MinIO (downloaded into the work dir, with progress
+events) or a path relative to the claim root. A missing input is the user's mistake (exit 3);
+an unreachable MinIO is infrastructure (exit 1).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from retrainer_operator import locations
+
+from retrainer_trainer import logs
+from retrainer_trainer.config import Config
+from retrainer_trainer.errors import BadInput, TrainerError
+
+__all__ = ["BaseModel", "Inputs", "download_prefix", "resolve", "resolve_base"]
+
+PROGRESS_EVERY = 50 * 1024 * 1024  # bytes between progress events for big downloads
+VERSION_FILE = re.compile(r"^retrained_v(\d+)\.pt$")
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """What training starts from: a .pt file or an architecture yaml."""
+
+    source: str  # a local .pt path or e.g. yolo11n.yaml
+    label: str  # lineage.baseModel
+    version: int | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Inputs:
+    dataset: Path
+    corrections: Path | None
+    base: BaseModel
+
+
+def _client(config: Config) -> Any:
+    if not config.s3_endpoint:
+        raise BadInput("an s3:// input needs MLFLOW_S3_ENDPOINT_URL (the MinIO endpoint)")
+    return locations.minio_client(config.s3_endpoint, config.access_key, config.secret_key)
+
+
+def _infra(error: Exception, uri: str) -> TrainerError:
+    return TrainerError(f"cannot read {uri} from MinIO: {type(error).__name__}: {error}")
+
+
+def download_prefix(client: Any, uri: str, dest: Path, field: str) -> Path:
+    """Download every object under `s3://bucket/prefix/` into `dest` (replaced if present)."""
+    from minio.error import S3Error
+
+    bucket, prefix = locations.parse_s3_uri(uri)
+    prefix = f"{prefix.rstrip('/')}/" if prefix else ""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    count = size = reported = 0
+    try:
+        for obj in client.list_objects(bucket, prefix=prefix, recursive=True):
+            if obj.is_dir:
+                continue
+            rel = obj.object_name[len(prefix) :]
+            if ".." in Path(rel).parts:
+                raise BadInput(f"{field}: object {obj.object_name!r} escapes the prefix")
+            client.fget_object(bucket, obj.object_name, str(dest / rel))
+            count += 1
+            size += obj.size or 0
+            if size - reported >= PROGRESS_EVERY:
+                logs.event("download.progress", uri=uri, files=count, bytes=size)
+                reported = size
+    except S3Error as error:
+        if error.code == "NoSuchBucket":
+            raise BadInput(f"{field}: bucket {bucket!r} does not exist ({uri})") from error
+        raise _infra(error, uri) from error
+    except BadInput:
+        raise
+    except Exception as error:  # urllib3 connection errors and the like
+        raise _infra(error, uri) from error
+    if count == 0:
+        raise BadInput(f"{field}: nothing found at {uri}; upload the folder there first")
+    logs.event("download.done", uri=uri, files=count, bytes=size)
+    return dest
+
+
+def _download_object(client: Any, uri: str, dest: Path, field: str) -> Path:
+    from minio.error import S3Error
+
+    bucket, key = locations.parse_s3_uri(uri)
+    try:
+        client.fget_object(bucket, key, str(dest))
+    except S3Error as error:
+        if error.code in ("NoSuchKey", "NoSuchBucket"):
+            raise BadInput(f"{field}: {uri} does not exist") from error
+        raise _infra(error, uri) from error
+    except Exception as error:
+        raise _infra(error, uri) from error
+    logs.event("download.done", uri=uri, files=1, bytes=dest.stat().st_size)
+    return dest
+
+
+def _folder(config: Config, uri: str, name: str, field: str) -> Path:
+    if uri.startswith("s3://"):
+        return download_prefix(_client(config), uri, config.workdir / "inputs" / name, field)
+    try:
+        path = locations.claim_path(uri, config.storage_root)
+    except ValueError as error:
+        raise BadInput(f"{field}: {error}") from error
+    if not path.is_dir():
+        raise BadInput(f"{field}: folder {uri!r} not found on the claim (looked at {path})")
+    return path
+
+
+def _newest_version(models_dir: Path) -> int | None:
+    versions = [
+        int(m.group(1))
+        for p in models_dir.glob("retrained_v*.pt")
+        if (m := VERSION_FILE.match(p.name))
+    ]
+    return max(versions) if versions else None
+
+
+def resolve_base(config: Config) -> BaseModel:
+    """The base weights: a previous version of this model line, a URI, or an architecture."""
+    spec = config.spec
+    if spec.base_architecture:
+        return BaseModel(source=spec.base_architecture, label=spec.base_architecture)
+    if spec.base_uri:
+        uri = spec.base_uri
+        if uri.startswith("s3://"):
+            (config.workdir / "inputs").mkdir(parents=True, exist_ok=True)
+            path = _download_object(
+                _client(config), uri, config.workdir / "inputs" / "base.pt", "spec.baseModel.uri"
+            )
+        else:
+            path = locations.claim_path(uri, config.storage_root)
+            if not path.is_file():
+                raise BadInput(f"spec.baseModel.uri: {uri!r} not found on the claim ({path})")
+        return BaseModel(source=str(path), label=uri, sha256=locations.sha256_file(path)[0])
+    paths = locations.VersionPaths.for_version(config.storage_root, spec.model, config.version)
+    number = config.resolved_base_version
+    if number is None and spec.base_version and spec.base_version.isdigit():
+        number = int(spec.base_version)
+    if number is None:  # "latest" without the operator's resolution: the newest on the claim
+        number = _newest_version(paths.models_dir)
+        if number is None:
+            raise BadInput(
+                f"spec.baseModel.version: latest, but model line {spec.model!r} has no version "
+                f"yet in {paths.models_dir}; start from baseModel.architecture (yolo11n.yaml)"
+            )
+    base = locations.VersionPaths.for_version(config.storage_root, spec.model, number).production
+    if not base.is_file():
+        raise BadInput(
+            f"spec.baseModel.version: version {number} of model line {spec.model!r} not found "
+            f"(expected {base})"
+        )
+    return BaseModel(
+        source=str(base), label=f"v{number}", version=number, sha256=locations.sha256_file(base)[0]
+    )
+
+
+def resolve(config: Config) -> Inputs:
+    spec = config.spec
+    dataset = _folder(config, spec.dataset_uri, "dataset", "spec.dataset.uri")
+    corrections = (
+        _folder(config, spec.corrections_uri, "corrections", "spec.corrections.uri")
+        if spec.corrections_uri
+        else None
+    )
+    return Inputs(dataset=dataset, corrections=corrections, base=resolve_base(config))

@@ -1,0 +1,70 @@
+"""Write version N to the claim: the quick-access copy, the production copy and its metadata.
+
+Files are written beside their final name and renamed into place, so a reader (or a pod killed
+half-way) never sees a truncated weight file. models/ is written last and only for a version
+that trained and uploaded; `rollback` empties it again if verification then fails, so a failed
+version leaves nothing in models/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from retrainer_operator import locations
+
+from retrainer_trainer import logs
+
+__all__ = [
+    "artifact",
+    "atomic_copy",
+    "atomic_write_json",
+    "rollback",
+    "write_models",
+    "write_quick_access",
+]
+
+
+def atomic_copy(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.partial")
+    shutil.copyfile(src, tmp)
+    with tmp.open("rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, dest)
+
+
+def atomic_write_json(path: Path, document: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def artifact(name: str, uri: str, path: Path) -> locations.Artifact:
+    """A status.artifacts entry for a local file: its sha256 and size as written."""
+    sha256, size = locations.sha256_file(path)
+    return locations.Artifact(name=name, uri=uri, sha256=sha256, size=size)
+
+
+def write_quick_access(paths: locations.VersionPaths) -> None:
+    """runs/train/retrained_vN.pt: best.pt under its version name, beside the run folder."""
+    atomic_copy(paths.training_run, paths.quick_access)
+    logs.event("store", location=locations.QUICK_ACCESS, path=str(paths.quick_access))
+
+
+def write_models(paths: locations.VersionPaths, metadata: dict[str, Any]) -> None:
+    """models/retrained_vN_metadata.json, then models/retrained_vN.pt (the production copy)."""
+    atomic_write_json(paths.metadata, metadata)
+    atomic_copy(paths.training_run, paths.production)
+    logs.event("store", location=locations.PRODUCTION, path=str(paths.production))
+
+
+def rollback(paths: locations.VersionPaths) -> None:
+    """Remove version N from models/ (it failed verification; nothing half-made stays there)."""
+    for path in (paths.production, paths.metadata):
+        path.unlink(missing_ok=True)
+    logs.event("store.rollback", version=paths.version)

@@ -1,0 +1,159 @@
+"""The MLflow adapter: one run per version, metrics, artifacts uploaded once, the registry.
+
+A version's run is found again by its tags (retrainer.uid, retrainer.model, retrainer.version),
+so a retried or resumed pod keeps logging into the same run. Artifacts go wherever the
+experiment's artifact root points: `s3://mlflow/...` on MinIO (boto3 with
+MLFLOW_S3_ENDPOINT_URL) or a plain `file:` folder on a box without MinIO.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from retrainer_trainer import logs
+from retrainer_trainer.errors import TrainerError
+
+__all__ = ["RunRef", "Tracker", "run_url"]
+
+TAG_UID = "retrainer.uid"
+TAG_MODEL = "retrainer.model"
+TAG_VERSION = "retrainer.version"
+TAG_BASE = "retrainer.baseModel"
+
+
+@dataclass(frozen=True)
+class RunRef:
+    experiment_id: str
+    run_id: str
+    artifact_uri: str
+    url: str
+    reused: bool
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    if not tracking_uri.startswith(("http://", "https://")):
+        return ""
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def _quote(value: str) -> str:
+    return value.replace("'", "\\'")
+
+
+class Tracker:
+    """Thin wrapper over MlflowClient; every failure becomes a TrainerError (exit 1)."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        if not tracking_uri:
+            raise TrainerError("MLFLOW_TRACKING_URI is not set: the MLflow server is unknown")
+        # Fail in seconds, not minutes, when the server is down; the Job retries anyway.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+        from mlflow.tracking import MlflowClient
+
+        self.uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self.uploads: list[dict[str, Any]] = []
+
+    def ping(self) -> None:
+        try:
+            self.client.search_experiments(max_results=1)
+        except Exception as error:
+            raise TrainerError(
+                f"MLflow at {self.uri} is unreachable ({type(error).__name__}: "
+                f"{str(error)[:300]}); check MLFLOW_TRACKING_URI and that the server is up"
+            ) from error
+
+    def open_run(self, experiment: str, tags: Mapping[str, str], run_name: str) -> RunRef:
+        """The run of this version: found by its tags, or created."""
+        try:
+            found = self.client.get_experiment_by_name(experiment)
+            experiment_id = (
+                found.experiment_id if found else self.client.create_experiment(experiment)
+            )
+            query = (
+                f"tags.`{TAG_UID}` = '{_quote(tags[TAG_UID])}' and "
+                f"tags.`{TAG_VERSION}` = '{_quote(tags[TAG_VERSION])}'"
+            )
+            runs = self.client.search_runs([experiment_id], filter_string=query, max_results=1)
+            if runs:
+                run = runs[0]
+                if run.info.status != "RUNNING":
+                    self.client.update_run(run.info.run_id, status="RUNNING")
+                reused = True
+            else:
+                run = self.client.create_run(experiment_id, tags=dict(tags), run_name=run_name)
+                reused = False
+        except Exception as error:
+            raise TrainerError(f"MLflow: cannot open the run of {run_name}: {error}") from error
+        info = run.info
+        artifact_uri = info.artifact_uri
+        if ":" not in artifact_uri.split("/", 1)[0]:  # a bare local folder (file store)
+            artifact_uri = Path(artifact_uri).resolve().as_uri()
+        logs.event("mlflow.run", experimentId=experiment_id, runId=info.run_id, reused=reused)
+        return RunRef(
+            experiment_id,
+            info.run_id,
+            artifact_uri,
+            run_url(self.uri, experiment_id, info.run_id),
+            reused,
+        )
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        existing = self.client.get_run(run_id).data.params
+        fresh = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in existing]
+        if fresh:
+            self.client.log_batch(run_id, params=fresh)
+
+    def log_metrics(self, run_id: str, step: int, metrics: Mapping[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        if batch:
+            self.client.log_batch(run_id, metrics=batch)
+
+    def upload(self, run_id: str, local: Path, artifact_path: str) -> None:
+        """Upload one file unless the run already holds it with the same size (a rerun)."""
+        name = f"{artifact_path}/{local.name}" if artifact_path else local.name
+        size = local.stat().st_size
+        held = {f.path: f.file_size for f in self.client.list_artifacts(run_id, artifact_path)}
+        if held.get(name) == size and not name.endswith("manifest.json"):
+            logs.event("upload.skip", artifact=name, bytes=size)
+            return
+        self.client.log_artifact(run_id, str(local), artifact_path or None)
+        self.uploads.append({"artifact": name, "bytes": size})
+        logs.event("upload", artifact=name, bytes=size)
+
+    def register(self, name: str, run_id: str, source: str) -> str:
+        """Register the run's weights under `name`; a rerun finds its version again."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            self.client.create_registered_model(name)
+        existing = self.client.search_model_versions(f"name='{_quote(name)}' and run_id='{run_id}'")
+        if existing:
+            return str(existing[0].version)
+        version = self.client.create_model_version(name, source, run_id=run_id)
+        logs.event("mlflow.register", model=name, version=version.version)
+        return str(version.version)
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(name, alias, version)
+        logs.event("mlflow.alias", model=name, alias=alias, version=version)
+
+    def finish(self, run_id: str, ok: bool) -> None:
+        try:
+            self.client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
+        except Exception as error:  # the pod is ending anyway; the status says what happened
+            logs.event("mlflow.finish_failed", error=str(error)[:300])
