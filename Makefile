@@ -53,7 +53,13 @@ test: venv tools lint ## Everything CI runs: lint, unit and integration tiers
 bench: venv tools ## Benchmarks, reported as ratios against a baseline in the same run
 	$(PY) -m pytest -q -s tests/bench
 
+VERSION ?= $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/retrainer/Chart.yaml)
+images: ## Build the operator and trainer images (needs a container engine)
+	@command -v docker >/dev/null || { echo "images: no container engine (docker) here" >&2; exit 1; }
+	docker build -f operator/Dockerfile -t ghcr.io/retrainer/operator:$(VERSION) .
+	docker build -f trainer/Dockerfile -t ghcr.io/retrainer/trainer:$(VERSION) .
+
 demo: venv tools ## Start the world, install the chart, train v1 and v2, show them
 	$(PY) -m retrainer_world.demo
 
-.PHONY: help venv lock tools world-up world-down crds-sync lint test-unit test-integration test bench demo
+.PHONY: images help venv lock tools world-up world-down crds-sync lint test-unit test-integration test bench demo

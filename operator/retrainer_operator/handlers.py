@@ -40,6 +40,12 @@ def build_registry(deps: reconcile.Deps, ticker: Ticker) -> kopf.OperatorRegistr
         if phase is None or phase in TERMINAL_PHASES:
             ticker.untrack(namespace, name)
 
+    @kopf.on.login(registry=registry)
+    def retrainjob_login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A custom registry has no default login: use the in-cluster account or KUBECONFIG.
+        info = kopf.login_with_service_account(**kwargs)
+        return info or kopf.login_with_kubeconfig(**kwargs)
+
     @kopf.on.startup(registry=registry)
     def retrainjob_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Bookkeeping in annotations: the CRD's status schema would prune Kopf's fields.

@@ -48,13 +48,15 @@ COMPONENTS = (
     "kube-scheduler",
     "podrunner",
 )
-# `down` stops them in tiers, clients before servers: the pod runner first so it ends its pods
-# while the apiserver can still record it, etcd last because it waits for its clients' streams.
-STOP_TIERS = (
-    ("podrunner",),
-    ("kube-controller-manager", "kube-scheduler", "mlflow", "minio"),
-    ("kube-apiserver",),
-    ("etcd",),
+# `down` stops them in tiers, clients before servers, each with its SIGTERM grace in seconds:
+# the pod runner first so it ends its pods while the apiserver can still record it; MLflow's
+# uvicorn would otherwise wait out idle keep-alive connections; etcd last because it waits for
+# its clients' watch streams.
+STOP_TIERS: tuple[tuple[tuple[str, ...], float], ...] = (
+    (("podrunner",), 8.0),
+    (("kube-controller-manager", "kube-scheduler", "mlflow", "minio"), 3.0),
+    (("kube-apiserver",), 5.0),
+    (("etcd",), 5.0),
 )
 
 # Every default controller except node IPAM: there are no pod CIDRs, the pod runner gives

@@ -28,7 +28,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from retrainer_world import procs, shapes
+from retrainer_world import procs, shapes, startup
 from retrainer_world import world as worldmod
 
 __all__ = ["main", "retrainjob", "stop_operator"]
@@ -231,7 +231,7 @@ def _start_operator(api: client.ApiClient, w: worldmod.World, env: dict[str, str
         "RETRAINER_METRICS_PORT": str(metrics),
         "RETRAINER_HEALTH_PORT": str(health),
         # `world down` kills every process carrying this marker: the operator included.
-        worldmod.MARKER: str(w.state),
+        startup.MARKER: str(w.state),
     }
     log = w.layout.log("demo-operator")
     binary = str(Path(sys.executable).parent / "retrainer-operator")

@@ -117,8 +117,16 @@ class Runner:
             worker.start()
 
     def cleanup(self, uid: str) -> None:
-        """emptyDir and secret folders go with the pod (termination logs stay for debugging)."""
-        shutil.rmtree(podlaunch.pod_dir(self.ctx, uid) / "volumes", ignore_errors=True)
+        """A deleted pod's folders (emptyDirs, secrets, its token's kubeconfig, home, work)
+        go with it, like a container's filesystem; termination messages stay for debugging."""
+        folder = podlaunch.pod_dir(self.ctx, uid)
+        if not folder.is_dir():
+            return
+        for entry in folder.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            elif not entry.name.endswith(".termination-log"):
+                entry.unlink(missing_ok=True)
 
     def watch_pods(self) -> None:
         podkube.watch_forever(

@@ -98,9 +98,9 @@ def stop_locked(layout: Layout) -> list[str]:
     except (OSError, ValueError):
         data = {}
     recorded = {n: procs.Proc.from_json(n, p) for n, p in data.get("pids", {}).items()}
-    tiers = [*components.STOP_TIERS, tuple(set(recorded) - set(components.COMPONENTS))]
-    for tier in tiers:
-        killed += procs.stop_all([recorded[n] for n in tier if n in recorded])
+    unknown = (tuple(set(recorded) - set(components.COMPONENTS)), 5.0)
+    for tier, grace in (*components.STOP_TIERS, unknown):
+        killed += procs.stop_all([recorded[n] for n in tier if n in recorded], grace)
     killed += procs.kill_strays(layout.state, startup.MARKER)
     layout.world_json.unlink(missing_ok=True)
     if data:

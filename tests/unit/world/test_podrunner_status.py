@@ -94,3 +94,14 @@ def test_pending_pod_shows_waiting_init_and_main_containers() -> None:
     assert status["containerStatuses"][0]["state"] == {"waiting": {"reason": "PodInitializing"}}
     initialized = next(c for c in status["conditions"] if c["type"] == "Initialized")
     assert initialized["reason"] == "ContainersNotInitialized"
+
+
+def test_only_pods_whose_containers_ran_before_are_adopted() -> None:
+    from retrainer_world.podrunner import needs_adoption
+
+    assert needs_adoption({"status": {"phase": "Running"}})
+    assert not needs_adoption({"status": {"phase": "Pending"}})
+    waiting = {"name": "c", "state": {"waiting": {"reason": "ContainerCreating"}}}
+    assert not needs_adoption({"status": {"phase": "Pending", "containerStatuses": [waiting]}})
+    init_running = {"name": "i", "state": {"running": {"startedAt": T0}}}
+    assert needs_adoption({"status": {"phase": "Pending", "initContainerStatuses": [init_running]}})

@@ -232,3 +232,21 @@ def test_a_pod_with_a_token_gets_a_kubeconfig_for_its_service_account(tmp_path: 
         "certificate-authority": "/ca.crt",
     }
     assert config["users"][0]["user"]["token"] == "token-for-ns/trainer/p"
+
+
+def test_a_deleted_pods_folders_go_but_its_termination_messages_stay(tmp_path: Path) -> None:
+    import threading
+    from typing import cast
+
+    from retrainer_world.podrunner import Runner
+
+    pod_root = tmp_path / "pods" / "uid-1"
+    for folder in ("volumes/scratch", "home", "work"):
+        (pod_root / folder).mkdir(parents=True)
+    (pod_root / "kubeconfig").write_text("token: secret")
+    (pod_root / "main.termination-log").write_text("done")
+    ctx = LaunchContext(source=Cluster({}), state=tmp_path, node="n", venv=tmp_path, repo=tmp_path)
+
+    Runner(cast(Any, None), ctx, threading.Event()).cleanup("uid-1")
+
+    assert [p.name for p in pod_root.iterdir()] == ["main.termination-log"]

@@ -186,6 +186,6 @@ def test_bin_dir_is_the_one_build_tools_prints(
 
 
 def test_down_stops_every_component_once_clients_before_servers() -> None:
-    order = [name for tier in components.STOP_TIERS for name in tier]
+    order = [name for tier, _ in components.STOP_TIERS for name in tier]
     assert sorted(order) == sorted(components.COMPONENTS)
     assert order.index("podrunner") < order.index("kube-apiserver") < order.index("etcd")
