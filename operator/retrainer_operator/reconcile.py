@@ -213,7 +213,7 @@ def _verify(deps: Deps, body: Mapping[str, Any], step: _Step, pods: list[Any]) -
     )
     checked = len(status["verification"]["checks"])
     step.cond(VERIFIED, True, Reason.VERIFIED, f"version {version}: {checked} checks passed")
-    status.setdefault("completionTime", now_iso())
+    step.status.setdefault("completionTime", now_iso())
 
 
 def _observe(deps: Deps, body: Mapping[str, Any], step: _Step, job: Mapping[str, Any]) -> None:

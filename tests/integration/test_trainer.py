@@ -155,10 +155,10 @@ def test_v2_from_latest_trains_on_corrected_labels_and_records_lineage(
     corrected = line.claim.root / "corrections" / "b1" / "labels" / "train" / "train_0000.txt"
     trained_on = Path(env["RETRAINER_WORKDIR"]) / "dataset" / "labels" / "train" / "train_0000.txt"
     assert trained_on.read_text() == corrected.read_text()
-    mlflow = MlflowClient(world.mlflow_uri)
-    local = mlflow.download_artifacts(manifest["mlflow"]["runId"], "corrections_applied.json",
-                                      str(line.claim.work))  # fmt: skip
-    applied = json.loads(Path(local).read_text())
+    run = MlflowClient(world.mlflow_uri).get_run(manifest["mlflow"]["runId"])
+    bucket, prefix = locations.parse_s3_uri(run.info.artifact_uri)
+    stored = world.minio_client().get_object(bucket, f"{prefix}/corrections_applied.json")
+    applied = json.loads(stored.read())
     assert applied["count"] == 3 and applied["totals"]["replace"] == 2
     assert manifest["mlflow"]["runId"] != manifest_of(line, 1)["mlflow"]["runId"]
 

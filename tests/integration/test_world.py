@@ -17,6 +17,7 @@ from typing import Any
 import mlflow
 import pytest
 from kubernetes import client
+from retrainer_world import procs
 from retrainer_world.world import World
 
 pytestmark = pytest.mark.integration
@@ -176,6 +177,7 @@ def test_down_leaves_no_process_and_up_starts_again(world: World, tmp_path: Path
         assert second.server != world.server
         pids = second.pids
         assert cli("down").returncode == 0
-        assert not any(Path(f"/proc/{pid}").exists() for pid in pids.values())
+        left = {name: pid for name, pid in pids.items() if procs.start_time(pid) is not None}
+        assert left == {}
         assert cli("status").returncode == 1
     assert cli("down").returncode == 0  # idempotent
