@@ -1,7 +1,7 @@
 """Plain-text output of the `retrainer` CLI: aligned tables, ages, metrics, a progress bar.
 
 Kept apart from the commands so the formatting is one pure, tested place and every command
-prints the same kubectl-like way (upper-case headers, columns separated by three spaces).
+prints the same kubectl-like way (columns separated by three spaces, no trailing blanks).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ _GAP = "   "
 
 
 def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """Aligned columns, headers upper-cased; the last column is not padded (no trailing blanks)."""
-    cells = [[str(h).upper() for h in headers]]
+    """Aligned columns, headers as given; the last column is not padded (no trailing blanks)."""
+    cells = [[str(h) for h in headers]]
     cells += [["" if c is None else str(c) for c in row] for row in rows]
     for row in cells:
         if len(row) != len(headers):

@@ -244,14 +244,15 @@ def _mlflow_row(
         return VerifyRow(
             locations.MLFLOW, uri, False, f"unreadable: {type(error).__name__}: {error}"
         )
-    row = VerifyRow(locations.MLFLOW, uri, True, "sha256 matches", digest, size)
-    expected = str(artifact.get("sha256") or reference)
-    if digest != expected:
-        row.ok = False
-        row.message = f"sha256 differs: {digest[:12]}… != expected {expected[:12]}…"
+    row = VerifyRow(locations.MLFLOW, uri, True, "", digest, size)
+    recorded = str(artifact.get("sha256") or "")
+    if recorded and digest != recorded:
+        _fail(row, f"sha256 differs from the manifest: {digest[:12]}… != {recorded[:12]}…")
     elif reference and digest != reference:
-        row.ok = False
-        row.message = f"sha256 differs from production: {digest[:12]}… != {reference[:12]}…"
+        _fail(row, f"sha256 differs from production: {digest[:12]}… != {reference[:12]}…")
+    else:
+        matches = [w for w, sha in (("production", reference), ("the manifest", recorded)) if sha]
+        row.message = "sha256 matches " + " and ".join(matches) if matches else "readable"
     return row
 
 

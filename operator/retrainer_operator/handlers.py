@@ -59,6 +59,9 @@ def build_registry(deps: reconcile.Deps, ticker: Ticker) -> kopf.OperatorRegistr
         # We post our own Events per transition; Kopf's per-handler ones only on problems.
         settings.posting.level = logging.WARNING
         settings.execution.max_workers = 16
+        # Bound the per-object workers: at startup every RetrainJob is resumed at once, and
+        # unbounded workers would hold all their bodies in memory together.
+        settings.queueing.worker_limit = 32
         ticker.start()
 
     @kopf.on.cleanup(registry=registry)

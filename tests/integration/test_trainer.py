@@ -182,10 +182,13 @@ def test_flipped_byte_is_reported_and_a_rerun_repairs_it_without_retraining(
     assert again.named("manifest.stale")[0]["failed"] == ["quickAccess"]
     assert again.named("train.state")[0]["checkpoint"] == "finished"
     assert not again.named("epoch")
+    repaired = manifest_of(line, 1)
     fixed = locations.check_artifacts(
-        manifest["artifacts"], claim_root=line.claim.root, client=world.minio_client(), by="test"
+        repaired["artifacts"], claim_root=line.claim.root, client=world.minio_client(), by="test"
     )
     assert all(c["ok"] for c in fixed)
+    # Same weights as before the corruption: the copy was restored, nothing was retrained.
+    assert repaired["artifacts"][0]["sha256"] == manifest["artifacts"][0]["sha256"]
     runs = MlflowClient(world.mlflow_uri).search_runs(
         [manifest["mlflow"]["experimentId"]],
         filter_string=f"tags.`retrainer.version` = '1' and tags.`retrainer.model` = '{line.model}'",

@@ -139,7 +139,8 @@ def test_up_on_a_healthy_world_reuses_it(world: World) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert f"server={world.server}" in out.stdout.splitlines()
-    assert World.load(world.state).pids == world.pids
+    again = World.load(world.state)
+    assert (again.pids, again.owner) == (world.pids, world.owner)
     assert world.minio_secret_key not in out.stdout + out.stderr
 
 

@@ -23,7 +23,6 @@ from retrainer_world.record import (
     WorldNotRunning,
     default_state,
     state_path,
-    write_private,
 )
 from retrainer_world.startup import resolve_bin_dir
 
@@ -68,10 +67,6 @@ def start(state: Path | str | None = None, owner: str = "cli") -> World:
         else:
             if world.is_healthy():
                 log.info("event=reuse state=%s", layout.state)
-                if owner == "cli" and world.owner != "cli":
-                    # Someone asked for it by hand: test sessions must no longer stop it.
-                    world.data["owner"] = "cli"
-                    write_private(layout.world_json, json.dumps(world.data, indent=2) + "\n")
                 return world
         stop_locked(layout)
         try:

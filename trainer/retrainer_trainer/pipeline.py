@@ -160,6 +160,20 @@ def _register(
     return info
 
 
+def _backfill_epochs(tracker: Tracker, run: RunRef, paths: locations.VersionPaths) -> None:
+    """Log epochs that results.csv has and MLflow lacks.
+
+    Callbacks do not run under DDP (training happens in child processes), and a SIGTERM can
+    land between an epoch's checkpoint and its MLflow call; results.csv has them all.
+    """
+    logged = tracker.logged_steps(run.run_id, "epoch")
+    for row in training.read_results_csv(paths.run_dir):
+        step = int(row["epoch"])
+        if step not in logged:
+            tracker.log_metrics(run.run_id, step, row)
+            logs.event("epoch.backfill", epoch=step)
+
+
 def run(config: Config) -> dict[str, Any]:
     """Produce and verify version N; returns its manifest. Raises TrainerError/BadInput.
 
@@ -195,8 +209,8 @@ def run(config: Config) -> dict[str, Any]:
     tracker.log_params(run_ref.run_id, _params(config, resolved.base, device))
 
     def on_epoch(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
-        logs.event("epoch", epoch=epoch, epochs=epochs, **metrics)
         tracker.log_metrics(run_ref.run_id, epoch, {**metrics, "epoch": epoch})
+        logs.event("epoch", epoch=epoch, epochs=epochs, **metrics)
 
     started = time.monotonic()
     result = training.train(
@@ -207,9 +221,7 @@ def run(config: Config) -> dict[str, Any]:
         device=device,
         on_epoch=on_epoch,
     )
-    if result.trained and isinstance(device, list):  # DDP: epochs come from results.csv
-        for row in training.read_results_csv(paths.run_dir):
-            tracker.log_metrics(run_ref.run_id, int(row["epoch"]), row)
+    _backfill_epochs(tracker, run_ref, paths)
     logs.event("train.done", seconds=round(time.monotonic() - started, 1), **result.metrics)
 
     store.write_quick_access(paths)

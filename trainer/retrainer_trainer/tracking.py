@@ -121,6 +121,9 @@ class Tracker:
         if batch:
             self.client.log_batch(run_id, metrics=batch)
 
+    def logged_steps(self, run_id: str, key: str) -> set[int]:
+        return {m.step for m in self.client.get_metric_history(run_id, key)}
+
     def upload(self, run_id: str, local: Path, artifact_path: str) -> None:
         """Upload one file unless the run already holds it with the same size (a rerun)."""
         name = f"{artifact_path}/{local.name}" if artifact_path else local.name

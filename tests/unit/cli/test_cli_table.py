@@ -11,13 +11,13 @@ from retrainer_operator import cli_table
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.UTC)
 
 
-def test_columns_line_up_and_headers_are_upper_case() -> None:
-    text = cli_table.render_table(("name", "phase"), [["a", "Running"], ["longer-name", "x"]])
+def test_columns_line_up_and_headers_keep_their_case() -> None:
+    text = cli_table.render_table(("NAME", "mAP50"), [["a", "Running"], ["longer-name", "x"]])
     lines = text.splitlines()
-    assert lines[0].startswith("NAME")
-    assert [line.index(word) for line, word in zip(lines, ("PHASE", "Running", "x"), strict=True)]
+    assert lines[0].startswith("NAME") and "mAP50" in lines[0]
+    assert [line.index(word) for line, word in zip(lines, ("mAP50", "Running", "x"), strict=True)]
     assert (
-        len({line.index(w) for line, w in zip(lines, ("PHASE", "Running", "x"), strict=True)}) == 1
+        len({line.index(w) for line, w in zip(lines, ("mAP50", "Running", "x"), strict=True)}) == 1
     )
     assert all(line == line.rstrip() for line in lines)
 

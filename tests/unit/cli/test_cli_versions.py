@@ -36,7 +36,7 @@ def test_versions_are_sorted_numerically_with_unallocated_last() -> None:
     items = [_job("b", "shapes", 10), _job("new", "shapes", None), _job("a", "shapes", 9)]
     lines = _lines(cli_versions.render_versions(items, now=NOW))
     assert lines[0] == ["MODEL", "shapes"]
-    assert lines[1] == ["VERSION", "NAME", "PHASE", "MAP50", "MAP50-95", "VERIFIED", "AGE"]
+    assert lines[1] == ["VERSION", "NAME", "PHASE", "mAP50", "mAP50-95", "VERIFIED", "AGE"]
     assert lines[2] == ["9", "a", "Succeeded", "0.590", "0.250", "True", "60m"]
     assert lines[3][:3] == ["10", "b", "Succeeded"]
     assert lines[4] == ["<none>", "new", "Pending", "<none>", "<none>", "<none>", "60m"]
