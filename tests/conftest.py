@@ -110,7 +110,7 @@ def namespace(
                 },
             ),
         )
-        _wait_for_default_service_account(core, name)
+        _wait_for_namespace_defaults(core, name)
         yield name
     finally:
         # Not waited for: the namespace controller finishes the deletion in the background.
@@ -118,14 +118,25 @@ def namespace(
             core.delete_namespace(name, propagation_policy="Background")
 
 
-def _wait_for_default_service_account(core: client.CoreV1Api, namespace: str) -> None:
-    """Pods are rejected until the controller manager has created the `default` SA."""
+def _wait_for_namespace_defaults(core: client.CoreV1Api, namespace: str) -> None:
+    """Pods are rejected until the controller manager has created the `default` SA, and their
+    service-account token volumes need the `kube-root-ca.crt` ConfigMap it publishes."""
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            core.read_namespaced_service_account("default", namespace)
-            return
-        except ApiException as exc:
-            if exc.status != 404 or time.monotonic() > deadline:
-                raise
-        time.sleep(0.2)
+    reads = (
+        lambda: core.read_namespaced_service_account("default", namespace),
+        lambda: core.read_namespaced_config_map("kube-root-ca.crt", namespace),
+    )
+    for read in reads:
+        while True:
+            try:
+                read()
+                break
+            except ApiException as exc:
+                if exc.status != 404 or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the `make demo` end-to-end test last: it is the slowest and reuses everything."""
+    items.sort(key=lambda item: item.get_closest_marker("demo") is not None)

@@ -40,13 +40,13 @@ def build_registry(deps: reconcile.Deps, ticker: Ticker) -> kopf.OperatorRegistr
         if phase is None or phase in TERMINAL_PHASES:
             ticker.untrack(namespace, name)
 
-    @kopf.on.login(registry=registry)
+    @kopf.on.login(id="retrainjob_login", registry=registry)
     def retrainjob_login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # A custom registry has no default login: use the in-cluster account or KUBECONFIG.
         info = kopf.login_with_service_account(**kwargs)
         return info or kopf.login_with_kubeconfig(**kwargs)
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(id="retrainjob_startup", registry=registry)
     def retrainjob_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Bookkeeping in annotations: the CRD's status schema would prune Kopf's fields.
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
@@ -64,12 +64,17 @@ def build_registry(deps: reconcile.Deps, ticker: Ticker) -> kopf.OperatorRegistr
         settings.queueing.worker_limit = 32
         ticker.start()
 
-    @kopf.on.cleanup(registry=registry)
+    @kopf.on.cleanup(id="retrainjob_cleanup", registry=registry)
     def retrainjob_cleanup(**_: Any) -> None:
         ticker.stop()
 
-    @kopf.on.resume(builders.GROUP, builders.VERSION, builders.PLURAL, registry=registry)
-    @kopf.on.create(builders.GROUP, builders.VERSION, builders.PLURAL, registry=registry)
+    # Stable ids: Kopf records handler progress under them in annotations.
+    @kopf.on.resume(
+        builders.GROUP, builders.VERSION, builders.PLURAL, id="retrainjob_create", registry=registry
+    )
+    @kopf.on.create(
+        builders.GROUP, builders.VERSION, builders.PLURAL, id="retrainjob_create", registry=registry
+    )
     def retrainjob_create(
         namespace: str | None, name: str, status: Mapping[str, Any], **_: Any
     ) -> None:
@@ -81,6 +86,7 @@ def build_registry(deps: reconcile.Deps, ticker: Ticker) -> kopf.OperatorRegistr
         "v1",
         "jobs",
         labels={builders.LABEL_MANAGED_BY: builders.MANAGED_BY},
+        id="retrainjob_job_event",
         registry=registry,
     )
     def retrainjob_job_event(

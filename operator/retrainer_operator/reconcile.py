@@ -283,12 +283,16 @@ def reconcile(deps: Deps, namespace: str, name: str) -> str | None:
             deps.cluster.patch_status(namespace, name, new)
             _events(deps, body, old, new)
             if new.get("phase") != old.get("phase"):
+                last = max(
+                    new.get("conditions") or [{}], key=lambda c: c.get("lastTransitionTime", "")
+                )
                 logger.info(
-                    "transition retrainjob=%s phase=%s->%s version=%s",
+                    "transition retrainjob=%s phase=%s->%s version=%s reason=%s",
                     key,
-                    old.get("phase", "-"),
+                    old.get("phase") or "none",
                     new["phase"],
                     new.get("version"),
+                    (get_condition(new, FAILED) or last).get("reason", ""),
                 )
                 if new["phase"] == "Succeeded":
                     metrics.RUNS_SUCCEEDED.inc()

@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -50,17 +51,7 @@ def resolve_bin_dir() -> Path:
     """Where the built binaries are: $RETRAINER_BIN_DIR, else the cache tools/build-tools.sh
     fills. Never builds: a missing binary is an error telling how to build it."""
     override = os.environ.get("RETRAINER_BIN_DIR")
-    if override:
-        bin_dir = Path(override)
-    else:
-        versions = _read_versions(REPO_ROOT / "tools" / "versions.env")
-        cache = Path(os.environ.get("RETRAINER_CACHE", Path.home() / ".cache" / "retrainer"))
-        # Same key as tools/build-tools.sh.
-        key = (
-            f"k8s-{versions['KUBERNETES_VERSION']}_etcd-{versions['ETCD_VERSION']}"
-            f"_helm-{versions['HELM_VERSION']}_minio-{versions['MINIO_VERSION'][:22]}"
-        )
-        bin_dir = cache / "bin" / key
+    bin_dir = Path(override) if override else _build_tools_cache_dir()
     missing = [b for b in BINARIES if not os.access(bin_dir / b, os.X_OK)]
     if missing:
         raise WorldError(
@@ -71,14 +62,34 @@ def resolve_bin_dir() -> Path:
     return bin_dir
 
 
-def _read_versions(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            k, v = line.split("=", 1)
-            out[k.strip()] = v.strip().strip('"')
-    return out
+def _build_tools_cache_dir() -> Path:
+    """The cache folder of tools/build-tools.sh, computed from the script's own `cache_root`,
+    `key` and `bin` lines so the cache key can never drift (running the script could build)."""
+    tools = REPO_ROOT / "tools"
+    snippet = (
+        'set -eu; source "$1"; eval "$(grep -E \'^(cache_root|key|bin)=\' "$2")"; printf %s "$bin"'
+    )
+    argv = [
+        "bash",
+        "-c",
+        snippet,
+        "bash",
+        str(tools / "versions.env"),
+        str(tools / "build-tools.sh"),
+    ]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise WorldError(
+            f"cannot read the binary cache folder from {tools / 'build-tools.sh'} ({exc}); "
+            "set RETRAINER_BIN_DIR to the folder holding the binaries"
+        ) from exc
+    if not out.stdout:
+        raise WorldError(
+            f"{tools / 'build-tools.sh'} defines no `bin=` cache folder; "
+            "set RETRAINER_BIN_DIR to the folder holding the binaries"
+        )
+    return Path(out.stdout)
 
 
 def _credentials(layout: Layout) -> dict[str, str]:
@@ -173,8 +184,8 @@ class _Starter:
         self.spawn("mlflow", components.mlflow_argv(lay, ports))
         self.wait("etcd", lambda: health.etcd_healthy(f"http://127.0.0.1:{ports.etcd}"))
         self.spawn("kube-apiserver", components.apiserver_argv(bins, lay, ports))
-        self.wait("minio", lambda: health.minio_live(world.minio_endpoint))
-        self._make_buckets(world)
+        # MinIO answers "live" a moment before it accepts S3 calls: buckets are the real check.
+        self.wait("minio", lambda: health.minio_live(world.minio_endpoint) and _buckets(world))
         self.wait("kube-apiserver", lambda: health.apiserver_ready(world.server, ctx))
         self.spawn("kube-controller-manager", components.controller_manager_argv(bins, lay, ports))
         self.spawn("kube-scheduler", components.scheduler_argv(bins, lay, ports))
@@ -195,11 +206,14 @@ class _Starter:
         log.info("event=up state=%s elapsed=%.1fs", lay.state, time.monotonic() - self.t0)
         return World(dict(self.data))
 
-    def _make_buckets(self, world: World) -> None:
-        client = world.minio_client()
-        for bucket in (components.MLFLOW_BUCKET, components.DATASETS_BUCKET):
-            if not client.bucket_exists(bucket):
-                client.make_bucket(bucket)
+
+def _buckets(world: World) -> bool:
+    """Create the buckets MLflow and datasets use (idempotent); true once both exist."""
+    client = world.minio_client()
+    for bucket in (components.MLFLOW_BUCKET, components.DATASETS_BUCKET):
+        if not client.bucket_exists(bucket):
+            client.make_bucket(bucket)
+    return True
 
 
 def _podrunner_available() -> bool:

@@ -1,0 +1,27 @@
+"""The Kopf layer maps training Jobs back to their RetrainJob and registers stable handler ids."""
+
+from __future__ import annotations
+
+from retrainer_operator import handlers
+from retrainer_operator.ticker import Ticker
+
+
+def test_a_job_is_mapped_to_the_retrainjob_that_owns_it() -> None:
+    meta = {
+        "ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "RetrainJob", "name": "impostor"},
+            {"apiVersion": "retrainer.dev/v1alpha1", "kind": "RetrainJob", "name": "shapes-run"},
+        ]
+    }
+    assert handlers._owner(meta) == "shapes-run"
+    assert handlers._owner({}) is None
+
+
+def test_handlers_are_registered_under_stable_ids() -> None:
+    # Kopf stores per-handler progress in annotations keyed by these ids: renaming or
+    # nesting the functions must not change them.
+    ticker = Ticker(lambda ns, name: None, 60)
+    registry = handlers.build_registry(None, ticker)  # type: ignore[arg-type]
+    ids = {h.id for h in registry._changing.get_all_handlers()}
+    ids |= {h.id for h in registry._watching.get_all_handlers()}
+    assert ids == {"retrainjob_create", "retrainjob_job_event"}
