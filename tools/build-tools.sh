@@ -5,6 +5,8 @@
 # the repository. A second run with the same versions does nothing.
 #
 # RETRAINER_BIN_DIR points at a folder holding already-built binaries instead.
+#   tools/build-tools.sh              build what is missing, print the folder
+#   tools/build-tools.sh --print-dir  print the folder, build nothing
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -19,6 +21,11 @@ fi
 cache_root="${RETRAINER_CACHE:-$HOME/.cache/retrainer}"
 key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_minio-${MINIO_VERSION##*-}"
 bin="$cache_root/bin/$key"
+if [[ "${1:-}" == "--print-dir" ]]; then
+  # Where the binaries are (or will be), without building anything.
+  echo "$bin"
+  exit 0
+fi
 want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm minio)
 
 have_all() {

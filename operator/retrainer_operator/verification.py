@@ -46,26 +46,29 @@ def parse_manifest(raw: bytes | str | None) -> dict[str, Any] | None:
 def _operator_checks(
     artifacts: list[dict[str, Any]], store: locations.ObjectStore | None
 ) -> list[locations.Check]:
+    """Re-read every object-store location (the `mlflow` one) ourselves."""
     checks = []
     for artifact in artifacts:
-        uri = str(artifact.get("uri", ""))
-        if artifact.get("name") == locations.MLFLOW or uri.startswith("s3://"):
-            if not uri.startswith("s3://"):
-                checks.append(
-                    locations.make_check(
-                        str(artifact.get("name", "")),
-                        uri,
-                        False,
-                        "no s3:// uri in the manifest to re-check",
-                        OPERATOR,
-                    )
-                )
-                continue
+        name, uri = str(artifact.get("name", "")), str(artifact.get("uri", ""))
+        if name != locations.MLFLOW and not uri.startswith("s3://"):
+            continue  # a claim location: the trainer's check stands
+        if not uri.startswith("s3://"):
+            message = "no s3:// uri in the manifest to re-check"
+        elif store is None:
+            message = "the operator has no MinIO client (RETRAINER_S3_ENDPOINT, AWS_*)"
+        else:
             checks.append(
-                locations.check_artifact(
-                    artifact, claim_root="/nonexistent", client=store, by=OPERATOR
+                locations.check_object(
+                    name,
+                    uri,
+                    store,
+                    str(artifact.get("sha256", "")),
+                    artifact.get("size"),
+                    by=OPERATOR,
                 )
             )
+            continue
+        checks.append(locations.make_check(name, uri, False, message, OPERATOR))
     return checks
 
 

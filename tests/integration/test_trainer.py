@@ -182,6 +182,9 @@ def test_flipped_byte_is_reported_and_a_rerun_repairs_it_without_retraining(
     assert again.named("manifest.stale")[0]["failed"] == ["quickAccess"]
     assert again.named("train.state")[0]["checkpoint"] == "finished"
     assert not again.named("epoch")
+    # MLflow already holds these exact weights (tagged sha256): no second upload.
+    assert "models/retrained_v1.pt" in [e["artifact"] for e in again.named("upload.skip")]
+    assert not [e for e in again.named("upload") if e["artifact"].endswith(".pt")]
     repaired = manifest_of(line, 1)
     fixed = locations.check_artifacts(
         repaired["artifacts"], claim_root=line.claim.root, client=world.minio_client(), by="test"

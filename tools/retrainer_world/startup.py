@@ -63,33 +63,24 @@ def resolve_bin_dir() -> Path:
 
 
 def _build_tools_cache_dir() -> Path:
-    """The cache folder of tools/build-tools.sh, computed from the script's own `cache_root`,
-    `key` and `bin` lines so the cache key can never drift (running the script could build)."""
-    tools = REPO_ROOT / "tools"
-    snippet = (
-        'set -eu; source "$1"; eval "$(grep -E \'^(cache_root|key|bin)=\' "$2")"; printf %s "$bin"'
-    )
-    argv = [
-        "bash",
-        "-c",
-        snippet,
-        "bash",
-        str(tools / "versions.env"),
-        str(tools / "build-tools.sh"),
-    ]
+    """The cache folder of tools/build-tools.sh, as the script itself names it (`--print-dir`
+    never builds), so the cache key can never drift between the script and the world."""
+    script = REPO_ROOT / "tools" / "build-tools.sh"
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30)
+        out = subprocess.run(
+            ["bash", str(script), "--print-dir"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+            env={**os.environ, "RETRAINER_BIN_DIR": ""},
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         raise WorldError(
-            f"cannot read the binary cache folder from {tools / 'build-tools.sh'} ({exc}); "
+            f"cannot read the binary cache folder from {script} ({exc}); "
             "set RETRAINER_BIN_DIR to the folder holding the binaries"
         ) from exc
-    if not out.stdout:
-        raise WorldError(
-            f"{tools / 'build-tools.sh'} defines no `bin=` cache folder; "
-            "set RETRAINER_BIN_DIR to the folder holding the binaries"
-        )
-    return Path(out.stdout)
+    return Path(out.stdout.strip())
 
 
 def _credentials(layout: Layout) -> dict[str, str]:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from retrainer_operator import locations
+
 from retrainer_trainer import logs
 from retrainer_trainer.errors import TrainerError
 
@@ -24,6 +26,7 @@ TAG_UID = "retrainer.uid"
 TAG_MODEL = "retrainer.model"
 TAG_VERSION = "retrainer.version"
 TAG_BASE = "retrainer.baseModel"
+TAG_SHA_PREFIX = "retrainer.sha256/"
 
 
 @dataclass(frozen=True)
@@ -125,14 +128,20 @@ class Tracker:
         return {m.step for m in self.client.get_metric_history(run_id, key)}
 
     def upload(self, run_id: str, local: Path, artifact_path: str) -> None:
-        """Upload one file unless the run already holds it with the same size (a rerun)."""
+        """Upload one file unless this run already holds exactly these bytes (a rerun).
+
+        "Exactly" is judged by a run tag `retrainer.sha256/<artifact>` set after each upload:
+        weights of one architecture often have the same size, so size alone would keep a
+        stale copy.
+        """
         name = f"{artifact_path}/{local.name}" if artifact_path else local.name
-        size = local.stat().st_size
-        held = {f.path: f.file_size for f in self.client.list_artifacts(run_id, artifact_path)}
-        if held.get(name) == size and not name.endswith("manifest.json"):
+        sha256, size = locations.sha256_file(local)
+        tag = f"{TAG_SHA_PREFIX}{name}"
+        if self.client.get_run(run_id).data.tags.get(tag) == sha256:
             logs.event("upload.skip", artifact=name, bytes=size)
             return
         self.client.log_artifact(run_id, str(local), artifact_path or None)
+        self.client.set_tag(run_id, tag, sha256)
         self.uploads.append({"artifact": name, "bytes": size})
         logs.event("upload", artifact=name, bytes=size)
 

@@ -143,3 +143,9 @@ def test_only_json_objects_with_a_version_are_manifests() -> None:
     assert parse_manifest("bad label in labels/x.txt") is None
     assert parse_manifest(b"[1, 2]") is None
     assert parse_manifest(None) is None
+
+
+def test_without_a_minio_client_the_mlflow_location_is_not_trusted() -> None:
+    outcome = verify_manifest(manifest(), 1, None)
+    assert not outcome.verified
+    assert "no MinIO client" in outcome.message
