@@ -19,9 +19,9 @@ $(VENV_STAMP): requirements/dev.lock operator/pyproject.toml trainer/pyproject.t
 venv: $(VENV_STAMP) ## Create .venv from the pinned lock files
 
 lock: ## Re-pin requirements/*.lock from requirements/*.in
-	uv pip compile -q --python-version 3.11 requirements/dev.in -o requirements/dev.lock
-	uv pip compile -q --python-version 3.11 requirements/operator.in -o requirements/operator.lock
-	uv pip compile -q --python-version 3.11 requirements/trainer.in -o requirements/trainer.lock
+	uv pip compile -q --python-version 3.11 --override requirements/overrides.txt requirements/dev.in -o requirements/dev.lock
+	uv pip compile -q --python-version 3.11 --override requirements/overrides.txt requirements/operator.in -o requirements/operator.lock
+	uv pip compile -q --python-version 3.11 --override requirements/overrides.txt requirements/trainer.in -o requirements/trainer.lock
 
 tools: ## Build (or reuse) etcd, kube-*, kubectl, helm, minio under ~/.cache/retrainer/bin
 	@tools/build-tools.sh >/dev/null

@@ -22,7 +22,7 @@ __all__ = ["Config", "Promotion", "Spec", "Training", "from_env", "parse_spec"]
 # Arguments Retrainer owns; extraArgs must not smuggle them in (the CRD says the same).
 MANAGED_ARGS = frozenset(
     {"data", "model", "epochs", "imgsz", "batch", "patience", "seed", "device", "project",
-     "name", "resume"}
+     "name", "resume", "val"}
 )  # fmt: skip
 MODEL_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
