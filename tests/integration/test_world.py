@@ -155,10 +155,6 @@ def test_env_prints_exports_a_shell_can_eval(world: World) -> None:
     assert out.stdout.split() == ["ok", world.mlflow_uri]
 
 
-@pytest.mark.skipif(
-    os.environ.get("RETRAINER_TEST_LIFECYCLE") != "1",
-    reason="starts a second world; opt in with RETRAINER_TEST_LIFECYCLE=1",
-)
 def test_down_leaves_no_process_and_up_starts_again(world: World, tmp_path: Path) -> None:
     state = tmp_path / "second-world"
 
