@@ -29,6 +29,11 @@ def _fields(pairs: list[tuple[str, Any]], indent: str = "") -> list[str]:
     return [f"{indent}{(k + ':').ljust(width)}  {_value(v)}" for k, v in pairs]
 
 
+def _message(obj: dict[str, Any]) -> str:
+    # Multi-line messages (tracebacks, kubelet output) would break a table row apart.
+    return " ".join(str(obj.get("message", "")).split())
+
+
 def _base_model(spec: dict[str, Any]) -> str:
     base = spec.get("baseModel") or {}
     for key in ("version", "uri", "architecture"):
@@ -65,7 +70,7 @@ def _events(events: list[dict[str, Any]], now: dt.datetime) -> list[list[Any]]:
                 event.get("reason", ""),
                 age,
                 source or cli_table.NONE,
-                " ".join(str(event.get("message", "")).split()),
+                _message(event),
             ]
         )
     return rows
@@ -117,7 +122,7 @@ def render_describe(
             c.get("status", ""),
             c.get("reason") or cli_table.NONE,
             cli_table.format_age(c.get("lastTransitionTime"), now),
-            " ".join(str(c.get("message", "")).split()),
+            _message(c),
         ]
         for c in status.get("conditions") or []
     ]
@@ -146,7 +151,7 @@ def render_describe(
             c.get("name", ""),
             "ok" if c.get("ok") else "FAILED",
             c.get("by") or cli_table.NONE,
-            " ".join(str(c.get("message", "")).split()),
+            _message(c),
         ]
         for c in verification.get("checks") or []
     ]

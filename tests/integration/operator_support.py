@@ -134,6 +134,16 @@ def prepare_namespace(kube: client.ApiClient, namespace: str) -> None:
     )
 
 
+@contextlib.contextmanager
+def operator_in_prepared_namespace(
+    world: World, kube: client.ApiClient, namespace: str, log_dir: Path, **env: str
+) -> Iterator[Operator]:
+    """The usual test setup: the chart's per-namespace objects, then an operator watching."""
+    prepare_namespace(kube, namespace)
+    with running_operator(world, namespace, log_dir, **env) as operator:
+        yield operator
+
+
 def upload_dataset(world: World, tmp: Path, prefix: str, **kwargs: Any) -> str:
     """Generate the shapes dataset and upload it to MinIO; returns its s3:// URI."""
     folder = shapes.generate_dataset(tmp / prefix, **kwargs)
@@ -246,9 +256,23 @@ def event_reasons(kube: client.ApiClient, namespace: str, name: str) -> list[str
     return [e.reason for e in events]
 
 
-def job_complete(kube: client.ApiClient, namespace: str, job_name: str) -> bool:
-    job = client.BatchV1Api(kube).read_namespaced_job(job_name, namespace)
+def _complete(job: Any) -> bool:
     return any(c.type == "Complete" and c.status == "True" for c in (job.status.conditions or []))
+
+
+def job_complete(kube: client.ApiClient, namespace: str, job_name: str) -> bool:
+    return _complete(client.BatchV1Api(kube).read_namespaced_job(job_name, namespace))
+
+
+def wait_training_complete(
+    kube: client.ApiClient, namespace: str, name: str, timeout: float
+) -> None:
+    """Wait for RetrainJob `name`'s training Job to complete; needs no running operator."""
+    wait_for(
+        "training Job complete",
+        lambda: bool((j := jobs_of(kube, namespace, name)) and _complete(j[0])),
+        timeout,
+    )
 
 
 def versions_ledger(kube: client.ApiClient, namespace: str, model: str) -> dict[str, str]:

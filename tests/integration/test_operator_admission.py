@@ -16,7 +16,7 @@ from operator_support import (
     event_reasons,
     get,
     jobs_of,
-    prepare_namespace,
+    operator_in_prepared_namespace,
     retrainjob,
     running_operator,
     versions_ledger,
@@ -33,9 +33,8 @@ QUEUED = {"scheduling": {"queueName": "nowhere"}}
 def test_twenty_retrainjobs_at_once_get_versions_1_to_20_each_once(
     world: World, namespace: str, kube: client.ApiClient, crd: object, tmp_path: Path
 ) -> None:
-    prepare_namespace(kube, namespace)
     names = [f"burst-{i:02d}" for i in range(20)]
-    with running_operator(world, namespace, tmp_path) as operator:
+    with operator_in_prepared_namespace(world, kube, namespace, tmp_path) as operator:
         for name in names:
             create(kube, namespace, retrainjob(name, "s3://datasets/none", **QUEUED))
 
@@ -59,8 +58,7 @@ def test_twenty_retrainjobs_at_once_get_versions_1_to_20_each_once(
 def test_base_version_latest_without_a_verified_version_fails_without_a_job(
     world: World, namespace: str, kube: client.ApiClient, crd: object, tmp_path: Path
 ) -> None:
-    prepare_namespace(kube, namespace)
-    with running_operator(world, namespace, tmp_path) as operator:
+    with operator_in_prepared_namespace(world, kube, namespace, tmp_path) as operator:
         create(
             kube,
             namespace,
@@ -103,9 +101,8 @@ def test_reapplying_the_same_manifest_changes_nothing(
 ) -> None:
     import json
 
-    prepare_namespace(kube, namespace)
     manifest = json.dumps(retrainjob("again", "s3://datasets/none", **QUEUED))
-    with running_operator(world, namespace, tmp_path) as operator:
+    with operator_in_prepared_namespace(world, kube, namespace, tmp_path) as operator:
         kubectl("apply", "-n", namespace, "-f", "-", input=manifest)  # type: ignore[operator]
         first = wait_for(
             "accepted",

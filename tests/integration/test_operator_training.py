@@ -15,20 +15,21 @@ import pytest
 from kubernetes import client
 from operator_support import (
     CLAIM,
+    Operator,
     condition,
     create,
     event_reasons,
     get,
     jobs_of,
     mlflow_json,
+    operator_in_prepared_namespace,
     pods_of,
-    prepare_namespace,
     retrainjob,
-    running_operator,
     upload_dataset,
     versions_ledger,
     wait_for,
     wait_phase,
+    wait_training_complete,
 )
 from retrainer_operator import locations
 from retrainer_world.world import World
@@ -36,6 +37,16 @@ from retrainer_world.world import World
 pytestmark = pytest.mark.integration
 
 TRAIN_TIMEOUT = 420
+
+
+def wait_finished(
+    kube: client.ApiClient,
+    namespace: str,
+    name: str,
+    operator: Operator,
+    timeout: float = TRAIN_TIMEOUT,
+) -> dict[str, Any]:
+    return wait_phase(kube, namespace, name, ("Succeeded", "Failed"), timeout, operator)
 
 
 def claim_root(world: World, namespace: str) -> Path:
@@ -84,16 +95,11 @@ def test_a_run_succeeds_as_version_1_and_a_run_from_latest_becomes_version_2(
     tmp_path: Path,
     dataset: str,
 ) -> None:
-    prepare_namespace(kube, namespace)
-    with running_operator(world, namespace, tmp_path) as operator:
+    with operator_in_prepared_namespace(world, kube, namespace, tmp_path) as operator:
         create(kube, namespace, retrainjob("first", dataset))
-        first = wait_phase(
-            kube, namespace, "first", ("Succeeded", "Failed"), TRAIN_TIMEOUT, operator
-        )
+        first = wait_finished(kube, namespace, "first", operator)
         create(kube, namespace, retrainjob("second", dataset, baseModel={"version": "latest"}))
-        second = wait_phase(
-            kube, namespace, "second", ("Succeeded", "Failed"), TRAIN_TIMEOUT, operator
-        )
+        second = wait_finished(kube, namespace, "second", operator)
 
     assert_verified_version(world, namespace, first, 1)
     assert first["status"]["jobName"] == "retrain-shapes-v1"
@@ -120,8 +126,7 @@ def test_operator_killed_at_three_moments_still_makes_one_job_and_the_right_stat
     tmp_path: Path,
     dataset: str,
 ) -> None:
-    prepare_namespace(kube, namespace)
-    with running_operator(world, namespace, tmp_path) as operator:
+    with operator_in_prepared_namespace(world, kube, namespace, tmp_path) as operator:
         # Moment 1: while the RetrainJob is being accepted (checks, version, Job).
         create(
             kube,
@@ -139,19 +144,9 @@ def test_operator_killed_at_three_moments_still_makes_one_job_and_the_right_stat
         wait_phase(kube, namespace, "crashy", ("Running",), TRAIN_TIMEOUT, operator)
         operator.kill()
         # Moment 3: training finishes while the operator is down; it verifies on restart.
-        wait_for(
-            "training Job complete",
-            lambda: bool(
-                (j := jobs_of(kube, namespace, "crashy"))
-                and any(
-                    c.type == "Complete" and c.status == "True"
-                    for c in (j[0].status.conditions or [])
-                )
-            ),
-            TRAIN_TIMEOUT,
-        )
+        wait_training_complete(kube, namespace, "crashy", TRAIN_TIMEOUT)
         operator.start()
-        obj = wait_phase(kube, namespace, "crashy", ("Succeeded", "Failed"), 120, operator)
+        obj = wait_finished(kube, namespace, "crashy", operator, timeout=120)
 
     assert_verified_version(world, namespace, obj, 1)
     assert len(jobs_of(kube, namespace, "crashy")) == 1
@@ -171,16 +166,13 @@ def test_a_bad_label_fails_naming_the_file_without_retries(
     folder = shapes.generate_dataset(tmp_path / "bad")
     (folder / "labels" / "train" / "train_0003.txt").write_text("7 0.5 0.5 0.2 0.2\n")
     shapes.upload_folder(world.minio_client(), "datasets", f"{namespace}/bad", folder)
-    prepare_namespace(kube, namespace)
-    with running_operator(world, namespace, tmp_path) as operator:
+    with operator_in_prepared_namespace(world, kube, namespace, tmp_path) as operator:
         create(
             kube,
             namespace,
             retrainjob("bad-label", f"s3://datasets/{namespace}/bad", retry={"backoffLimit": 3}),
         )
-        obj = wait_phase(
-            kube, namespace, "bad-label", ("Succeeded", "Failed"), TRAIN_TIMEOUT, operator
-        )
+        obj = wait_finished(kube, namespace, "bad-label", operator)
 
     failed = condition(obj, "Failed")
     assert obj["status"]["phase"] == "Failed"
@@ -199,10 +191,9 @@ def test_an_evicted_pod_is_retried_without_using_the_backoff_limit_and_resumes(
     tmp_path: Path,
     dataset: str,
 ) -> None:
-    prepare_namespace(kube, namespace)
     core = client.CoreV1Api(kube)
     epochs = 4
-    with running_operator(world, namespace, tmp_path) as operator:
+    with operator_in_prepared_namespace(world, kube, namespace, tmp_path) as operator:
         create(
             kube,
             namespace,
@@ -231,9 +222,7 @@ def test_an_evicted_pod_is_retried_without_using_the_backoff_limit_and_resumes(
             namespace,
             {"metadata": {"name": pod.metadata.name, "namespace": namespace}},
         )
-        obj = wait_phase(
-            kube, namespace, "evicted", ("Succeeded", "Failed"), TRAIN_TIMEOUT, operator
-        )
+        obj = wait_finished(kube, namespace, "evicted", operator)
 
     assert_verified_version(world, namespace, obj, 1)
     assert obj["status"]["attempts"] == 2
@@ -257,22 +246,11 @@ def test_an_object_corrupted_in_minio_before_verification_fails_verification(
     tmp_path: Path,
     dataset: str,
 ) -> None:
-    prepare_namespace(kube, namespace)
-    with running_operator(world, namespace, tmp_path) as operator:
+    with operator_in_prepared_namespace(world, kube, namespace, tmp_path) as operator:
         create(kube, namespace, retrainjob("corrupt", dataset))
         wait_phase(kube, namespace, "corrupt", ("Running",), TRAIN_TIMEOUT, operator)
         operator.kill()  # hold verification back while we corrupt the object
-        wait_for(
-            "training Job complete",
-            lambda: bool(
-                (j := jobs_of(kube, namespace, "corrupt"))
-                and any(
-                    c.type == "Complete" and c.status == "True"
-                    for c in (j[0].status.conditions or [])
-                )
-            ),
-            TRAIN_TIMEOUT,
-        )
+        wait_training_complete(kube, namespace, "corrupt", TRAIN_TIMEOUT)
         uid = get(kube, namespace, "corrupt")["metadata"]["uid"]
         experiment = mlflow_json(
             world, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=shapes"
@@ -290,7 +268,7 @@ def test_an_object_corrupted_in_minio_before_verification_fails_verification(
         junk = hashlib.sha256(b"junk").digest() * 100
         world.minio_client().put_object(bucket, key, io.BytesIO(junk), len(junk))
         operator.start()
-        obj = wait_phase(kube, namespace, "corrupt", ("Succeeded", "Failed"), 120, operator)
+        obj = wait_finished(kube, namespace, "corrupt", operator, timeout=120)
 
     assert obj["status"]["phase"] == "Failed"
     failed = condition(obj, "Failed")

@@ -196,19 +196,27 @@ def apiserver_argv(bin_dir: Path, layout: Layout, ports: Ports) -> list[str]:
     ]
 
 
-def controller_manager_argv(bin_dir: Path, layout: Layout, ports: Ports) -> list[str]:
-    pki = layout.pki
+def _control_plane_argv(bin_dir: Path, layout: Layout, name: str, port: int) -> list[str]:
+    """The controller manager's and scheduler's shared start: the admin kubeconfig for the
+    apiserver and for delegated authn/authz, and a loopback serving port with its own certs."""
     kubeconfig = str(layout.kubeconfig)
     return [
-        str(bin_dir / "kube-controller-manager"),
+        str(bin_dir / name),
         f"--kubeconfig={kubeconfig}",
         f"--authentication-kubeconfig={kubeconfig}",
         f"--authorization-kubeconfig={kubeconfig}",
         # No front proxy here: looking up its CA bundle only logs an error every minute.
         "--authentication-skip-lookup=true",
         "--bind-address=127.0.0.1",
-        f"--secure-port={ports.controller_manager}",
-        f"--cert-dir={layout.serving_certs / 'kube-controller-manager'}",
+        f"--secure-port={port}",
+        f"--cert-dir={layout.serving_certs / name}",
+    ]
+
+
+def controller_manager_argv(bin_dir: Path, layout: Layout, ports: Ports) -> list[str]:
+    pki = layout.pki
+    return [
+        *_control_plane_argv(bin_dir, layout, "kube-controller-manager", ports.controller_manager),
         f"--controllers={CONTROLLERS}",
         f"--service-account-private-key-file={pki.sa_key}",
         f"--root-ca-file={pki.ca_cert}",
@@ -222,16 +230,8 @@ def controller_manager_argv(bin_dir: Path, layout: Layout, ports: Ports) -> list
 
 
 def scheduler_argv(bin_dir: Path, layout: Layout, ports: Ports) -> list[str]:
-    kubeconfig = str(layout.kubeconfig)
     return [
-        str(bin_dir / "kube-scheduler"),
-        f"--kubeconfig={kubeconfig}",
-        f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}",
-        "--authentication-skip-lookup=true",
-        "--bind-address=127.0.0.1",
-        f"--secure-port={ports.scheduler}",
-        f"--cert-dir={layout.serving_certs / 'kube-scheduler'}",
+        *_control_plane_argv(bin_dir, layout, "kube-scheduler", ports.scheduler),
         "--leader-elect=false",
         "--profiling=false",
     ]

@@ -18,6 +18,7 @@ __all__ = [
     "build_env",
     "expand",
     "field_value",
+    "source_data",
 ]
 
 Obj = dict[str, Any]
@@ -36,6 +37,13 @@ class Lookup(Protocol):
     def secret_data(self, namespace: str, name: str) -> dict[str, bytes] | None: ...
 
     def config_map_data(self, namespace: str, name: str) -> dict[str, bytes] | None: ...
+
+
+def source_data(lookup: Lookup, kind: str, namespace: str, name: str) -> dict[str, bytes] | None:
+    """The data of secret (`kind` "secret") or configMap `namespace/name`; None when absent."""
+    if kind == "secret":
+        return lookup.secret_data(namespace, name)
+    return lookup.config_map_data(namespace, name)
 
 
 def expand(text: str, env: dict[str, str]) -> str:
@@ -107,10 +115,7 @@ def _key_ref(
 ) -> tuple[bool, str | None]:
     """Resolve a secretKeyRef/configMapKeyRef; (False, None) means an optional miss."""
     name, key, optional = ref.get("name", ""), ref.get("key", ""), bool(ref.get("optional"))
-    if kind == "secret":
-        data = lookup.secret_data(namespace, name)
-    else:
-        data = lookup.config_map_data(namespace, name)
+    data = source_data(lookup, kind, namespace, name)
     if data is None:
         if optional:
             return False, None
@@ -131,10 +136,7 @@ def _env_from(container: Obj, namespace: str, lookup: Lookup) -> dict[str, str]:
             if ref is None:
                 continue
             name = ref.get("name", "")
-            if kind == "secret":
-                data = lookup.secret_data(namespace, name)
-            else:
-                data = lookup.config_map_data(namespace, name)
+            data = source_data(lookup, kind, namespace, name)
             if data is None:
                 if ref.get("optional"):
                     continue

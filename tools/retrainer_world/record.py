@@ -24,7 +24,6 @@ __all__ = [
     "default_state",
     "node_ready",
     "state_path",
-    "write_private",
 ]
 
 
@@ -180,11 +179,3 @@ def node_ready(server: str, ctx: Any, node: str) -> bool:
     return any(
         c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", [])
     )
-
-
-def write_private(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)

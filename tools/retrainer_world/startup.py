@@ -18,7 +18,7 @@ from typing import Any
 
 from retrainer_world import certs, components, health, procs
 from retrainer_world.components import Layout, Ports
-from retrainer_world.record import World, WorldError, node_ready, write_private
+from retrainer_world.record import World, WorldError, node_ready
 
 __all__ = ["BINARIES", "MARKER", "TIMEOUTS", "resolve_bin_dir", "run"]
 
@@ -91,7 +91,7 @@ def _credentials(layout: Layout) -> dict[str, str]:
     except (OSError, ValueError):
         pass
     creds = {"accessKey": f"retrainer-{secrets.token_hex(4)}", "secretKey": secrets.token_hex(24)}
-    write_private(layout.credentials, json.dumps(creds, indent=2) + "\n")
+    certs.write_private(layout.credentials, json.dumps(creds, indent=2) + "\n")
     return creds
 
 
@@ -112,7 +112,7 @@ class _Starter:
         creds = _credentials(layout)
         self.ports = Ports.from_list(procs.free_ports(Ports.count()))
         server = f"https://127.0.0.1:{self.ports.apiserver}"
-        write_private(layout.kubeconfig, components.kubeconfig_yaml(server, layout.pki))
+        certs.write_private(layout.kubeconfig, components.kubeconfig_yaml(server, layout.pki))
         self.data: dict[str, Any] = {
             "kubeconfig": str(layout.kubeconfig),
             "server": server,
@@ -162,7 +162,7 @@ class _Starter:
         )
 
     def _save(self) -> None:
-        write_private(self.layout.world_json, json.dumps(self.data, indent=2) + "\n")
+        certs.write_private(self.layout.world_json, json.dumps(self.data, indent=2) + "\n")
 
     def run(self) -> World:
         lay, ports, bins = self.layout, self.ports, self.bin_dir

@@ -61,10 +61,7 @@ def _keyed(
 ) -> dict[str, tuple[bytes, int]]:
     """Files of a secret/configMap source: all keys, or only `items` (key -> path)."""
     name = ref.get("secretName") or ref.get("name") or ""
-    if kind == "secret":
-        data = source.secret_data(namespace, name)
-    else:
-        data = source.config_map_data(namespace, name)
+    data = podenv.source_data(source, kind, namespace, name)
     if data is None:
         if ref.get("optional"):
             return {}
