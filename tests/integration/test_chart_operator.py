@@ -29,7 +29,9 @@ def _operator_pod_running(kube: Any, namespace: str, release: str) -> bool:
         namespace, label_selector=f"app.kubernetes.io/instance={release}"
     )
     return any(
-        pod.status.phase == "Running" and "operator" in pod.metadata.name for pod in pods.items
+        "operator" in pod.metadata.name
+        and any(c.state.running is not None for c in pod.status.container_statuses or [])
+        for pod in pods.items
     )
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "ImageEntry",
     "ImageUnknown",
     "container_argv",
+    "image_argv_count",
     "image_candidates",
     "load_images",
     "lookup_image",
@@ -104,6 +105,21 @@ def container_argv(
     if not argv:
         raise ImageUnknown(f"image {image!r} has neither entrypoint nor cmd nor args to run")
     return argv
+
+
+def image_argv_count(container: Obj, images: dict[str, ImageEntry]) -> int:
+    """How many leading items of `container_argv` come from images.yaml.
+
+    Those are host paths already ({venv}, {repo}), so they must never be rewritten as container
+    paths: a checkout under /tmp would otherwise be mapped into an emptyDir mounted at /tmp.
+    """
+    if container.get("command"):
+        return 0
+    entry = lookup_image(images, container.get("image", ""))
+    if entry is None:
+        return 0
+    cmd = entry.cmd if container.get("args") is None else ()
+    return len(entry.entrypoint) + len(cmd)
 
 
 def resolve_executable(argv0: str, path_env: str, cwd: Path) -> str:

@@ -146,10 +146,14 @@ def build_launch(ctx: LaunchContext, pod: Obj, container: Obj, folders: dict[str
         base["KUBECONFIG"] = str(_kubeconfig(ctx, token[0], token[1], root / "kubeconfig"))
     raw_env = podenv.build_env(container, pod, ctx.source, ctx.node, base)
     pathmap = container_paths(container, folders, message_file, raw_env)
-    # $(VAR) is expanded with the container's own view of paths, then mapped once.
+    # $(VAR) is expanded with the container's own view of paths, then mapped once; what the
+    # image table supplied is a host path already and stays as it is.
+    host_items = podimages.image_argv_count(container, ctx.images)
     argv = [
-        pathmap.rewrite(podenv.expand(arg, raw_env))
-        for arg in podimages.container_argv(container, ctx.images, ctx.venv, ctx.repo)
+        arg if index < host_items else pathmap.rewrite(podenv.expand(arg, raw_env))
+        for index, arg in enumerate(
+            podimages.container_argv(container, ctx.images, ctx.venv, ctx.repo)
+        )
     ]
     env = {k: v if base.get(k) == v else pathmap.rewrite(v) for k, v in raw_env.items()}
     cwd = working_dir(container, pathmap, root)

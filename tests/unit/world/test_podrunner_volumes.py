@@ -250,3 +250,31 @@ def test_a_deleted_pods_folders_go_but_its_termination_messages_stay(tmp_path: P
     Runner(cast(Any, None), ctx, threading.Event()).cleanup("uid-1")
 
     assert [p.name for p in pod_root.iterdir()] == ["main.termination-log"]
+
+
+def test_image_entrypoint_is_a_host_path_even_under_a_mounted_folder(tmp_path: Path) -> None:
+    # A checkout (and so its venv) under /tmp, and a pod that mounts an emptyDir at /tmp, as
+    # the chart's read-only-root operator does: only the container's own args are mapped.
+    from retrainer_world.podimages import ImageEntry
+
+    venv = tmp_path / "venv"
+    container = {
+        "name": "op",
+        "image": "tool",
+        "args": ["/tmp/out"],
+        "volumeMounts": [{"name": "scratch", "mountPath": "/tmp"}],
+    }
+    pod = make_pod([{"name": "scratch", "emptyDir": {}}], container)
+    cluster = Cluster({})
+    folders = prepare_volumes(pod, tmp_path / "pods" / "uid-1", cluster, "n")
+    ctx = LaunchContext(
+        source=cluster,
+        state=tmp_path,
+        node="n",
+        venv=venv,
+        repo=tmp_path,
+        images={"tool": ImageEntry(entrypoint=("{venv}/bin/tool",), cmd=())},
+    )
+    launch = build_launch(ctx, pod, container, folders)
+    assert str(venv).startswith("/tmp/")
+    assert launch.argv == [f"{venv}/bin/tool", f"{folders['scratch']}/out"]
