@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ from retrainer_operator import cli_table, locations
 
 __all__ = ["RemoteSettings", "VerifyRow", "latest_version", "remote_settings", "verify_version"]
 
-_WEIGHTS = re.compile(r"^retrained_v([1-9][0-9]*)\.pt$")
 # Files smaller than this hash too fast for a progress bar to be worth drawing.
 _PROGRESS_MIN_BYTES = 64 * 1024 * 1024
 BY = "cli"
@@ -48,23 +46,7 @@ class VerifyRow:
 
 def latest_version(root: Path, model: str) -> int | None:
     """The highest N with <root>/<model>/models/retrained_vN.pt, or None when there is none."""
-    models_dir = root / model / "models"
-    if not models_dir.is_dir():
-        return None
-    found = [int(m.group(1)) for p in models_dir.iterdir() if (m := _WEIGHTS.match(p.name))]
-    return max(found, default=None)
-
-
-def _chunks_with_progress(chunks: Iterator[bytes], bar: cli_table.ProgressBar) -> Iterator[bytes]:
-    for chunk in chunks:
-        bar.update(len(chunk))
-        yield chunk
-
-
-def _file_chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        while chunk := handle.read(locations.CHUNK):
-            yield chunk
+    return locations.newest_version(root / model / "models")
 
 
 def _hash_file(path: Path, label: str) -> tuple[str, int]:
@@ -73,7 +55,7 @@ def _hash_file(path: Path, label: str) -> tuple[str, int]:
         return locations.sha256_file(path)
     bar = cli_table.ProgressBar(f"sha256 {label}", size)
     try:
-        return locations.sha256_stream(_chunks_with_progress(_file_chunks(path), bar))
+        return locations.sha256_file(path, bar.update)
     finally:
         bar.close()
 
@@ -202,17 +184,12 @@ def remote_settings(
 
 
 def _hash_object(client: Any, bucket: str, key: str, size: int) -> tuple[str, int]:
-    response = client.get_object(bucket, key)
     bar = cli_table.ProgressBar("sha256 mlflow", size)
     try:
-        chunks = response.stream(locations.CHUNK)
-        if size >= _PROGRESS_MIN_BYTES:
-            chunks = _chunks_with_progress(chunks, bar)
-        return locations.sha256_stream(chunks)
+        on_chunk = bar.update if size >= _PROGRESS_MIN_BYTES else None
+        return locations.sha256_object(client, bucket, key, on_chunk)
     finally:
         bar.close()
-        response.close()
-        response.release_conn()
 
 
 def _mlflow_row(

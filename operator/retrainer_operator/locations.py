@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, TypedDict
@@ -34,9 +35,11 @@ __all__ = [
     "check_file",
     "check_object",
     "claim_path",
+    "file_chunks",
     "make_check",
     "minio_client",
     "mlflow_weights_uri",
+    "newest_version",
     "parse_s3_uri",
     "pvc_uri",
     "read_json",
@@ -55,6 +58,8 @@ MLFLOW = "mlflow"
 LOCATION_NAMES: tuple[str, ...] = (PRODUCTION, QUICK_ACCESS, TRAINING_RUN, METADATA, MLFLOW)
 
 CHUNK = 1024 * 1024
+# The production copy's file name; its N is the version (versions start at 1).
+WEIGHTS_FILE = re.compile(r"^retrained_v([1-9][0-9]*)\.pt$")
 
 
 class Check(TypedDict):
@@ -212,34 +217,52 @@ def claim_path(uri: str, root: str | os.PathLike[str]) -> Path:
 # ---- sha256 --------------------------------------------------------------------------------
 
 
-def sha256_stream(chunks: Iterable[bytes]) -> tuple[str, int]:
-    """sha256 hex digest and byte count of a stream of chunks (never held in memory)."""
+def sha256_stream(
+    chunks: Iterable[bytes], on_chunk: Callable[[int], None] | None = None
+) -> tuple[str, int]:
+    """sha256 hex digest and byte count of a stream of chunks (never held in memory).
+
+    `on_chunk` hears each chunk's size, for a progress bar."""
     digest = hashlib.sha256()
     size = 0
     for chunk in chunks:
         digest.update(chunk)
         size += len(chunk)
+        if on_chunk is not None:
+            on_chunk(len(chunk))
     return digest.hexdigest(), size
 
 
-def _file_chunks(path: Path) -> Iterator[bytes]:
+def file_chunks(path: Path) -> Iterator[bytes]:
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK):
             yield chunk
 
 
-def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
-    return sha256_stream(_file_chunks(Path(path)))
+def sha256_file(
+    path: str | os.PathLike[str], on_chunk: Callable[[int], None] | None = None
+) -> tuple[str, int]:
+    return sha256_stream(file_chunks(Path(path)), on_chunk)
 
 
-def sha256_object(client: ObjectStore, bucket: str, key: str) -> tuple[str, int]:
+def sha256_object(
+    client: ObjectStore, bucket: str, key: str, on_chunk: Callable[[int], None] | None = None
+) -> tuple[str, int]:
     """sha256 of a MinIO object, streamed (ETags are not sha256, multipart ones not even md5)."""
     response = client.get_object(bucket, key)
     try:
-        return sha256_stream(response.stream(CHUNK))
+        return sha256_stream(response.stream(CHUNK), on_chunk)
     finally:
         response.close()
         response.release_conn()
+
+
+def newest_version(models_dir: Path) -> int | None:
+    """The highest N with `models_dir/retrained_vN.pt`, or None when there is none."""
+    if not models_dir.is_dir():
+        return None
+    found = [int(m.group(1)) for p in models_dir.iterdir() if (m := WEIGHTS_FILE.match(p.name))]
+    return max(found, default=None)
 
 
 # ---- checks --------------------------------------------------------------------------------

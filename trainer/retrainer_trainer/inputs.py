@@ -7,7 +7,6 @@ an unreachable MinIO is infrastructure (exit 1).
 
 from __future__ import annotations
 
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,6 @@ from retrainer_trainer.errors import BadInput, TrainerError
 __all__ = ["BaseModel", "Inputs", "download_prefix", "resolve", "resolve_base"]
 
 PROGRESS_EVERY = 50 * 1024 * 1024  # bytes between progress events for big downloads
-VERSION_FILE = re.compile(r"^retrained_v(\d+)\.pt$")
 
 
 @dataclass(frozen=True)
@@ -117,15 +115,6 @@ def _folder(config: Config, uri: str, name: str, field: str) -> Path:
     return path
 
 
-def _newest_version(models_dir: Path) -> int | None:
-    versions = [
-        int(m.group(1))
-        for p in models_dir.glob("retrained_v*.pt")
-        if (m := VERSION_FILE.match(p.name))
-    ]
-    return max(versions) if versions else None
-
-
 def resolve_base(config: Config) -> BaseModel:
     """The base weights: a previous version of this model line, a URI, or an architecture."""
     spec = config.spec
@@ -148,7 +137,7 @@ def resolve_base(config: Config) -> BaseModel:
     if number is None and spec.base_version and spec.base_version.isdigit():
         number = int(spec.base_version)
     if number is None:  # "latest" without the operator's resolution: the newest on the claim
-        number = _newest_version(paths.models_dir)
+        number = locations.newest_version(paths.models_dir)
         if number is None:
             raise BadInput(
                 f"spec.baseModel.version: latest, but model line {spec.model!r} has no version "
