@@ -9,11 +9,11 @@ export RETRAINER_STATE ?= $(HOME)/.cache/retrainer/world
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(VENV_STAMP): requirements/dev.lock operator/pyproject.toml trainer/pyproject.toml tools/pyproject.toml
+$(VENV_STAMP): requirements/dev.lock operator/pyproject.toml trainer/pyproject.toml tools/pyproject.toml cli/pyproject.toml contract/pyproject.toml
 	@command -v uv >/dev/null || python3 -m pip install -q uv
 	uv venv -q --allow-existing --python 3.11 .venv
 	uv pip sync -q --python $(PY) requirements/dev.lock
-	uv pip install -q --python $(PY) --no-deps -e operator -e trainer -e tools
+	uv pip install -q --python $(PY) --no-deps -e operator -e trainer -e tools -e contract -e cli
 	@touch $@
 
 venv: $(VENV_STAMP) ## Create .venv from the pinned lock files
@@ -34,12 +34,12 @@ world-down: ## Stop the local world; leaves no process behind
 
 crds-sync: ## Copy crds/ into the chart and regenerate docs/api.md
 	cp crds/retrainer.dev_retrainjobs.yaml charts/retrainer/crds/
-	$(PY) -m retrainer_world.apidocs crds/retrainer.dev_retrainjobs.yaml > docs/api.md
+	$(PY) -m retrainer_docgen.apidocs crds/retrainer.dev_retrainjobs.yaml > docs/api.md
 
-lint: venv ## ruff check + format check, mypy on operator/ and trainer/
+lint: venv ## ruff check + format check, mypy on operator/, trainer/ and tools/
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy operator/retrainer_operator trainer/retrainer_trainer tools/retrainer_world
+	.venv/bin/mypy operator/retrainer_operator trainer/retrainer_trainer tools/retrainer_world tools/retrainer_demo tools/retrainer_docgen cli/retrainer_cli contract/retrainer_contract
 
 test-unit: venv ## Fast tests: no network, no world
 	$(PY) -m pytest -q tests/unit
@@ -60,6 +60,6 @@ images: ## Build the operator and trainer images (needs a container engine)
 	docker build -f trainer/Dockerfile -t ghcr.io/retrainer/trainer:$(VERSION) .
 
 demo: venv tools ## Start the world, install the chart, train v1 and v2, show them
-	$(PY) -m retrainer_world.demo
+	$(PY) -m retrainer_demo
 
 .PHONY: images help venv lock tools world-up world-down crds-sync lint test-unit test-integration test bench demo

@@ -27,7 +27,7 @@ python3 -c "import torch, ultralytics, mlflow; print('torch', torch.__version__,
 
 claim="$work/claim"
 mkdir -p "$claim/datasets"
-python3 -m retrainer_world.shapes "$claim/datasets/shapes" --train 256 --val 64 --size 320 \
+python3 -m retrainer_demo.shapes "$claim/datasets/shapes" --train 256 --val 64 --size 320 \
   --corrections "$claim/corrections/batch-1" || exit 1
 
 export RETRAINER_STORAGE_ROOT="$claim" RETRAINER_CLAIM_NAME=models RETRAINER_NAMESPACE=gpu-check

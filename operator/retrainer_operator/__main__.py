@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 import sys
 
-from retrainer_operator import handlers, kube, locations, logs, metrics, reconcile
+from retrainer_contract.objectstore import minio_client
+
+from retrainer_operator import handlers, kube, logs, metrics, reconcile
 from retrainer_operator.config import ConfigError, OperatorConfig
 from retrainer_operator.mlflow_rest import MlflowRest
 from retrainer_operator.ticker import Ticker
@@ -20,7 +22,7 @@ logger = logging.getLogger("retrainer.operator")
 
 def build_deps(config: OperatorConfig) -> reconcile.Deps:
     """The reconciler's dependencies: cluster, MinIO and MLflow clients."""
-    store = locations.minio_client(
+    store = minio_client(
         config.s3_endpoint, config.aws_access_key_id or None, config.aws_secret_access_key or None
     )
     cluster = kube.Cluster(kube.load_api_client())

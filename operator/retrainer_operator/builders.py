@@ -6,71 +6,15 @@ a dict, so the whole shape is unit-testable and identical on every (re)run.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from retrainer_contract import api, exits
+from retrainer_contract import env as trainer_env
+
 from retrainer_operator.config import OperatorConfig
 
-__all__ = [
-    "API_VERSION",
-    "CONTAINER_NAME",
-    "GROUP",
-    "KIND",
-    "PLURAL",
-    "VERSION",
-    "build_job_spec",
-    "job_labels",
-    "job_name",
-    "versions_configmap_name",
-]
-
-GROUP = "retrainer.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "RetrainJob"
-PLURAL = "retrainjobs"
-CONTAINER_NAME = "trainer"
-WORKDIR = "/tmp/retrainer"
-TERMINATION_MESSAGE_PATH = "/dev/termination-log"
-BAD_INPUT_EXIT_CODE = 3
-GPU_RESOURCE = "nvidia.com/gpu"
-QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-
-LABEL_NAME = "app.kubernetes.io/name"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_MODEL = f"{GROUP}/model"
-LABEL_VERSION = f"{GROUP}/version"
-LABEL_RETRAINJOB = f"{GROUP}/retrainjob"
-MANAGED_BY = "retrainer"
-TRAINER_NAME = "retrainer-trainer"
-
-
-def job_name(model: str, version: int) -> str:
-    """The strict training Job name: retrain-<model>-v<N>."""
-    return f"retrain-{model}-v{version}"
-
-
-def versions_configmap_name(model: str) -> str:
-    """The per-model ConfigMap recording allocated versions."""
-    return f"retrainer-versions-{model}"
-
-
-def _label_value(value: str) -> str:
-    # Label values are at most 63 characters and must end alphanumeric.
-    return re.sub(r"[^A-Za-z0-9]+$", "", value[:63])
-
-
-def job_labels(name: str, model: str, version: int) -> dict[str, str]:
-    """Labels on the Job and its pods (selectors use the stable retrainer.dev/* subset)."""
-    return {
-        LABEL_NAME: TRAINER_NAME,
-        LABEL_MANAGED_BY: MANAGED_BY,
-        LABEL_MODEL: model,
-        LABEL_VERSION: str(version),
-        LABEL_RETRAINJOB: _label_value(name),
-    }
+__all__ = ["build_job_spec"]
 
 
 def _env(
@@ -81,31 +25,19 @@ def _env(
     config: OperatorConfig,
 ) -> list[dict[str, Any]]:
     meta = body["metadata"]
-    plain = {
-        "RETRAINER_SPEC": json.dumps(body.get("spec", {}), sort_keys=True, separators=(",", ":")),
-        "RETRAINER_NAME": meta["name"],
-        "RETRAINER_NAMESPACE": meta["namespace"],
-        "RETRAINER_UID": meta["uid"],
-        "RETRAINER_VERSION": str(version),
-        "RETRAINER_STORAGE_ROOT": config.storage_root,
-        "RETRAINER_CLAIM_NAME": claim,
-        "RETRAINER_WORKDIR": WORKDIR,
-        "RETRAINER_TERMINATION_MESSAGE_PATH": TERMINATION_MESSAGE_PATH,
-        "MLFLOW_TRACKING_URI": config.mlflow_tracking_uri,
-        "MLFLOW_S3_ENDPOINT_URL": config.s3_endpoint,
-    }
-    if base_version is not None:
-        plain["RETRAINER_BASE_VERSION"] = str(base_version)
-    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plain.items()]
-    # Credentials only by reference: never as plain values in the Job.
-    for var, key in (("AWS_ACCESS_KEY_ID", "accessKey"), ("AWS_SECRET_ACCESS_KEY", "secretKey")):
-        env.append(
-            {
-                "name": var,
-                "valueFrom": {"secretKeyRef": {"name": config.s3_secret_name, "key": key}},
-            }
-        )
-    return env
+    told = trainer_env.TrainerEnv(
+        spec=body.get("spec", {}),
+        version=version,
+        name=meta["name"],
+        namespace=meta["namespace"],
+        uid=meta["uid"],
+        base_version=base_version,
+        storage_root=config.storage_root,
+        claim_name=claim,
+        tracking_uri=config.mlflow_tracking_uri,
+        s3_endpoint=config.s3_endpoint,
+    )
+    return trainer_env.container_env(told, config.s3_secret_name)
 
 
 def _resources(spec: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -116,8 +48,8 @@ def _resources(spec: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, 
     tolerations: list[dict[str, Any]] = []
     gpus = int(res.get("gpus", 0) or 0)
     if gpus > 0:
-        limits[GPU_RESOURCE] = str(gpus)
-        tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+        limits[api.GPU_RESOURCE] = str(gpus)
+        tolerations.append({"key": api.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
     return {"requests": requests, "limits": limits}, tolerations
 
 
@@ -130,27 +62,27 @@ def build_job_spec(
     """The batch/v1 Job that trains version `version` of the RetrainJob `body`."""
     meta, spec = body["metadata"], body.get("spec") or {}
     model = spec["model"]
-    name = job_name(model, version)
+    name = api.job_name(model, version)
     claim = (spec.get("storage") or {}).get("claimName") or config.claim_name
-    labels = job_labels(meta["name"], model, version)
+    labels = api.job_labels(meta["name"], model, version)
     scheduling = spec.get("scheduling") or {}
     retry = spec.get("retry") or {}
     resources, gpu_tolerations = _resources(spec)
 
     job_meta_labels = dict(labels)
     if scheduling.get("queueName"):
-        job_meta_labels[QUEUE_LABEL] = scheduling["queueName"]
+        job_meta_labels[api.QUEUE_LABEL] = scheduling["queueName"]
 
     container: dict[str, Any] = {
-        "name": CONTAINER_NAME,
+        "name": api.CONTAINER_NAME,
         "image": spec.get("image") or config.trainer_image,
         "env": _env(body, version, base_version, claim, config),
         "resources": resources,
         "volumeMounts": [
             {"name": "models", "mountPath": config.storage_root},
-            {"name": "workdir", "mountPath": WORKDIR},
+            {"name": "workdir", "mountPath": trainer_env.DEFAULT_WORKDIR},
         ],
-        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePath": trainer_env.DEFAULT_TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -184,9 +116,9 @@ def build_job_spec(
                 {
                     "action": "FailJob",
                     "onExitCodes": {
-                        "containerName": CONTAINER_NAME,
+                        "containerName": api.CONTAINER_NAME,
                         "operator": "In",
-                        "values": [BAD_INPUT_EXIT_CODE],
+                        "values": [exits.BAD_INPUT],
                     },
                 },
             ]
@@ -208,11 +140,11 @@ def build_job_spec(
             "name": name,
             "namespace": meta["namespace"],
             "labels": job_meta_labels,
-            "annotations": {f"{GROUP}/uid": meta["uid"]},
+            "annotations": {api.UID_ANNOTATION: meta["uid"]},
             "ownerReferences": [
                 {
-                    "apiVersion": API_VERSION,
-                    "kind": KIND,
+                    "apiVersion": api.API_VERSION,
+                    "kind": api.KIND,
                     "name": meta["name"],
                     "uid": meta["uid"],
                     "controller": True,

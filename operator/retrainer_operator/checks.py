@@ -11,6 +11,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from retrainer_contract import env as trainer_env
+from retrainer_contract import versions as contract_versions
+
 from retrainer_operator import versions
 from retrainer_operator.conditions import Reason
 from retrainer_operator.config import OperatorConfig
@@ -59,8 +62,9 @@ def preflight(
     if not client.secret_exists(namespace, config.s3_secret_name):
         return CheckFailure(
             Reason.SECRET_NOT_FOUND,
-            f"Secret {config.s3_secret_name!r} (keys accessKey, secretKey: the MinIO "
-            f"credentials) not found in namespace {namespace!r}: create it there",
+            f"Secret {config.s3_secret_name!r} (keys {trainer_env.SECRET_ACCESS_KEY_FIELD}, "
+            f"{trainer_env.SECRET_SECRET_KEY_FIELD}: the MinIO credentials) not found in "
+            f"namespace {namespace!r}: create it there",
         )
 
     requested = (spec.get("baseModel") or {}).get("version")
@@ -70,7 +74,7 @@ def preflight(
         if base_version is None:
             which = (
                 "no Succeeded and verified version exists yet"
-                if requested == "latest"
+                if requested == contract_versions.LATEST
                 else f"version {requested} does not exist or is not Succeeded and verified"
             )
             return CheckFailure(

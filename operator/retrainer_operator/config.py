@@ -10,6 +10,8 @@ import dataclasses
 import os
 from collections.abc import Mapping
 
+from retrainer_contract import env as trainer_env
+
 __all__ = ["ConfigError", "OperatorConfig"]
 
 
@@ -48,8 +50,9 @@ class OperatorConfig:
     """Everything the operator reads from its environment."""
 
     trainer_image: str = "ghcr.io/retrainer/trainer:0.1.0"
-    claim_name: str = "retrainer-models"
-    storage_root: str = "/var/lib/retrainer"
+    # The same names and defaults as the trainer's environment: one claim, one mount point.
+    claim_name: str = trainer_env.DEFAULT_CLAIM_NAME
+    storage_root: str = trainer_env.DEFAULT_STORAGE_ROOT
     mlflow_tracking_uri: str = "http://retrainer-mlflow:5000"
     s3_endpoint: str = "http://retrainer-minio:9000"
     s3_secret_name: str = "minio-credentials"
@@ -81,8 +84,8 @@ class OperatorConfig:
         )
         return cls(
             trainer_image=env.get("RETRAINER_TRAINER_IMAGE", "").strip() or d.trainer_image,
-            claim_name=env.get("RETRAINER_CLAIM_NAME", "").strip() or d.claim_name,
-            storage_root=env.get("RETRAINER_STORAGE_ROOT", "").strip() or d.storage_root,
+            claim_name=env.get(trainer_env.CLAIM_NAME, "").strip() or d.claim_name,
+            storage_root=env.get(trainer_env.STORAGE_ROOT, "").strip() or d.storage_root,
             mlflow_tracking_uri=(
                 env.get("RETRAINER_MLFLOW_TRACKING_URI", "").strip() or d.mlflow_tracking_uri
             ).rstrip("/"),
@@ -97,6 +100,6 @@ class OperatorConfig:
             health_port=_int(env, "RETRAINER_HEALTH_PORT", d.health_port),
             progress_interval=_float(env, "RETRAINER_PROGRESS_INTERVAL", d.progress_interval),
             log_format=log_format,
-            aws_access_key_id=env.get("AWS_ACCESS_KEY_ID", ""),
-            aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY", ""),
+            aws_access_key_id=env.get(trainer_env.ACCESS_KEY, ""),
+            aws_secret_access_key=env.get(trainer_env.SECRET_KEY, ""),
         )

@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from retrainer_contract import api
 
-from retrainer_operator import builders, reconcile
+from retrainer_operator import reconcile
 from retrainer_operator.conditions import TERMINAL_PHASES
 from retrainer_operator.config import OperatorConfig
 from retrainer_operator.ticker import Ticker
@@ -23,9 +24,7 @@ __all__ = ["build_registry", "run"]
 
 def _owner(meta: Mapping[str, Any]) -> str | None:
     for ref in meta.get("ownerReferences") or []:
-        if ref.get("kind") == builders.KIND and ref.get("apiVersion", "").startswith(
-            builders.GROUP + "/"
-        ):
+        if ref.get("kind") == api.KIND and ref.get("apiVersion", "").startswith(api.GROUP + "/"):
             return str(ref.get("name"))
     return None
 
@@ -49,13 +48,11 @@ def build_registry(deps: reconcile.Deps, ticker: Ticker) -> kopf.OperatorRegistr
     @kopf.on.startup(id="retrainjob_startup", registry=registry)
     def retrainjob_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Bookkeeping in annotations: the CRD's status schema would prune Kopf's fields.
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-            prefix=builders.GROUP
-        )
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=builders.GROUP, key="last-handled-configuration"
+            prefix=api.GROUP, key="last-handled-configuration"
         )
-        settings.persistence.finalizer = f"{builders.GROUP}/finalizer"
+        settings.persistence.finalizer = api.FINALIZER
         # We post our own Events per transition; Kopf's per-handler ones only on problems.
         settings.posting.level = logging.WARNING
         settings.execution.max_workers = 16
@@ -69,12 +66,8 @@ def build_registry(deps: reconcile.Deps, ticker: Ticker) -> kopf.OperatorRegistr
         ticker.stop()
 
     # Stable ids: Kopf records handler progress under them in annotations.
-    @kopf.on.resume(
-        builders.GROUP, builders.VERSION, builders.PLURAL, id="retrainjob_create", registry=registry
-    )
-    @kopf.on.create(
-        builders.GROUP, builders.VERSION, builders.PLURAL, id="retrainjob_create", registry=registry
-    )
+    @kopf.on.resume(api.GROUP, api.VERSION, api.PLURAL, id="retrainjob_create", registry=registry)
+    @kopf.on.create(api.GROUP, api.VERSION, api.PLURAL, id="retrainjob_create", registry=registry)
     def retrainjob_create(
         namespace: str | None, name: str, status: Mapping[str, Any], **_: Any
     ) -> None:
@@ -85,7 +78,7 @@ def build_registry(deps: reconcile.Deps, ticker: Ticker) -> kopf.OperatorRegistr
         "batch",
         "v1",
         "jobs",
-        labels={builders.LABEL_MANAGED_BY: builders.MANAGED_BY},
+        labels={api.LABEL_MANAGED_BY: api.MANAGED_BY},
         id="retrainjob_job_event",
         registry=registry,
     )

@@ -15,8 +15,8 @@ from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
+from retrainer_contract import api
 
-from retrainer_operator import builders
 from retrainer_operator.conditions import now_iso
 from retrainer_operator.versions import Conflict
 
@@ -68,10 +68,10 @@ class Cluster:
         try:
             return _decode(
                 self.custom.get_namespaced_custom_object(
-                    builders.GROUP,
-                    builders.VERSION,
+                    api.GROUP,
+                    api.VERSION,
                     namespace,
-                    builders.PLURAL,
+                    api.PLURAL,
                     name,
                     _preload_content=False,
                 )
@@ -84,10 +84,10 @@ class Cluster:
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """Merge-patch the status subresource (lists such as conditions are replaced whole)."""
         self.custom.patch_namespaced_custom_object_status(
-            builders.GROUP,
-            builders.VERSION,
+            api.GROUP,
+            api.VERSION,
             namespace,
-            builders.PLURAL,
+            api.PLURAL,
             name,
             {"status": dict(status)},
             _preload_content=False,
@@ -95,10 +95,10 @@ class Cluster:
 
     def patch_annotations(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
         self.custom.patch_namespaced_custom_object(
-            builders.GROUP,
-            builders.VERSION,
+            api.GROUP,
+            api.VERSION,
             namespace,
-            builders.PLURAL,
+            api.PLURAL,
             name,
             {"metadata": {"annotations": dict(annotations)}},
             _preload_content=False,
@@ -211,8 +211,8 @@ class Cluster:
             "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
             "involvedObject": {
-                "apiVersion": builders.API_VERSION,
-                "kind": builders.KIND,
+                "apiVersion": api.API_VERSION,
+                "kind": api.KIND,
                 "name": meta["name"],
                 "namespace": meta["namespace"],
                 "uid": meta["uid"],

@@ -1,7 +1,9 @@
-"""A small MLflow REST client: find a RetrainJob's run by tag and read its artifacts.
+"""A small MLflow REST client: find a version's run by its tags and read its artifacts.
 
 The operator needs three calls (experiment by name, run search, one artifact), so it speaks the
-REST API over urllib instead of importing mlflow: faster start, smaller memory, fewer pins.
+REST API over urllib instead of importing mlflow: faster start, smaller memory, no pin (the
+measurements behind that choice are in docs/operator.md). The run filter, the tags and the
+run URL are the contract's (retrainer_contract.tracking), the same the trainer uses.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-from retrainer_operator import locations
+from retrainer_contract import layout, tracking
+from retrainer_contract.objectstore import ObjectStore
 
 __all__ = ["MlflowError", "MlflowRest", "Run"]
 
@@ -47,7 +50,7 @@ class Run:
 class MlflowRest:
     """MLflow's REST API at `tracking_uri`, plus MinIO for s3:// artifact roots."""
 
-    def __init__(self, tracking_uri: str, store: locations.ObjectStore | None) -> None:
+    def __init__(self, tracking_uri: str, store: ObjectStore | None) -> None:
         self.base = tracking_uri.rstrip("/")
         self.store = store
 
@@ -77,18 +80,17 @@ class MlflowRest:
             return None
         return str(answer.get("experiment", {}).get("experiment_id", "")) or None
 
-    def find_run(self, experiment: str, uid: str) -> Run | None:
-        """The run tagged retrainer.uid=<uid> in `experiment` (by name), or None."""
+    def find_run(self, experiment: str, uid: str, version: int) -> Run | None:
+        """The run of version `version` owned by RetrainJob `uid` in `experiment`, or None."""
         experiment_id = self.experiment_id(experiment)
         if experiment_id is None:
             return None
-        uid_filter = uid.replace("'", "")
         answer = self._call(
             "POST",
             "/api/2.0/mlflow/runs/search",
             {
                 "experiment_ids": [experiment_id],
-                "filter": f"tags.`retrainer.uid` = '{uid_filter}'",
+                "filter": tracking.run_filter(uid, version),
                 "max_results": 1,
             },
         )
@@ -101,7 +103,7 @@ class MlflowRest:
         if root.startswith("s3://"):
             if self.store is None:
                 raise MlflowError("artifact root is s3:// but no MinIO client is configured")
-            bucket, prefix = locations.parse_s3_uri(f"{root}/{path}")
+            bucket, prefix = layout.parse_s3_uri(f"{root}/{path}")
             try:
                 response = self.store.get_object(bucket, prefix)
             except Exception as error:  # minio's S3Error: NoSuchKey means "not there"
@@ -131,4 +133,4 @@ class MlflowRest:
         raise MlflowError(f"unsupported artifact root {root!r} (expected s3:// on MinIO)")
 
     def run_url(self, run: Run) -> str:
-        return f"{self.base}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
+        return tracking.run_url(self.base, run.experiment_id, run.run_id)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from retrainer_contract import documents, metrics
 
 from retrainer_operator.conditions import Reason
 
@@ -25,8 +26,6 @@ __all__ = [
     "progress_from_run",
     "termination_message",
 ]
-
-METRIC_KEYS = ("precision", "recall", "mAP50", "mAP50_95")
 
 
 class JobState(enum.Enum):
@@ -127,34 +126,22 @@ def termination_message(pods: Iterable[Mapping[str, Any]]) -> str:
 
 
 def failure_message(raw: str) -> str:
-    """A readable failure from the trainer's termination message.
-
-    The trainer writes `{"error": {"reason", "message", "exitCode"}}` on failure; anything
-    else (a log tail from FallbackToLogsOnError) is returned as it is.
-    """
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return raw
-    error = data.get("error") if isinstance(data, dict) else None
-    if not isinstance(error, dict):
-        return raw
-    reason, message = str(error.get("reason") or ""), str(error.get("message") or "")
-    return f"{reason}: {message}" if reason and message else message or reason or raw
+    """A readable failure from the trainer's termination message (documents.failure_text)."""
+    return documents.failure_text(raw)
 
 
 def progress_from_run(
-    metrics: Mapping[str, float], params: Mapping[str, str], spec: Mapping[str, Any]
+    run_metrics: Mapping[str, float], params: Mapping[str, str], spec: Mapping[str, Any]
 ) -> dict[str, Any] | None:
     """status.progress from the run's latest `epoch` metric and `epochs` param."""
-    planned_raw = params.get("epochs") or (spec.get("training") or {}).get("epochs")
-    if "epoch" not in metrics or planned_raw is None:
+    planned_raw = params.get(metrics.EPOCHS_PARAM) or (spec.get("training") or {}).get("epochs")
+    if metrics.EPOCH not in run_metrics or planned_raw is None:
         return None
     planned = int(float(planned_raw))
-    done = min(int(metrics["epoch"]), planned)
+    done = min(int(run_metrics[metrics.EPOCH]), planned)
     return {"epoch": done, "epochs": planned, "text": f"{done}/{planned}"}
 
 
-def metrics_from_run(metrics: Mapping[str, float]) -> dict[str, float]:
+def metrics_from_run(run_metrics: Mapping[str, float]) -> dict[str, float]:
     """status.metrics (the latest validation metrics) from the run's metrics."""
-    return {k: float(metrics[k]) for k in METRIC_KEYS if k in metrics}
+    return {k: float(run_metrics[k]) for k in metrics.KEYS if k in run_metrics}

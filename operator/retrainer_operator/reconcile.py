@@ -17,8 +17,11 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from retrainer_operator import checks, locations, metrics, progress, versions
-from retrainer_operator.builders import GROUP, build_job_spec
+from retrainer_contract import api, documents, layout, tracking
+from retrainer_contract.objectstore import ObjectStore
+
+from retrainer_operator import checks, metrics, progress, versions
+from retrainer_operator.builders import build_job_spec
 from retrainer_operator.conditions import (
     ACCEPTED,
     COMPLETE,
@@ -36,12 +39,11 @@ from retrainer_operator.config import OperatorConfig
 from retrainer_operator.kube import Cluster
 from retrainer_operator.mlflow_rest import MlflowError, MlflowRest
 from retrainer_operator.progress import JobState
-from retrainer_operator.verification import parse_manifest, verify_manifest
+from retrainer_operator.verification import verify_manifest
 
-__all__ = ["ATTEMPTS_ANNOTATION", "Deps", "Locks", "reconcile"]
+__all__ = ["Deps", "Locks", "reconcile"]
 
 logger = logging.getLogger("retrainer.operator")
-ATTEMPTS_ANNOTATION = f"{GROUP}/attempt-pods"
 # How long a finished Job may lack a readable manifest before the RetrainJob fails.
 MANIFEST_GRACE_SECONDS = 300.0
 
@@ -72,7 +74,7 @@ class Deps:
     config: OperatorConfig
     cluster: Cluster
     mlflow: MlflowRest
-    store: locations.ObjectStore | None
+    store: ObjectStore | None
     locks: Locks = dataclasses.field(default_factory=Locks)
 
 
@@ -92,10 +94,6 @@ class _Step:
             self.cond(RUNNING, False, reason, "training stopped")
         self.cond(FAILED, True, reason, message)
         self.status.setdefault("completionTime", now_iso())
-
-
-def _experiment(spec: Mapping[str, Any]) -> str:
-    return str((spec.get("mlflow") or {}).get("experiment") or spec["model"])
 
 
 def _start(deps: Deps, body: Mapping[str, Any], step: _Step) -> dict[str, Any] | None:
@@ -145,7 +143,9 @@ def _progress(deps: Deps, body: Mapping[str, Any], step: _Step) -> None:
     """Progress from the MLflow run (best effort: MLflow down only delays it)."""
     spec = body["spec"]
     try:
-        run = deps.mlflow.find_run(_experiment(spec), body["metadata"]["uid"])
+        run = deps.mlflow.find_run(
+            tracking.experiment_name(spec), body["metadata"]["uid"], int(step.status["version"])
+        )
     except MlflowError as error:
         logger.info("progress unavailable: %s", error)
         return
@@ -172,12 +172,14 @@ def _verify(deps: Deps, body: Mapping[str, Any], step: _Step, pods: list[Any]) -
     raw: bytes | str | None = None
     run = None
     try:
-        run = deps.mlflow.find_run(_experiment(spec), meta["uid"])
+        run = deps.mlflow.find_run(tracking.experiment_name(spec), meta["uid"], version)
         if run is not None:
-            raw = deps.mlflow.read_artifact(run, "manifest.json")
+            raw = deps.mlflow.read_artifact(run, tracking.MANIFEST_ARTIFACT)
     except MlflowError as error:
         logger.warning("manifest unavailable, will retry: %s", error)
-    manifest = parse_manifest(raw) or parse_manifest(progress.termination_message(pods))
+    manifest = documents.parse_manifest(raw) or documents.parse_manifest(
+        progress.termination_message(pods)
+    )
     if manifest is None:
         completed = get_condition(status, COMPLETE) or {}
         waited = _age_seconds(completed.get("lastTransitionTime"))
@@ -205,7 +207,7 @@ def _verify(deps: Deps, body: Mapping[str, Any], step: _Step, pods: list[Any]) -
         step.fail(Reason.VERIFICATION_FAILED, outcome.message)
         return
     production: Mapping[str, Any] = next(
-        (a for a in status["artifacts"] if a.get("name") == locations.PRODUCTION), {}
+        (a for a in status["artifacts"] if a.get("name") == layout.PRODUCTION), {}
     )
     model = spec["model"]
     versions.mark_verified(
@@ -219,11 +221,11 @@ def _verify(deps: Deps, body: Mapping[str, Any], step: _Step, pods: list[Any]) -
 def _observe(deps: Deps, body: Mapping[str, Any], step: _Step, job: Mapping[str, Any]) -> None:
     meta, status = body["metadata"], step.status
     pods = deps.cluster.list_job_pods(meta["namespace"], status["jobName"])
-    seen_raw = (meta.get("annotations") or {}).get(ATTEMPTS_ANNOTATION, "")
+    seen_raw = (meta.get("annotations") or {}).get(api.ATTEMPTS_ANNOTATION, "")
     seen = [s for s in seen_raw.split(",") if s]
     ids = progress.attempt_ids(pods, seen)
     if ids != sorted(seen):
-        step.annotations[ATTEMPTS_ANNOTATION] = ",".join(ids)
+        step.annotations[api.ATTEMPTS_ANNOTATION] = ",".join(ids)
     status["attempts"] = len(ids)
 
     observed = progress.observe_job(job)

@@ -21,7 +21,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from retrainer_operator.builders import versions_configmap_name
+from retrainer_contract import api
+from retrainer_contract import versions as contract_versions
 
 __all__ = [
     "Allocation",
@@ -116,24 +117,19 @@ def mark_verified_in(data: Mapping[str, str], version: int, sha256: str) -> dict
     return new
 
 
-def verified_versions(data: Mapping[str, str]) -> list[int]:
-    """All verified version numbers, ascending."""
+def evidence(data: Mapping[str, str]) -> list[tuple[int, bool]]:
+    """(version, verified) for every version the ledger records."""
     found = []
     for key in data:
         if key.startswith("v.") and key[2:].isdigit():
             version = int(key[2:])
-            if _entry(data, version).get("state") == "verified":
-                found.append(version)
+            found.append((version, _entry(data, version).get("state") == "verified"))
     return sorted(found)
 
 
 def resolve_base_in(data: Mapping[str, str], requested: str) -> int | None:
     """`latest` -> the newest verified version; `"3"` -> 3 when verified; else None."""
-    verified = verified_versions(data)
-    if requested == "latest":
-        return verified[-1] if verified else None
-    version = int(requested)
-    return version if version in verified else None
+    return contract_versions.resolve(requested, evidence(data))
 
 
 # ---- cluster operations --------------------------------------------------------------------
@@ -155,7 +151,7 @@ def _update(
     change: Any,
 ) -> Any:
     """Read-modify-write the ledger with `change(data) -> (new_data, result)` until it sticks."""
-    name = versions_configmap_name(model)
+    name = api.versions_configmap_name(model)
     for attempt in range(MAX_TRIES):
         current = client.read_configmap(namespace, name)
         data = _data(current)
@@ -172,8 +168,8 @@ def _update(
                         "metadata": {
                             "name": name,
                             "labels": {
-                                "app.kubernetes.io/managed-by": "retrainer",
-                                "retrainer.dev/model": model,
+                                api.LABEL_MANAGED_BY: api.MANAGED_BY,
+                                api.LABEL_MODEL: model,
                             },
                         },
                         "data": new_data,
@@ -200,7 +196,7 @@ def _update(
 
 def find(client: ConfigMapClient, namespace: str, model: str, uid: str) -> Allocation | None:
     """The allocation already recorded for `uid` (after a restart), or None."""
-    return find_in(_data(client.read_configmap(namespace, versions_configmap_name(model))), uid)
+    return find_in(_data(client.read_configmap(namespace, api.versions_configmap_name(model))), uid)
 
 
 def allocate(
@@ -232,5 +228,5 @@ def mark_verified(
 
 def resolve_base(client: ConfigMapClient, namespace: str, model: str, requested: str) -> int | None:
     """Resolve spec.baseModel.version against the ledger (None: no such verified version)."""
-    data = _data(client.read_configmap(namespace, versions_configmap_name(model)))
+    data = _data(client.read_configmap(namespace, api.versions_configmap_name(model)))
     return resolve_base_in(data, requested)

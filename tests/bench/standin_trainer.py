@@ -3,7 +3,7 @@
 It honours the trainer's contract (docs/contract.md) without training: writes a small
 "weights" file to the four claim locations and to MinIO, checks them, writes the manifest as
 the termination message and exits 0, in well under a second. The world maps the image
-`retrainer-bench-trainer` to this script (tools/retrainer_world/images.yaml).
+`retrainer-bench-trainer` to this script (tools/retrainer_world/kubelet/images.yaml).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from retrainer_operator import locations
+from retrainer_contract import integrity, layout, objectstore
 
 
 def main() -> int:
@@ -23,31 +23,29 @@ def main() -> int:
     spec = json.loads(env["RETRAINER_SPEC"])
     version, uid = int(env["RETRAINER_VERSION"]), env["RETRAINER_UID"]
     claim = env["RETRAINER_CLAIM_NAME"]
-    paths = locations.VersionPaths.for_version(
-        env["RETRAINER_STORAGE_ROOT"], spec["model"], version
-    )
+    paths = layout.VersionPaths.for_version(env["RETRAINER_STORAGE_ROOT"], spec["model"], version)
     weights = f"stand-in weights {uid} v{version}\n".encode() * 64
     artifacts: list[dict[str, object]] = []
     for name, path in paths.claim_files().items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(weights)
-        digest, size = locations.sha256_file(path)
+        digest, size = integrity.sha256_file(path)
         artifacts.append(
             {"name": name, "uri": paths.uri(claim, path), "sha256": digest, "size": size}
         )
-    client = locations.minio_client()
+    client = objectstore.minio_client()
     bucket = "bench"
     if not client.bucket_exists(bucket):
         with contextlib.suppress(Exception):  # another stand-in made it first
             client.make_bucket(bucket)
     key = f"{uid}/artifacts/models/retrained_v{version}.pt"
     client.put_object(bucket, key, io.BytesIO(weights), len(weights))
-    digest, size = locations.sha256_stream([weights])
+    digest, size = integrity.sha256_stream([weights])
     artifacts.append(
-        {"name": "mlflow", "uri": locations.s3_uri(bucket, key), "sha256": digest, "size": size}
+        {"name": "mlflow", "uri": layout.s3_uri(bucket, key), "sha256": digest, "size": size}
     )
-    checks = locations.check_artifacts(
-        artifacts, claim_root=env["RETRAINER_STORAGE_ROOT"], client=client, by="trainer"
+    checks = integrity.check_artifacts(
+        artifacts, storage_root=env["RETRAINER_STORAGE_ROOT"], client=client, by="trainer"
     )
     manifest = {
         "version": version,

@@ -71,7 +71,9 @@ def crd_applied(world: World, kubectl: Any) -> None:
 
 
 def _standin_mapped() -> bool:
-    images = yaml.safe_load((ROOT / "tools" / "retrainer_world" / "images.yaml").read_text())
+    images = yaml.safe_load(
+        (ROOT / "tools" / "retrainer_world" / "kubelet" / "images.yaml").read_text()
+    )
     return STANDIN_IMAGE in (images.get("images") or {})
 
 
@@ -166,7 +168,7 @@ def test_operator_reaction_latency_over_100_retrainjobs(
     if IMAGE == STANDIN_IMAGE and not _standin_mapped():
         pytest.fail(
             f"map the image {STANDIN_IMAGE!r} to tests/bench/standin_trainer.py in "
-            "tools/retrainer_world/images.yaml",
+            "tools/retrainer_world/kubelet/images.yaml",
             pytrace=False,
         )
     prepare_namespace(kube, namespace)

@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from retrainer_operator import locations
-from retrainer_world import shapes
+from retrainer_contract import documents, layout
+from retrainer_demo import shapes
 from retrainer_world.world import World
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
@@ -73,11 +73,9 @@ def test_trainer_wall_time_over_plain_ultralytics_and_one_upload_per_weight_file
     assert result.rc == 0, result.explain()
 
     weights = [u for u in result.named("upload") if u["artifact"].endswith(".pt")]
-    manifest = locations.read_json(
-        locations.VersionPaths.for_version(claim.root, model, 1).manifest
-    )
+    manifest = documents.read_json(layout.VersionPaths.for_version(claim.root, model, 1).manifest)
     mlflow_uri = next(a["uri"] for a in manifest["artifacts"] if a["name"] == "mlflow")
-    bucket, key = locations.parse_s3_uri(mlflow_uri)
+    bucket, key = layout.parse_s3_uri(mlflow_uri)
     run_prefix = key.split("/artifacts/")[0] + "/"
     objects = [
         o.object_name

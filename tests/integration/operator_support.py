@@ -22,7 +22,7 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from retrainer_world import shapes
+from retrainer_demo import shapes
 from retrainer_world.world import World
 
 ROOT = Path(__file__).resolve().parents[2]

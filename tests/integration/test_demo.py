@@ -27,7 +27,7 @@ LIMIT_SECONDS = 900
 def test_demo_trains_two_verified_versions(world: World) -> None:
     env = {**os.environ, **world.env()}
     proc = subprocess.run(
-        [sys.executable, "-m", "retrainer_world.demo"],
+        [sys.executable, "-m", "retrainer_demo"],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -31,7 +31,7 @@ from operator_support import (
     wait_phase,
     wait_training_complete,
 )
-from retrainer_operator import locations
+from retrainer_contract import integrity, layout
 from retrainer_world.world import World
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ def wait_finished(
     return wait_phase(kube, namespace, name, ("Succeeded", "Failed"), timeout, operator)
 
 
-def claim_root(world: World, namespace: str) -> Path:
+def storage_root(world: World, namespace: str) -> Path:
     return world.state / "volumes" / namespace / CLAIM
 
 
@@ -63,19 +63,19 @@ def assert_verified_version(
     assert condition(obj, "Complete")["status"] == "True"
     assert status["verification"]["verified"] is True
     artifacts = {a["name"]: a for a in status["artifacts"]}
-    assert set(artifacts) == set(locations.LOCATION_NAMES)
+    assert set(artifacts) == set(layout.ARTIFACT_NAMES)
     checks = status["verification"]["checks"]
     assert all(c["ok"] for c in checks), checks
     assert {"name": "mlflow", "by": "operator"}.items() <= next(
         c for c in checks if c["by"] == "operator"
     ).items()
     # What the status says is really there: claim files and the MinIO object.
-    paths = locations.VersionPaths.for_version(claim_root(world, namespace), "shapes", version)
+    paths = layout.VersionPaths.for_version(storage_root(world, namespace), "shapes", version)
     for name, path in paths.claim_files().items():
-        digest, size = locations.sha256_file(path)
+        digest, size = integrity.sha256_file(path)
         assert (digest, size) == (artifacts[name]["sha256"], artifacts[name]["size"]), name
-    bucket, key = locations.parse_s3_uri(artifacts["mlflow"]["uri"])
-    digest, _ = locations.sha256_object(world.minio_client(), bucket, key)
+    bucket, key = layout.parse_s3_uri(artifacts["mlflow"]["uri"])
+    digest, _ = integrity.sha256_object(world.minio_client(), bucket, key)
     assert digest == artifacts["mlflow"]["sha256"]
     assert set(status["metrics"]) >= {"precision", "recall", "mAP50", "mAP50_95"}
     assert status["mlflow"]["runId"]
@@ -161,7 +161,7 @@ def test_a_bad_label_fails_naming_the_file_without_retries(
     crd: object,
     tmp_path: Path,
 ) -> None:
-    from retrainer_world import shapes
+    from retrainer_demo import shapes
 
     folder = shapes.generate_dataset(tmp_path / "bad")
     (folder / "labels" / "train" / "train_0003.txt").write_text("7 0.5 0.5 0.2 0.2\n")
@@ -260,9 +260,7 @@ def test_an_object_corrupted_in_minio_before_verification_fails_verification(
             "/api/2.0/mlflow/runs/search",
             {"experiment_ids": [experiment], "filter": f"tags.`retrainer.uid` = '{uid}'"},
         )["runs"]
-        bucket, key = locations.parse_s3_uri(
-            locations.mlflow_weights_uri(run["info"]["artifact_uri"], 1)
-        )
+        bucket, key = layout.parse_s3_uri(layout.mlflow_weights_uri(run["info"]["artifact_uri"], 1))
         import io
 
         junk = hashlib.sha256(b"junk").digest() * 100

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
-from retrainer_operator import locations
-from retrainer_world import shapes
+from retrainer_contract import documents, integrity, layout
+from retrainer_demo import shapes
 from retrainer_world.world import World
 from test_trainer_support import Claim, Run, run_trainer, spec
 
@@ -62,8 +62,8 @@ def line(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lin
 
 
 def manifest_of(line: Line, version: int) -> dict[str, Any]:
-    paths = locations.VersionPaths.for_version(line.claim.root, line.model, version)
-    return locations.read_json(paths.manifest)
+    paths = layout.VersionPaths.for_version(line.claim.root, line.model, version)
+    return documents.read_json(paths.manifest)
 
 
 def test_v1_lands_in_four_locations_with_one_sha256(line: Line, world: World) -> None:
@@ -73,12 +73,12 @@ def test_v1_lands_in_four_locations_with_one_sha256(line: Line, world: World) ->
     assert list(by_name) == ["production", "quickAccess", "trainingRun", "metadata", "mlflow"]
     weights = {by_name[n]["sha256"] for n in ("production", "quickAccess", "trainingRun", "mlflow")}
     assert len(weights) == 1
-    paths = locations.VersionPaths.for_version(line.claim.root, line.model, 1)
+    paths = layout.VersionPaths.for_version(line.claim.root, line.model, 1)
     for path in (paths.production, paths.quick_access, paths.training_run):
-        assert locations.sha256_file(path)[0] in weights
-    bucket, key = locations.parse_s3_uri(by_name["mlflow"]["uri"])
+        assert integrity.sha256_file(path)[0] in weights
+    bucket, key = layout.parse_s3_uri(by_name["mlflow"]["uri"])
     assert key.endswith("/artifacts/models/retrained_v1.pt")
-    assert locations.sha256_object(world.minio_client(), bucket, key)[0] in weights
+    assert integrity.sha256_object(world.minio_client(), bucket, key)[0] in weights
     assert manifest["verification"]["verified"] is True
     assert {c["name"] for c in manifest["verification"]["checks"] if c["ok"]} == set(by_name)
     assert set(manifest["metrics"]) == {"precision", "recall", "mAP50", "mAP50_95"}
@@ -86,10 +86,10 @@ def test_v1_lands_in_four_locations_with_one_sha256(line: Line, world: World) ->
 
 
 def test_v1_metadata_describes_weights_dataset_and_lineage(line: Line) -> None:
-    paths = locations.VersionPaths.for_version(line.claim.root, line.model, 1)
-    metadata = locations.read_json(paths.metadata)
+    paths = layout.VersionPaths.for_version(line.claim.root, line.model, 1)
+    metadata = documents.read_json(paths.metadata)
     assert metadata["model"] == line.model and metadata["version"] == 1
-    assert metadata["weights"]["sha256"] == locations.sha256_file(paths.production)[0]
+    assert metadata["weights"]["sha256"] == integrity.sha256_file(paths.production)[0]
     assert metadata["lineage"]["baseModel"] == "yolo11n.yaml"
     assert metadata["lineage"]["trainSamples"] == 16 and metadata["lineage"]["valSamples"] == 8
     assert metadata["dataset"]["splits"]["train"]["instances"] > 0
@@ -112,7 +112,7 @@ def test_v1_mlflow_run_has_params_epoch_metrics_and_artifacts_in_minio(
     assert sorted(m.value for m in mlflow.get_metric_history(run_id, "epoch")) == [1.0, 2.0]
     minio = world.minio_client()
     root = run.info.artifact_uri  # s3://mlflow/<experiment>/<run>/artifacts
-    bucket, prefix = locations.parse_s3_uri(root)
+    bucket, prefix = layout.parse_s3_uri(root)
     keys = {
         o.object_name[len(prefix) + 1 :]
         for o in minio.list_objects(bucket, prefix=f"{prefix}/", recursive=True)
@@ -145,8 +145,8 @@ def test_v2_from_latest_trains_on_corrected_labels_and_records_lineage(
     assert v2.rc == 0, v2.explain()
     manifest = manifest_of(line, 2)
     lineage = manifest["lineage"]
-    v1_sha = locations.sha256_file(
-        locations.VersionPaths.for_version(line.claim.root, line.model, 1).production
+    v1_sha = integrity.sha256_file(
+        layout.VersionPaths.for_version(line.claim.root, line.model, 1).production
     )[0]
     assert lineage["baseModel"] == "v1" and lineage["baseVersion"] == 1
     assert lineage["baseSha256"] == v1_sha
@@ -156,7 +156,7 @@ def test_v2_from_latest_trains_on_corrected_labels_and_records_lineage(
     trained_on = Path(env["RETRAINER_WORKDIR"]) / "dataset" / "labels" / "train" / "train_0000.txt"
     assert trained_on.read_text() == corrected.read_text()
     run = MlflowClient(world.mlflow_uri).get_run(manifest["mlflow"]["runId"])
-    bucket, prefix = locations.parse_s3_uri(run.info.artifact_uri)
+    bucket, prefix = layout.parse_s3_uri(run.info.artifact_uri)
     stored = world.minio_client().get_object(bucket, f"{prefix}/corrections_applied.json")
     applied = json.loads(stored.read())
     assert applied["count"] == 3 and applied["totals"]["replace"] == 2
@@ -166,13 +166,13 @@ def test_v2_from_latest_trains_on_corrected_labels_and_records_lineage(
 def test_flipped_byte_is_reported_and_a_rerun_repairs_it_without_retraining(
     line: Line, world: World
 ) -> None:
-    paths = locations.VersionPaths.for_version(line.claim.root, line.model, 1)
+    paths = layout.VersionPaths.for_version(line.claim.root, line.model, 1)
     manifest = manifest_of(line, 1)
     data = bytearray(paths.quick_access.read_bytes())
     data[len(data) // 2] ^= 0x01
     paths.quick_access.write_bytes(bytes(data))
-    checks = locations.check_artifacts(
-        manifest["artifacts"], claim_root=line.claim.root, client=world.minio_client(), by="test"
+    checks = integrity.check_artifacts(
+        manifest["artifacts"], storage_root=line.claim.root, client=world.minio_client(), by="test"
     )
     assert [c["name"] for c in checks if not c["ok"]] == ["quickAccess"]
     assert "sha256 mismatch" in next(c["message"] for c in checks if not c["ok"])
@@ -186,8 +186,8 @@ def test_flipped_byte_is_reported_and_a_rerun_repairs_it_without_retraining(
     assert "models/retrained_v1.pt" in [e["artifact"] for e in again.named("upload.skip")]
     assert not [e for e in again.named("upload") if e["artifact"].endswith(".pt")]
     repaired = manifest_of(line, 1)
-    fixed = locations.check_artifacts(
-        repaired["artifacts"], claim_root=line.claim.root, client=world.minio_client(), by="test"
+    fixed = integrity.check_artifacts(
+        repaired["artifacts"], storage_root=line.claim.root, client=world.minio_client(), by="test"
     )
     assert all(c["ok"] for c in fixed)
     # Same weights as before the corruption: the copy was restored, nothing was retrained.
@@ -200,13 +200,13 @@ def test_flipped_byte_is_reported_and_a_rerun_repairs_it_without_retraining(
 
 
 def test_a_verified_version_is_never_trained_again(line: Line) -> None:
-    before = locations.sha256_file(
-        locations.VersionPaths.for_version(line.claim.root, line.model, 1).production
+    before = integrity.sha256_file(
+        layout.VersionPaths.for_version(line.claim.root, line.model, 1).production
     )
     again = run_trainer(line.claim.env(line.v1_spec, 1))
     assert again.rc == 0, again.explain()
     assert again.named("done.already") and not again.named("train.start")
-    after = locations.sha256_file(
-        locations.VersionPaths.for_version(line.claim.root, line.model, 1).production
+    after = integrity.sha256_file(
+        layout.VersionPaths.for_version(line.claim.root, line.model, 1).production
     )
     assert before == after

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from retrainer_world import shapes
+from retrainer_demo import shapes
 from retrainer_world.world import World
 from test_trainer_support import Claim, run_trainer, spec
 

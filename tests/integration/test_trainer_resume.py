@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
-from retrainer_operator import locations
-from retrainer_world import shapes
+from retrainer_contract import layout
+from retrainer_demo import shapes
 from retrainer_world.world import World
 from test_trainer_support import TINY, Claim, run_trainer, spec
 
@@ -32,7 +32,7 @@ def test_sigterm_during_epoch_2_of_4_resumes_from_the_checkpoint_in_one_mlflow_r
 
     first = run_trainer(env, stop_when=in_epoch_2)
     assert first.rc == 143, first.explain()
-    paths = locations.VersionPaths.for_version(claim.root, model, 1)
+    paths = layout.VersionPaths.for_version(claim.root, model, 1)
     assert paths.last_checkpoint.is_file()
     assert not paths.production.exists(), "nothing goes to models/ for an unfinished version"
     assert first.termination == {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from retrainer_world import apidocs
+from retrainer_docgen import apidocs
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "retrainer.dev_retrainjobs.yaml"
@@ -19,7 +19,7 @@ def generate() -> str:
 def test_api_md_matches_a_fresh_generation_from_the_crd() -> None:
     assert API_MD.read_text(encoding="utf-8") == generate(), (
         "docs/api.md is stale: run `make crds-sync` (or "
-        "`.venv/bin/python -m retrainer_world.apidocs crds/retrainer.dev_retrainjobs.yaml"
+        "`.venv/bin/python -m retrainer_docgen.apidocs crds/retrainer.dev_retrainjobs.yaml"
         " > docs/api.md`)"
     )
 

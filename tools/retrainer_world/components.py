@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 NODE_NAME = "local-node"
+# The kubelet stand-in (the "podrunner" component), started as `python -m` this module.
+KUBELET_MODULE = "retrainer_world.kubelet"
 SERVICE_CIDR = "10.0.0.0/24"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 MLFLOW_BUCKET = "mlflow"
@@ -267,7 +269,7 @@ def podrunner_argv(layout: Layout, python: str = sys.executable) -> list[str]:
     return [
         python,
         "-m",
-        "retrainer_world.podrunner",
+        KUBELET_MODULE,
         "--kubeconfig",
         str(layout.kubeconfig),
         "--state",

@@ -208,7 +208,7 @@ def _buckets(world: World) -> bool:
 
 
 def _podrunner_available() -> bool:
-    return importlib.util.find_spec("retrainer_world.podrunner") is not None
+    return importlib.util.find_spec(f"{components.KUBELET_MODULE}.__main__") is not None
 
 
 def run(layout: Layout, owner: str) -> World:

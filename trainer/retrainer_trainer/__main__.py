@@ -1,8 +1,7 @@
 """`retrainer-train`: the training Job's entry point.
 
 Reads the environment into a Config, runs the pipeline, and turns the outcome into the exit
-code and termination message of docs/contract.md: 0 verified, 3 bad input (never retried),
-1 infrastructure (retried), 143 on SIGTERM (the next pod resumes from weights/last.pt).
+code and termination message of the contract (retrainer_contract.exits, docs/contract.md).
 """
 
 from __future__ import annotations
@@ -14,9 +13,12 @@ import traceback
 from pathlib import Path
 from types import FrameType
 
+from retrainer_contract import documents, exits
+from retrainer_contract import env as trainer_env
+
 from retrainer_trainer import config as config_module
 from retrainer_trainer import logs, manifest
-from retrainer_trainer.errors import EXIT_INFRA, EXIT_OK, EXIT_PREEMPTED, Preempted, TrainerError
+from retrainer_trainer.errors import Preempted, TrainerError
 
 __all__ = ["main"]
 
@@ -28,7 +30,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def main() -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     env = dict(os.environ)
-    termination = env.get("RETRAINER_TERMINATION_MESSAGE_PATH") or None
+    termination = env.get(trainer_env.TERMINATION_MESSAGE_PATH) or None
     termination_path = Path(termination) if termination else None
     try:
         config = config_module.from_env(env)
@@ -38,24 +40,25 @@ def main() -> int:
     except Preempted:
         logs.event("preempted", message="SIGTERM: stopping; a new pod resumes from last.pt")
         manifest.write_termination(
-            termination_path, manifest.failure("Preempted", "SIGTERM received", EXIT_PREEMPTED)
+            termination_path, documents.failure("Preempted", "SIGTERM received", exits.PREEMPTED)
         )
-        return EXIT_PREEMPTED
+        return exits.PREEMPTED
     except TrainerError as error:
         logs.event("failed", reason=error.reason, exitCode=error.exit_code, message=str(error))
         manifest.write_termination(
-            termination_path, manifest.failure(error.reason, str(error), error.exit_code)
+            termination_path, documents.failure(error.reason, str(error), error.exit_code)
         )
         return error.exit_code
     except Exception as error:  # a crash is infrastructure until proven otherwise: retry
         logs.event("crashed", error=f"{type(error).__name__}: {error}")
         traceback.print_exc(file=sys.stderr)
         manifest.write_termination(
-            termination_path, manifest.failure("Crashed", f"{type(error).__name__}: {error}", 1)
+            termination_path,
+            documents.failure("Crashed", f"{type(error).__name__}: {error}", exits.INFRA),
         )
-        return EXIT_INFRA
+        return exits.INFRA
     manifest.write_termination(termination_path, document)
-    return EXIT_OK
+    return exits.OK
 
 
 if __name__ == "__main__":

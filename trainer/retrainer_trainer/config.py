@@ -1,19 +1,23 @@
 """The trainer's whole input, read once from the environment into frozen dataclasses.
 
-The operator passes the RetrainJob spec verbatim as RETRAINER_SPEC plus what it resolved
-(docs/contract.md). Everything downstream takes a `Config` and never reads os.environ, so the
-pipeline can be driven from tests with plain values.
+The operator passes the RetrainJob spec verbatim plus what it resolved; the names, defaults
+and checks of that environment are the contract's (retrainer_contract.env, docs/contract.md).
+Everything downstream takes a `Config` and never reads os.environ, so the pipeline can be
+driven from tests with plain values.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from retrainer_contract import env as trainer_env
+from retrainer_contract import metrics as metric_keys
+from retrainer_contract import tracking
 
 from retrainer_trainer.errors import BadInput
 
@@ -77,7 +81,7 @@ class Config:
     name: str = ""
     namespace: str = ""
     uid: str = ""
-    claim_name: str = "models"
+    claim_name: str = trainer_env.DEFAULT_CLAIM_NAME
     resolved_base_version: int | None = None
     termination_path: Path | None = None
     tracking_uri: str = ""
@@ -137,8 +141,8 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
     promo = _obj(raw, "promotion", "spec")
     promotion = None
     if promo:
-        if promo.get("metric") not in ("precision", "recall", "mAP50", "mAP50_95"):
-            raise BadInput("spec.promotion.metric must be precision, recall, mAP50 or mAP50_95")
+        if promo.get("metric") not in metric_keys.KEYS:
+            raise BadInput(f"spec.promotion.metric must be one of {', '.join(metric_keys.KEYS)}")
         if not mlflow.get("registeredModel"):
             raise BadInput("spec.promotion needs spec.mlflow.registeredModel")
         promotion = Promotion(
@@ -155,43 +159,32 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
         corrections_uri=corrections.get("uri") or None,
         training=training,
         gpus=_int(_obj(raw, "resources", "spec"), "gpus", 0, "spec.resources", 0),
-        experiment=str(mlflow.get("experiment") or model),
+        experiment=tracking.experiment_name(raw),
         registered_model=mlflow.get("registeredModel") or None,
         promotion=promotion,
     )
 
 
 def from_env(env: Mapping[str, str]) -> Config:
-    """Build the Config from the pod's environment (names in docs/contract.md)."""
-    raw_spec = env.get("RETRAINER_SPEC", "")
-    if not raw_spec:
-        raise BadInput("RETRAINER_SPEC is not set: it must hold the RetrainJob spec as JSON")
+    """Build the Config from the pod's environment (the contract's names and defaults)."""
     try:
-        spec_obj = json.loads(raw_spec)
-    except json.JSONDecodeError as error:
-        raise BadInput(f"RETRAINER_SPEC is not valid JSON: {error}") from error
-    if not isinstance(spec_obj, dict):
-        raise BadInput("RETRAINER_SPEC must be a JSON object (the RetrainJob spec)")
-    version_text = env.get("RETRAINER_VERSION", "")
-    if not version_text.isdigit() or int(version_text) < 1:
-        raise BadInput(f"RETRAINER_VERSION must be a positive integer, got {version_text!r}")
-    base_text = env.get("RETRAINER_BASE_VERSION", "")
-    if base_text and not base_text.isdigit():
-        raise BadInput(f"RETRAINER_BASE_VERSION must be an integer, got {base_text!r}")
-    termination = env.get("RETRAINER_TERMINATION_MESSAGE_PATH", "")
+        told = trainer_env.read(env)
+    except trainer_env.EnvError as error:
+        raise BadInput(str(error)) from error
+    termination = told.termination_message_path
     return Config(
-        spec=parse_spec(spec_obj),
-        version=int(version_text),
-        storage_root=Path(env.get("RETRAINER_STORAGE_ROOT") or "/var/lib/retrainer"),
-        workdir=Path(env.get("RETRAINER_WORKDIR") or "/tmp/retrainer"),
-        name=env.get("RETRAINER_NAME", ""),
-        namespace=env.get("RETRAINER_NAMESPACE", ""),
-        uid=env.get("RETRAINER_UID", ""),
-        claim_name=env.get("RETRAINER_CLAIM_NAME") or "models",
-        resolved_base_version=int(base_text) if base_text else None,
+        spec=parse_spec(told.spec),
+        version=told.version,
+        storage_root=Path(told.storage_root),
+        workdir=Path(told.workdir),
+        name=told.name,
+        namespace=told.namespace,
+        uid=told.uid,
+        claim_name=told.claim_name,
+        resolved_base_version=told.base_version,
         termination_path=Path(termination) if termination else None,
-        tracking_uri=env.get("MLFLOW_TRACKING_URI", ""),
-        s3_endpoint=env.get("MLFLOW_S3_ENDPOINT_URL", ""),
-        access_key=env.get("AWS_ACCESS_KEY_ID", ""),
-        secret_key=env.get("AWS_SECRET_ACCESS_KEY", ""),
+        tracking_uri=told.tracking_uri,
+        s3_endpoint=told.s3_endpoint,
+        access_key=told.access_key,
+        secret_key=told.secret_key,
     )

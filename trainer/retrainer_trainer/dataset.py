@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from retrainer_operator import locations
+from retrainer_contract import integrity
 
 from retrainer_trainer.errors import BadInput
 
@@ -213,7 +213,7 @@ def tree_sha256(root: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(b"\0" + locations.sha256_file(path)[0].encode() + b"\n")
+        digest.update(b"\0" + integrity.sha256_file(path)[0].encode() + b"\n")
     return digest.hexdigest()
 
 

@@ -1,4 +1,4 @@
-"""Exit codes and the exceptions that choose them (docs/contract.md, "Exit codes").
+"""The exceptions that choose the trainer's exit code (retrainer_contract.exits).
 
 The Job's podFailurePolicy reads only the exit code: 3 means the input is wrong and retrying
 cannot help (FailJob); anything else is an infrastructure failure the Job retries. Every
@@ -15,26 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = [
-    "EXIT_BAD_INPUT",
-    "EXIT_INFRA",
-    "EXIT_OK",
-    "EXIT_PREEMPTED",
-    "BadInput",
-    "Preempted",
-    "TrainerError",
-]
+from retrainer_contract import exits
 
-EXIT_OK = 0
-EXIT_INFRA = 1
-EXIT_BAD_INPUT = 3
-EXIT_PREEMPTED = 143  # 128 + SIGTERM, what a shell reports for a terminated process
+__all__ = ["BadInput", "Preempted", "TrainerError"]
 
 
 class TrainerError(Exception):
     """An infrastructure failure: the Job retries it (exit 1)."""
 
-    exit_code = EXIT_INFRA
+    exit_code = exits.INFRA
     reason = "InfrastructureError"
 
 
@@ -45,7 +34,7 @@ class BadInput(TrainerError):
     in one go instead of one per run.
     """
 
-    exit_code = EXIT_BAD_INPUT
+    exit_code = exits.BAD_INPUT
     reason = "BadInput"
 
     def __init__(self, message: str, problems: Sequence[str] = ()) -> None:

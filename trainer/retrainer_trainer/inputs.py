@@ -1,7 +1,7 @@
 """Turn the spec's URIs into local files: dataset, corrections and base weights.
 
 An input is either `s3://bucket/prefix` in MinIO (downloaded into the work dir, with progress
-events) or a path relative to the claim root. A missing input is the user's mistake (exit 3);
+events) or a path relative to the storage root. A missing input is the user's mistake (exit 3);
 an unreachable MinIO is infrastructure (exit 1).
 """
 
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retrainer_operator import locations
+from retrainer_contract import env as trainer_env
+from retrainer_contract import integrity, layout, objectstore, versions
 
 from retrainer_trainer import logs
 from retrainer_trainer.config import Config
@@ -42,8 +43,8 @@ class Inputs:
 
 def _client(config: Config) -> Any:
     if not config.s3_endpoint:
-        raise BadInput("an s3:// input needs MLFLOW_S3_ENDPOINT_URL (the MinIO endpoint)")
-    return locations.minio_client(config.s3_endpoint, config.access_key, config.secret_key)
+        raise BadInput(f"an s3:// input needs {trainer_env.S3_ENDPOINT} (the MinIO endpoint)")
+    return objectstore.minio_client(config.s3_endpoint, config.access_key, config.secret_key)
 
 
 def _infra(error: Exception, uri: str) -> TrainerError:
@@ -54,7 +55,7 @@ def download_prefix(client: Any, uri: str, dest: Path, field: str) -> Path:
     """Download every object under `s3://bucket/prefix/` into `dest` (replaced if present)."""
     from minio.error import S3Error
 
-    bucket, prefix = locations.parse_s3_uri(uri)
+    bucket, prefix = layout.parse_s3_uri(uri)
     prefix = f"{prefix.rstrip('/')}/" if prefix else ""
     if dest.exists():
         shutil.rmtree(dest)
@@ -90,7 +91,7 @@ def download_prefix(client: Any, uri: str, dest: Path, field: str) -> Path:
 def _download_object(client: Any, uri: str, dest: Path, field: str) -> Path:
     from minio.error import S3Error
 
-    bucket, key = locations.parse_s3_uri(uri)
+    bucket, key = layout.parse_s3_uri(uri)
     try:
         client.fget_object(bucket, key, str(dest))
     except S3Error as error:
@@ -107,7 +108,7 @@ def _folder(config: Config, uri: str, name: str, field: str) -> Path:
     if uri.startswith("s3://"):
         return download_prefix(_client(config), uri, config.workdir / "inputs" / name, field)
     try:
-        path = locations.claim_path(uri, config.storage_root)
+        path = layout.claim_path(uri, config.storage_root)
     except ValueError as error:
         raise BadInput(f"{field}: {error}") from error
     if not path.is_dir():
@@ -128,29 +129,30 @@ def resolve_base(config: Config) -> BaseModel:
                 _client(config), uri, config.workdir / "inputs" / "base.pt", "spec.baseModel.uri"
             )
         else:
-            path = locations.claim_path(uri, config.storage_root)
+            path = layout.claim_path(uri, config.storage_root)
             if not path.is_file():
                 raise BadInput(f"spec.baseModel.uri: {uri!r} not found on the claim ({path})")
-        return BaseModel(source=str(path), label=uri, sha256=locations.sha256_file(path)[0])
-    paths = locations.VersionPaths.for_version(config.storage_root, spec.model, config.version)
+        return BaseModel(source=str(path), label=uri, sha256=integrity.sha256_file(path)[0])
+    paths = layout.VersionPaths.for_version(config.storage_root, spec.model, config.version)
     number = config.resolved_base_version
     if number is None and spec.base_version and spec.base_version.isdigit():
         number = int(spec.base_version)
     if number is None:  # "latest" without the operator's resolution: the newest on the claim
-        number = locations.newest_version(paths.models_dir)
+        claim = ((n, True) for n in layout.claim_versions(config.storage_root, spec.model))
+        number = versions.latest_verified(claim)
         if number is None:
             raise BadInput(
                 f"spec.baseModel.version: latest, but model line {spec.model!r} has no version "
                 f"yet in {paths.models_dir}; start from baseModel.architecture (yolo11n.yaml)"
             )
-    base = locations.VersionPaths.for_version(config.storage_root, spec.model, number).production
+    base = layout.VersionPaths.for_version(config.storage_root, spec.model, number).production
     if not base.is_file():
         raise BadInput(
             f"spec.baseModel.version: version {number} of model line {spec.model!r} not found "
             f"(expected {base})"
         )
     return BaseModel(
-        source=str(base), label=f"v{number}", version=number, sha256=locations.sha256_file(base)[0]
+        source=str(base), label=f"v{number}", version=number, sha256=integrity.sha256_file(base)[0]
     )
 
 

@@ -1,9 +1,10 @@
 """The trainer's pipeline: inputs -> dataset -> corrections -> train -> store -> verify.
 
-Each step is a call into one adapter module; this module only decides the order and what goes
-into the metadata, the MLflow run and the manifest. It is safe to run again for the same
-version: a verified version is left untouched (exit 0 at once), a finished training is not
-repeated, an interrupted one resumes, and the MLflow run is found again by its tags.
+Each step is a call into one adapter module and `run` reads as their order; the documents'
+shapes (metadata, lineage, manifest) are the contract's (retrainer_contract.documents). It is
+safe to run again for the same version: a verified version is left untouched (exit 0 at once),
+a finished training is not repeated, an interrupted one resumes, and the MLflow run is found
+again by its tags.
 """
 
 from __future__ import annotations
@@ -13,17 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from retrainer_operator import locations
+from retrainer_contract import documents, integrity, layout, objectstore
 
-from retrainer_trainer import corrections, dataset, inputs, logs, manifest, store, training
+from retrainer_trainer import corrections, dataset, inputs, logs, store, training
 from retrainer_trainer.config import Config
-from retrainer_trainer.tracking import TAG_BASE, TAG_MODEL, TAG_UID, TAG_VERSION, RunRef, Tracker
+from retrainer_trainer.errors import TrainerError
+from retrainer_trainer.tracking import RunRef, Tracker
 from retrainer_trainer.verify import verify
 
 __all__ = ["Prepared", "prepare_data", "run"]
-
-DATASET_METADATA = "retraining_dataset_metadata.json"
-CORRECTIONS_APPLIED = "corrections_applied.json"
 
 
 class Prepared:
@@ -37,30 +36,30 @@ class Prepared:
 
 def prepare_data(config: Config, resolved: inputs.Inputs) -> Prepared:
     """Validate the dataset, merge the corrections, write the two dataset documents."""
-    layout = dataset.load(resolved.dataset)
+    layout_found = dataset.load(resolved.dataset)
     work = config.workdir / "dataset"
-    dataset.make_working_copy(layout, work)
+    dataset.make_working_copy(layout_found, work)
     dataset_sha = dataset.tree_sha256(resolved.dataset)
     corrections_sha = ""
     applied: list[corrections.Correction] = []
     if resolved.corrections is not None:
         corrections_sha = dataset.tree_sha256(resolved.corrections)
-        applied = corrections.apply(resolved.corrections, work, layout.names)
-        dataset.validate_working_copy(work, layout.names)
-    data_yaml = dataset.write_data_yaml(work, layout.names)
-    counted = dataset.counts(work, layout.names)
+        applied = corrections.apply(resolved.corrections, work, layout_found.names)
+        dataset.validate_working_copy(work, layout_found.names)
+    data_yaml = dataset.write_data_yaml(work, layout_found.names)
+    counted = dataset.counts(work, layout_found.names)
     metadata = {
         "datasetUri": config.spec.dataset_uri,
         "datasetSha256": dataset_sha,
         "correctionsUri": config.spec.corrections_uri or "",
         "correctionsSha256": corrections_sha,
         "correctionsApplied": len(applied),
-        "names": list(layout.names),
+        "names": list(layout_found.names),
         "splits": counted,
     }
     applied_doc = corrections.applied_document(applied, corrections_sha)
-    store.atomic_write_json(config.workdir / DATASET_METADATA, metadata)
-    store.atomic_write_json(config.workdir / CORRECTIONS_APPLIED, applied_doc)
+    store.atomic_write_json(config.workdir / layout.DATASET_METADATA, metadata)
+    store.atomic_write_json(config.workdir / layout.CORRECTIONS_APPLIED, applied_doc)
     logs.event(
         "dataset.ready",
         train=counted["train"]["samples"],
@@ -74,22 +73,20 @@ def prepare_data(config: Config, resolved: inputs.Inputs) -> Prepared:
 def _minio(config: Config) -> Any:
     if not config.s3_endpoint:
         return None
-    return locations.minio_client(config.s3_endpoint, config.access_key, config.secret_key)
+    return objectstore.minio_client(config.s3_endpoint, config.access_key, config.secret_key)
 
 
-def _already_done(
-    config: Config, paths: locations.VersionPaths, client: Any
-) -> dict[str, Any] | None:
+def _already_done(config: Config, paths: layout.VersionPaths, client: Any) -> dict[str, Any] | None:
     """The manifest of a version that completed and still verifies, else None."""
     if not paths.manifest.is_file() or not paths.production.is_file():
         return None
     try:
-        document = locations.read_json(paths.manifest)
+        document = documents.read_json(paths.manifest)
     except (OSError, ValueError):
         return None
     checks = verify(
         document.get("artifacts", []),
-        claim_root=config.storage_root,
+        storage_root=config.storage_root,
         client=client,
         tracking_uri=config.tracking_uri,
     )
@@ -119,14 +116,62 @@ def _params(config: Config, base: inputs.BaseModel, device: Any) -> dict[str, An
     }
 
 
+def _device(config: Config) -> Any:
+    """Ultralytics set up offline, extraArgs checked, the device chosen: before MLflow."""
+    training.prepare(config.workdir)
+    training.coerce_args(config.spec.training.extra_args)
+    return training.device_for(config.spec.gpus)
+
+
+def _open_run(config: Config, base: inputs.BaseModel, device: Any) -> tuple[Tracker, RunRef]:
+    """The MLflow run of this version (found again on a rerun), with its params logged."""
+    tracker = Tracker(config.tracking_uri)
+    tracker.ping()
+    owner = config.uid or f"{config.namespace}/{config.name}"
+    run_ref = tracker.open_run(
+        config.spec.experiment, owner, config.spec.model, config.version, base.label
+    )
+    tracker.log_params(run_ref.run_id, _params(config, base, device))
+    return tracker, run_ref
+
+
+def _train(
+    config: Config,
+    paths: layout.VersionPaths,
+    prep: Prepared,
+    base: inputs.BaseModel,
+    device: Any,
+    tracker: Tracker,
+    run_ref: RunRef,
+) -> training.TrainResult:
+    """Train (or resume, or reuse) the run folder, logging every epoch to MLflow."""
+
+    def on_epoch(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
+        tracker.log_metrics(run_ref.run_id, epoch, {**metrics, "epoch": epoch})
+        logs.event("epoch", epoch=epoch, epochs=epochs, **metrics)
+
+    started = time.monotonic()
+    result = training.train(
+        data_yaml=prep.data_yaml,
+        base_model=base.source,
+        paths=paths,
+        training=config.spec.training,
+        device=device,
+        on_epoch=on_epoch,
+    )
+    _backfill_epochs(tracker, run_ref, paths)
+    logs.event("train.done", seconds=round(time.monotonic() - started, 1), **result.metrics)
+    return result
+
+
 def _upload_all(
-    tracker: Tracker, run: RunRef, config: Config, paths: locations.VersionPaths, prep: Prepared
+    tracker: Tracker, run: RunRef, config: Config, paths: layout.VersionPaths, prep: Prepared
 ) -> None:
     # The quick-access copy already has the versioned name: upload it as models/retrained_vN.pt.
     tracker.upload(run.run_id, paths.quick_access, "models")
     for plot in sorted(paths.run_dir.glob("*.png")):
         tracker.upload(run.run_id, plot, "plots")
-    for name in (DATASET_METADATA, CORRECTIONS_APPLIED):
+    for name in (layout.DATASET_METADATA, layout.CORRECTIONS_APPLIED):
         tracker.upload(run.run_id, config.workdir / name, "")
     tracker.upload(run.run_id, prep.data_yaml, "")
 
@@ -160,7 +205,7 @@ def _register(
     return info
 
 
-def _backfill_epochs(tracker: Tracker, run: RunRef, paths: locations.VersionPaths) -> None:
+def _backfill_epochs(tracker: Tracker, run: RunRef, paths: layout.VersionPaths) -> None:
     """Log epochs that results.csv has and MLflow lacks.
 
     Callbacks do not run under DDP (training happens in child processes), and a SIGTERM can
@@ -174,6 +219,81 @@ def _backfill_epochs(tracker: Tracker, run: RunRef, paths: locations.VersionPath
             logs.event("epoch.backfill", epoch=step)
 
 
+def _store_version(
+    config: Config,
+    paths: layout.VersionPaths,
+    run_ref: RunRef,
+    metadata: dict[str, Any],
+) -> list[integrity.Artifact]:
+    """Write models/ (metadata, then the production copy); the five artifacts as written."""
+    store.write_models(paths, metadata)
+    claim = config.claim_name
+    artifacts = [
+        store.artifact(name, paths.uri(claim, path), path)
+        for name, path in paths.claim_files().items()
+    ]
+    weights = metadata["weights"]
+    artifacts.append(
+        integrity.Artifact(
+            name=layout.MLFLOW,
+            uri=layout.mlflow_weights_uri(run_ref.artifact_uri, config.version),
+            sha256=weights["sha256"],
+            size=weights["size"],
+        )
+    )
+    return artifacts
+
+
+def _metadata(
+    config: Config,
+    paths: layout.VersionPaths,
+    run_ref: RunRef,
+    result: training.TrainResult,
+    base: inputs.BaseModel,
+    device: Any,
+    prep: Prepared,
+    mlflow_info: dict[str, Any],
+    lineage: dict[str, Any],
+) -> dict[str, Any]:
+    """models/retrained_vN_metadata.json of this version (the contract's shape)."""
+    claim = config.claim_name
+    return documents.metadata(
+        model=config.spec.model,
+        version=config.version,
+        retrainjob={"name": config.name, "namespace": config.namespace, "uid": config.uid},
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        weights=store.artifact(layout.PRODUCTION, "", paths.training_run),
+        metrics=result.metrics,
+        lineage=lineage,
+        training={**_params(config, base, device), "resumed": result.resumed},
+        dataset=prep.metadata,
+        mlflow=mlflow_info,
+        locations={
+            layout.PRODUCTION: paths.uri(claim, paths.production),
+            layout.QUICK_ACCESS: paths.uri(claim, paths.quick_access),
+            layout.TRAINING_RUN: paths.uri(claim, paths.training_run),
+            layout.MLFLOW: layout.mlflow_weights_uri(run_ref.artifact_uri, config.version),
+        },
+    )
+
+
+def _publish(
+    tracker: Tracker, run_ref: RunRef, paths: layout.VersionPaths, document: dict[str, Any]
+) -> None:
+    """The manifest to the run folder and the MLflow run; a failed check undoes models/."""
+    store.atomic_write_json(paths.manifest, document)
+    tracker.upload(run_ref.run_id, paths.manifest, "")
+    verification = document["verification"]
+    for check in verification["checks"]:
+        logs.event("verify", name=check["name"], ok=check["ok"], message=check["message"])
+    if not verification["verified"]:
+        store.rollback(paths)
+        tracker.finish(run_ref.run_id, ok=False)
+        failed = [c["name"] for c in verification["checks"] if not c["ok"]]
+        raise TrainerError(f"verification failed for {failed}: {json.dumps(verification)[:1500]}")
+    tracker.finish(run_ref.run_id, ok=True)
+
+
 def run(config: Config) -> dict[str, Any]:
     """Produce and verify version N; returns its manifest. Raises TrainerError/BadInput.
 
@@ -181,7 +301,7 @@ def run(config: Config) -> dict[str, Any]:
     after training and the uploads succeeded.
     """
     spec = config.spec
-    paths = locations.VersionPaths.for_version(config.storage_root, spec.model, config.version)
+    paths = layout.VersionPaths.for_version(config.storage_root, spec.model, config.version)
     config.workdir.mkdir(parents=True, exist_ok=True)
     logs.event("start", model=spec.model, version=config.version, name=config.name)
     client = _minio(config)
@@ -193,88 +313,27 @@ def run(config: Config) -> dict[str, Any]:
     # Input checks first: bad input is reported (exit 3) whatever state MLflow is in.
     resolved = inputs.resolve(config)
     prep = prepare_data(config, resolved)
-    training.prepare(config.workdir)
-    training.coerce_args(spec.training.extra_args)
-    device = training.device_for(spec.gpus)
-    tracker = Tracker(config.tracking_uri)
-    tracker.ping()
-
-    tags = {
-        TAG_UID: config.uid or f"{config.namespace}/{config.name}",
-        TAG_MODEL: spec.model,
-        TAG_VERSION: str(config.version),
-        TAG_BASE: resolved.base.label,
-    }
-    run_ref = tracker.open_run(spec.experiment, tags, f"{spec.model}-v{config.version}")
-    tracker.log_params(run_ref.run_id, _params(config, resolved.base, device))
-
-    def on_epoch(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
-        tracker.log_metrics(run_ref.run_id, epoch, {**metrics, "epoch": epoch})
-        logs.event("epoch", epoch=epoch, epochs=epochs, **metrics)
-
-    started = time.monotonic()
-    result = training.train(
-        data_yaml=prep.data_yaml,
-        base_model=resolved.base.source,
-        paths=paths,
-        training=spec.training,
-        device=device,
-        on_epoch=on_epoch,
-    )
-    _backfill_epochs(tracker, run_ref, paths)
-    logs.event("train.done", seconds=round(time.monotonic() - started, 1), **result.metrics)
+    device = _device(config)
+    tracker, run_ref = _open_run(config, resolved.base, device)
+    result = _train(config, paths, prep, resolved.base, device, tracker, run_ref)
 
     store.write_quick_access(paths)
     _upload_all(tracker, run_ref, config, paths, prep)
     mlflow_info = _register(tracker, config, run_ref, result.metrics)
-    weights = store.artifact(locations.PRODUCTION, "", paths.training_run)
-    lineage = {
-        "baseModel": resolved.base.label,
-        **({"baseVersion": resolved.base.version} if resolved.base.version else {}),
-        "baseSha256": resolved.base.sha256 or "",
-        "datasetSha256": prep.metadata["datasetSha256"],
-        "correctionsSha256": prep.metadata["correctionsSha256"],
-        "trainSamples": prep.metadata["splits"]["train"]["samples"],
-        "valSamples": prep.metadata["splits"]["val"]["samples"],
-        "correctionsApplied": prep.metadata["correctionsApplied"],
-    }
-    claim = config.claim_name
-    mlflow_uri = locations.mlflow_weights_uri(run_ref.artifact_uri, config.version)
-    metadata = {
-        "model": spec.model,
-        "version": config.version,
-        "retrainJob": {"name": config.name, "namespace": config.namespace, "uid": config.uid},
-        "createdAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "weights": {"sha256": weights["sha256"], "size": weights["size"]},
-        "metrics": result.metrics,
-        "lineage": lineage,
-        "training": {**_params(config, resolved.base, device), "resumed": result.resumed},
-        "dataset": prep.metadata,
-        "mlflow": mlflow_info,
-        "locations": {
-            locations.PRODUCTION: paths.uri(claim, paths.production),
-            locations.QUICK_ACCESS: paths.uri(claim, paths.quick_access),
-            locations.TRAINING_RUN: paths.uri(claim, paths.training_run),
-            locations.MLFLOW: mlflow_uri,
-        },
-    }
-    store.write_models(paths, metadata)
-    artifacts = [
-        store.artifact(name, paths.uri(claim, path), path)
-        for name, path in paths.claim_files().items()
-    ]
-    artifacts.append(
-        locations.Artifact(
-            name=locations.MLFLOW,
-            uri=mlflow_uri,
-            sha256=weights["sha256"],
-            size=weights["size"],
-        )
+    lineage = documents.lineage(
+        base_label=resolved.base.label,
+        base_version=resolved.base.version,
+        base_sha256=resolved.base.sha256 or "",
+        dataset=prep.metadata,
     )
+    metadata = _metadata(
+        config, paths, run_ref, result, resolved.base, device, prep, mlflow_info, lineage
+    )
+    artifacts = _store_version(config, paths, run_ref, metadata)
     verification = verify(
-        artifacts, claim_root=config.storage_root, client=client, tracking_uri=config.tracking_uri
+        artifacts, storage_root=config.storage_root, client=client, tracking_uri=config.tracking_uri
     )
-    document = manifest.build(
+    document = documents.manifest(
         version=config.version,
         metrics=result.metrics,
         artifacts=list(artifacts),
@@ -282,17 +341,6 @@ def run(config: Config) -> dict[str, Any]:
         mlflow=mlflow_info,
         lineage=lineage,
     )
-    store.atomic_write_json(paths.manifest, document)
-    tracker.upload(run_ref.run_id, paths.manifest, "")
-    for check in verification["checks"]:
-        logs.event("verify", name=check["name"], ok=check["ok"], message=check["message"])
-    if not verification["verified"]:
-        store.rollback(paths)
-        tracker.finish(run_ref.run_id, ok=False)
-        from retrainer_trainer.errors import TrainerError
-
-        failed = [c["name"] for c in verification["checks"] if not c["ok"]]
-        raise TrainerError(f"verification failed for {failed}: {json.dumps(verification)[:1500]}")
-    tracker.finish(run_ref.run_id, ok=True)
+    _publish(tracker, run_ref, paths, document)
     logs.event("done", version=config.version, verified=True, **result.metrics)
     return document

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from retrainer_operator import locations
+from retrainer_contract import integrity, layout
 
 from retrainer_trainer import logs
 
@@ -44,26 +44,26 @@ def atomic_write_json(path: Path, document: Any) -> None:
     os.replace(tmp, path)
 
 
-def artifact(name: str, uri: str, path: Path) -> locations.Artifact:
+def artifact(name: str, uri: str, path: Path) -> integrity.Artifact:
     """A status.artifacts entry for a local file: its sha256 and size as written."""
-    sha256, size = locations.sha256_file(path)
-    return locations.Artifact(name=name, uri=uri, sha256=sha256, size=size)
+    sha256, size = integrity.sha256_file(path)
+    return integrity.Artifact(name=name, uri=uri, sha256=sha256, size=size)
 
 
-def write_quick_access(paths: locations.VersionPaths) -> None:
+def write_quick_access(paths: layout.VersionPaths) -> None:
     """runs/train/retrained_vN.pt: best.pt under its version name, beside the run folder."""
     atomic_copy(paths.training_run, paths.quick_access)
-    logs.event("store", location=locations.QUICK_ACCESS, path=str(paths.quick_access))
+    logs.event("store", location=layout.QUICK_ACCESS, path=str(paths.quick_access))
 
 
-def write_models(paths: locations.VersionPaths, metadata: dict[str, Any]) -> None:
+def write_models(paths: layout.VersionPaths, metadata: dict[str, Any]) -> None:
     """models/retrained_vN_metadata.json, then models/retrained_vN.pt (the production copy)."""
     atomic_write_json(paths.metadata, metadata)
     atomic_copy(paths.training_run, paths.production)
-    logs.event("store", location=locations.PRODUCTION, path=str(paths.production))
+    logs.event("store", location=layout.PRODUCTION, path=str(paths.production))
 
 
-def rollback(paths: locations.VersionPaths) -> None:
+def rollback(paths: layout.VersionPaths) -> None:
     """Remove version N from models/ (it failed verification; nothing half-made stays there)."""
     for path in (paths.production, paths.metadata):
         path.unlink(missing_ok=True)

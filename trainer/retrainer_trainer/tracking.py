@@ -1,7 +1,7 @@
 """The MLflow adapter: one run per version, metrics, artifacts uploaded once, the registry.
 
-A version's run is found again by its tags (retrainer.uid, retrainer.model, retrainer.version),
-so a retried or resumed pod keeps logging into the same run. Artifacts go wherever the
+A version's run is found again by its tags (the contract's run filter: the RetrainJob's uid and
+the version), so a retried or resumed pod keeps logging into the same run. Artifacts go wherever the
 experiment's artifact root points: `s3://mlflow/...` on MinIO (boto3 with
 MLFLOW_S3_ENDPOINT_URL) or a plain `file:` folder on a box without MinIO.
 """
@@ -15,18 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retrainer_operator import locations
+from retrainer_contract import env as trainer_env
+from retrainer_contract import integrity, tracking
 
 from retrainer_trainer import logs
 from retrainer_trainer.errors import TrainerError
 
-__all__ = ["RunRef", "Tracker", "run_url"]
-
-TAG_UID = "retrainer.uid"
-TAG_MODEL = "retrainer.model"
-TAG_VERSION = "retrainer.version"
-TAG_BASE = "retrainer.baseModel"
-TAG_SHA_PREFIX = "retrainer.sha256/"
+__all__ = ["RunRef", "Tracker"]
 
 
 @dataclass(frozen=True)
@@ -38,22 +33,14 @@ class RunRef:
     reused: bool
 
 
-def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    if not tracking_uri.startswith(("http://", "https://")):
-        return ""
-    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-
-
-def _quote(value: str) -> str:
-    return value.replace("'", "\\'")
-
-
 class Tracker:
     """Thin wrapper over MlflowClient; every failure becomes a TrainerError (exit 1)."""
 
     def __init__(self, tracking_uri: str) -> None:
         if not tracking_uri:
-            raise TrainerError("MLFLOW_TRACKING_URI is not set: the MLflow server is unknown")
+            raise TrainerError(
+                f"{trainer_env.TRACKING_URI} is not set: the MLflow server is unknown"
+            )
         # Fail in seconds, not minutes, when the server is down; the Job retries anyway.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
@@ -70,20 +57,19 @@ class Tracker:
         except Exception as error:
             raise TrainerError(
                 f"MLflow at {self.uri} is unreachable ({type(error).__name__}: "
-                f"{str(error)[:300]}); check MLFLOW_TRACKING_URI and that the server is up"
+                f"{str(error)[:300]}); check {trainer_env.TRACKING_URI} and that the server is up"
             ) from error
 
-    def open_run(self, experiment: str, tags: Mapping[str, str], run_name: str) -> RunRef:
-        """The run of this version: found by its tags, or created."""
+    def open_run(self, experiment: str, uid: str, model: str, version: int, base: str) -> RunRef:
+        """The run of version `version` of RetrainJob `uid`: found by its tags, or created."""
+        tags = tracking.run_tags(uid, model, version, base)
+        run_name = tracking.run_name(model, version)
         try:
             found = self.client.get_experiment_by_name(experiment)
             experiment_id = (
                 found.experiment_id if found else self.client.create_experiment(experiment)
             )
-            query = (
-                f"tags.`{TAG_UID}` = '{_quote(tags[TAG_UID])}' and "
-                f"tags.`{TAG_VERSION}` = '{_quote(tags[TAG_VERSION])}'"
-            )
+            query = tracking.run_filter(uid, version)
             runs = self.client.search_runs([experiment_id], filter_string=query, max_results=1)
             if runs:
                 run = runs[0]
@@ -91,7 +77,7 @@ class Tracker:
                     self.client.update_run(run.info.run_id, status="RUNNING")
                 reused = True
             else:
-                run = self.client.create_run(experiment_id, tags=dict(tags), run_name=run_name)
+                run = self.client.create_run(experiment_id, tags=tags, run_name=run_name)
                 reused = False
         except Exception as error:
             raise TrainerError(f"MLflow: cannot open the run of {run_name}: {error}") from error
@@ -104,7 +90,7 @@ class Tracker:
             experiment_id,
             info.run_id,
             artifact_uri,
-            run_url(self.uri, experiment_id, info.run_id),
+            tracking.run_url(self.uri, experiment_id, info.run_id),
             reused,
         )
 
@@ -135,8 +121,8 @@ class Tracker:
         stale copy.
         """
         name = f"{artifact_path}/{local.name}" if artifact_path else local.name
-        sha256, size = locations.sha256_file(local)
-        tag = f"{TAG_SHA_PREFIX}{name}"
+        sha256, size = integrity.sha256_file(local)
+        tag = tracking.sha_tag(name)
         if self.client.get_run(run_id).data.tags.get(tag) == sha256:
             logs.event("upload.skip", artifact=name, bytes=size)
             return
@@ -153,7 +139,8 @@ class Tracker:
             self.client.get_registered_model(name)
         except MlflowException:
             self.client.create_registered_model(name)
-        existing = self.client.search_model_versions(f"name='{_quote(name)}' and run_id='{run_id}'")
+        query = f"name={tracking.quote(name)} and run_id={tracking.quote(run_id)}"
+        existing = self.client.search_model_versions(query)
         if existing:
             return str(existing[0].version)
         version = self.client.create_model_version(name, source, run_id=run_id)

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retrainer_operator import locations
+from retrainer_contract import layout
+from retrainer_contract import metrics as metric_keys
 
 from retrainer_trainer import logs
 from retrainer_trainer.config import Training
@@ -38,13 +39,8 @@ __all__ = [
     "train",
 ]
 
-# Ultralytics' metric names -> the names of the contract and the CRD's status.metrics.
-METRIC_KEYS = {
-    "metrics/precision(B)": "precision",
-    "metrics/recall(B)": "recall",
-    "metrics/mAP50(B)": "mAP50",
-    "metrics/mAP50-95(B)": "mAP50_95",
-}
+# Ultralytics' metric names -> the contract's (status.metrics, MLflow, spec.promotion.metric).
+METRIC_KEYS = metric_keys.ULTRALYTICS
 EpochHook = Callable[[int, int, dict[str, float]], None]
 
 
@@ -160,7 +156,7 @@ def read_results_csv(run_dir: Path) -> list[dict[str, float]]:
     with path.open(newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             row = {k.strip(): v for k, v in row.items() if k}
-            metrics: dict[str, float] = {"epoch": float(row.get("epoch", 0))}
+            metrics: dict[str, float] = {metric_keys.EPOCH: float(row.get(metric_keys.EPOCH, 0))}
             metrics.update(standard_metrics(row))
             rows.append(metrics)
     return rows
@@ -193,7 +189,7 @@ def train(
     *,
     data_yaml: Path,
     base_model: str,
-    paths: locations.VersionPaths,
+    paths: layout.VersionPaths,
     training: Training,
     device: str | list[int],
     on_epoch: EpochHook,

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from retrainer_operator import locations
+from retrainer_contract import layout
 
-MakeVersion = Callable[..., locations.VersionPaths]
+MakeVersion = Callable[..., layout.VersionPaths]
 
 
 def _artifact(name: str, path: Path, uri: str) -> dict[str, object]:
@@ -24,8 +24,8 @@ def make_version(tmp_path: Path) -> MakeVersion:
 
     def make(
         model: str = "shapes", version: int = 1, weights: bytes | None = None, manifest: bool = True
-    ) -> locations.VersionPaths:
-        paths = locations.VersionPaths.for_version(tmp_path / "claim", model, version)
+    ) -> layout.VersionPaths:
+        paths = layout.VersionPaths.for_version(tmp_path / "claim", model, version)
         weights = weights if weights is not None else f"weights of v{version} ".encode() * 500
         for path in (paths.production, paths.quick_access, paths.training_run):
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from retrainer_operator import cli_describe
+from retrainer_cli import describe
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -67,7 +67,7 @@ EVENTS = [
 
 
 def test_describe_shows_the_failure_reason_checks_and_events() -> None:
-    text = cli_describe.render_describe(FAILED_JOB, EVENTS, NOW)
+    text = describe.render_describe(FAILED_JOB, EVENTS, NOW)
     assert "Phase:      Failed" in text
     assert "Base model:   version latest" in text
     conditions = text[text.index("Conditions:") : text.index("Artifacts:")]
@@ -83,11 +83,11 @@ def test_describe_shows_the_failure_reason_checks_and_events() -> None:
 
 def test_describe_of_a_new_retrainjob_prints_none_markers_not_errors() -> None:
     fresh = {"metadata": {"name": "new", "namespace": "a"}, "spec": {"model": "shapes"}}
-    text = cli_describe.render_describe(fresh, [], NOW)
+    text = describe.render_describe(fresh, [], NOW)
     assert "Phase:      Pending" in text
     assert text.rstrip().endswith("<none>")  # no events yet
 
 
 def test_stale_status_is_flagged() -> None:
     stale = {**FAILED_JOB, "metadata": {**FAILED_JOB["metadata"], "generation": 2}}
-    assert "Failed (stale)" in cli_describe.render_describe(stale, [], NOW)
+    assert "Failed (stale)" in describe.render_describe(stale, [], NOW)

@@ -6,13 +6,13 @@ import datetime as dt
 import io
 
 import pytest
-from retrainer_operator import cli_table
+from retrainer_cli import table
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.UTC)
 
 
 def test_columns_line_up_and_headers_keep_their_case() -> None:
-    text = cli_table.render_table(("NAME", "mAP50"), [["a", "Running"], ["longer-name", "x"]])
+    text = table.render_table(("NAME", "mAP50"), [["a", "Running"], ["longer-name", "x"]])
     lines = text.splitlines()
     assert lines[0].startswith("NAME") and "mAP50" in lines[0]
     assert [line.index(word) for line, word in zip(lines, ("mAP50", "Running", "x"), strict=True)]
@@ -23,9 +23,9 @@ def test_columns_line_up_and_headers_keep_their_case() -> None:
 
 
 def test_missing_cells_print_empty_and_wrong_row_length_is_an_error() -> None:
-    assert cli_table.render_table(("a", "b"), [[None, 1]]).splitlines()[1].strip() == "1"
+    assert table.render_table(("a", "b"), [[None, 1]]).splitlines()[1].strip() == "1"
     with pytest.raises(ValueError, match="expected 2"):
-        cli_table.render_table(("a", "b"), [[1]])
+        table.render_table(("a", "b"), [[1]])
 
 
 @pytest.mark.parametrize(
@@ -43,28 +43,28 @@ def test_missing_cells_print_empty_and_wrong_row_length_is_an_error() -> None:
 )
 def test_age_reads_like_kubectl(seconds: int, age: str) -> None:
     then = NOW - dt.timedelta(seconds=seconds)
-    assert cli_table.format_age(then.isoformat().replace("+00:00", "Z"), NOW) == age
+    assert table.format_age(then.isoformat().replace("+00:00", "Z"), NOW) == age
 
 
 def test_age_of_nothing_or_garbage_is_none_marker() -> None:
-    assert cli_table.format_age(None, NOW) == cli_table.NONE
-    assert cli_table.format_age("yesterday", NOW) == cli_table.NONE
+    assert table.format_age(None, NOW) == table.NONE
+    assert table.format_age("yesterday", NOW) == table.NONE
 
 
 def test_metrics_have_three_decimals_and_non_numbers_are_none() -> None:
-    assert cli_table.format_metric(0.51234) == "0.512"
-    assert cli_table.format_metric(1) == "1.000"
-    assert cli_table.format_metric(None) == cli_table.NONE
-    assert cli_table.format_metric(True) == cli_table.NONE
-    assert cli_table.format_metric("0.5") == cli_table.NONE
+    assert table.format_metric(0.51234) == "0.512"
+    assert table.format_metric(1) == "1.000"
+    assert table.format_metric(None) == table.NONE
+    assert table.format_metric(True) == table.NONE
+    assert table.format_metric("0.5") == table.NONE
 
 
 def test_sizes_are_short_and_binary() -> None:
-    assert cli_table.format_size(512) == "512 B"
-    assert cli_table.format_size(1536) == "1.5 KiB"
-    assert cli_table.format_size(5 * 1024**3) == "5.0 GiB"
-    assert cli_table.short_sha("a" * 64) == "a" * 12
-    assert cli_table.short_sha("") == cli_table.NONE
+    assert table.format_size(512) == "512 B"
+    assert table.format_size(1536) == "1.5 KiB"
+    assert table.format_size(5 * 1024**3) == "5.0 GiB"
+    assert table.short_sha("a" * 64) == "a" * 12
+    assert table.short_sha("") == table.NONE
 
 
 class _Terminal(io.StringIO):
@@ -74,7 +74,7 @@ class _Terminal(io.StringIO):
 
 def test_progress_bar_draws_on_a_terminal_and_clears_after() -> None:
     stream = _Terminal()
-    bar = cli_table.ProgressBar("sha256 production", 200, stream=stream)
+    bar = table.ProgressBar("sha256 production", 200, stream=stream)
     bar.update(100)
     bar.update(100)
     assert " 50%" in stream.getvalue() and "100%" in stream.getvalue()
@@ -84,7 +84,7 @@ def test_progress_bar_draws_on_a_terminal_and_clears_after() -> None:
 
 def test_progress_bar_is_silent_when_not_a_terminal() -> None:
     stream = io.StringIO()
-    bar = cli_table.ProgressBar("sha256 production", 200, stream=stream)
+    bar = table.ProgressBar("sha256 production", 200, stream=stream)
     bar.update(200)
     bar.close()
     assert stream.getvalue() == ""

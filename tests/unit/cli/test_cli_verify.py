@@ -7,9 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from retrainer_operator import cli, cli_verify_checks, locations
+from retrainer_cli import __main__ as cli
+from retrainer_cli import verify_checks
+from retrainer_contract import layout
 
-MakeVersion = Callable[..., locations.VersionPaths]
+MakeVersion = Callable[..., layout.VersionPaths]
 
 
 def _flip_byte(path: Path, offset: int = 10) -> None:
@@ -69,7 +71,7 @@ def test_latest_is_the_highest_version_number_not_the_last_name(
 ) -> None:
     for version in (2, 10, 9):
         paths = make_version("shapes", version)
-    assert cli_verify_checks.latest_version(paths.root, "shapes") == 10
+    assert verify_checks.latest_version(paths.root, "shapes") == 10
     assert cli.main(["verify", "shapes", "--root", str(paths.root), "--no-remote"]) == 0
     assert "OK: shapes v10 verified" in capsys.readouterr().out
 
@@ -77,8 +79,8 @@ def test_latest_is_the_highest_version_number_not_the_last_name(
 def test_latest_of_an_empty_model_line_is_none(tmp_path: Path) -> None:
     (tmp_path / "shapes" / "models").mkdir(parents=True)
     (tmp_path / "shapes" / "models" / "retrained_v3_metadata.json").write_text("{}")
-    assert cli_verify_checks.latest_version(tmp_path, "shapes") is None
-    assert cli_verify_checks.latest_version(tmp_path, "other") is None
+    assert verify_checks.latest_version(tmp_path, "shapes") is None
+    assert verify_checks.latest_version(tmp_path, "other") is None
 
 
 def test_unknown_model_line_exits_1_naming_the_folder(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retrainer_operator import cli_verify_job
+from retrainer_cli import verify_job
 
 
 def _job(**overrides: Any) -> dict[str, Any]:
@@ -19,7 +19,7 @@ def _job(**overrides: Any) -> dict[str, Any]:
         "s3_secret": "minio-credentials",
         "no_remote": False,
     }
-    return cli_verify_job.build_verify_job(**{**args, **overrides})
+    return verify_job.build_verify_job(**{**args, **overrides})
 
 
 def test_verify_job_mounts_the_claim_read_only_and_runs_retrainer_verify() -> None:
@@ -52,8 +52,8 @@ def test_no_remote_verify_job_has_no_credentials_and_latest_passes_no_version() 
 
 
 def test_job_result_waits_for_a_true_terminal_condition() -> None:
-    assert cli_verify_job.job_result({"status": {}}) is None
+    assert verify_job.job_result({"status": {}}) is None
     running = {"status": {"conditions": [{"type": "Failed", "status": "False"}]}}
-    assert cli_verify_job.job_result(running) is None
+    assert verify_job.job_result(running) is None
     done = {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
-    assert cli_verify_job.job_result(done) == "Complete"
+    assert verify_job.job_result(done) == "Complete"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from retrainer_operator import cli_versions
+from retrainer_cli import versions
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -34,7 +34,7 @@ def _lines(text: str) -> list[list[str]]:
 
 def test_versions_are_sorted_numerically_with_unallocated_last() -> None:
     items = [_job("b", "shapes", 10), _job("new", "shapes", None), _job("a", "shapes", 9)]
-    lines = _lines(cli_versions.render_versions(items, now=NOW))
+    lines = _lines(versions.render_versions(items, now=NOW))
     assert lines[0] == ["MODEL", "shapes"]
     assert lines[1] == ["VERSION", "NAME", "PHASE", "mAP50", "mAP50-95", "VERIFIED", "AGE"]
     assert lines[2] == ["9", "a", "Succeeded", "0.590", "0.250", "True", "60m"]
@@ -44,20 +44,18 @@ def test_versions_are_sorted_numerically_with_unallocated_last() -> None:
 
 def test_each_model_line_gets_its_own_table_and_a_filter_keeps_one() -> None:
     items = [_job("s1", "shapes", 1), _job("c1", "cars", 1), _job("s2", "shapes", 2)]
-    text = cli_versions.render_versions(items, now=NOW)
+    text = versions.render_versions(items, now=NOW)
     assert text.index("MODEL cars") < text.index("MODEL shapes")
-    only = cli_versions.render_versions(items, model="cars", now=NOW)
+    only = versions.render_versions(items, model="cars", now=NOW)
     assert "shapes" not in only and "c1" in only
 
 
 def test_all_namespaces_separates_the_same_model_in_two_namespaces() -> None:
     items = [_job("x", "shapes", 1, ns="team-a"), _job("y", "shapes", 1, ns="team-b")]
-    text = cli_versions.render_versions(items, now=NOW, show_namespace=True)
+    text = versions.render_versions(items, now=NOW, show_namespace=True)
     assert "MODEL shapes (namespace team-a)" in text
     assert "MODEL shapes (namespace team-b)" in text
 
 
 def test_nothing_found_says_so_instead_of_an_empty_table() -> None:
-    assert (
-        cli_versions.render_versions([], model="cars") == "No RetrainJobs found for model 'cars'."
-    )
+    assert versions.render_versions([], model="cars") == "No RetrainJobs found for model 'cars'."

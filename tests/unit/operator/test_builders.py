@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from retrainer_operator.builders import build_job_spec, job_name
+from retrainer_contract.api import job_name
+from retrainer_operator.builders import build_job_spec
 from retrainer_operator.config import OperatorConfig
 
 CONFIG = OperatorConfig.from_env(

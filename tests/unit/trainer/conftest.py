@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from retrainer_world import shapes
+from retrainer_demo import shapes
 
 
 @pytest.fixture

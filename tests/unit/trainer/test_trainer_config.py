@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from retrainer_contract.exits import BAD_INPUT as EXIT_BAD_INPUT
 from retrainer_trainer.config import from_env
-from retrainer_trainer.errors import EXIT_BAD_INPUT, BadInput
+from retrainer_trainer.errors import BadInput
 
 SPEC = {
     "model": "shapes",

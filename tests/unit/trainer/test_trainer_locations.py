@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from retrainer_operator import locations
+from retrainer_contract import integrity, layout
 
 
 def test_version_paths_follow_the_contract(tmp_path: Path) -> None:
-    paths = locations.VersionPaths.for_version(tmp_path, "shapes", 3)
+    paths = layout.VersionPaths.for_version(tmp_path, "shapes", 3)
     files = {
         name: path.relative_to(tmp_path).as_posix() for name, path in paths.claim_files().items()
     }
@@ -25,51 +25,51 @@ def test_version_paths_follow_the_contract(tmp_path: Path) -> None:
 
 def test_version_zero_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="version must be >= 1"):
-        locations.VersionPaths.for_version(tmp_path, "shapes", 0)
+        layout.VersionPaths.for_version(tmp_path, "shapes", 0)
 
 
 def test_uris_round_trip() -> None:
-    assert locations.parse_s3_uri("s3://mlflow/1/abc/artifacts/x.pt") == (
+    assert layout.parse_s3_uri("s3://mlflow/1/abc/artifacts/x.pt") == (
         "mlflow",
         "1/abc/artifacts/x.pt",
     )
-    assert locations.mlflow_weights_uri("s3://mlflow/1/abc/artifacts/", 2) == (
+    assert layout.mlflow_weights_uri("s3://mlflow/1/abc/artifacts/", 2) == (
         "s3://mlflow/1/abc/artifacts/models/retrained_v2.pt"
     )
     with pytest.raises(ValueError, match="not an s3:// URI"):
-        locations.parse_s3_uri("pvc://models/x")
+        layout.parse_s3_uri("pvc://models/x")
 
 
 def test_claim_path_resolves_pvc_and_relative_paths_but_refuses_climbing_out(
     tmp_path: Path,
 ) -> None:
-    assert locations.claim_path("pvc://models/shapes/a.pt", tmp_path) == tmp_path / "shapes/a.pt"
-    assert locations.claim_path("datasets/shapes", tmp_path) == tmp_path / "datasets/shapes"
+    assert layout.claim_path("pvc://models/shapes/a.pt", tmp_path) == tmp_path / "shapes/a.pt"
+    assert layout.claim_path("datasets/shapes", tmp_path) == tmp_path / "datasets/shapes"
     with pytest.raises(ValueError, match=r"\.\."):
-        locations.claim_path("pvc://models/../etc/passwd", tmp_path)
+        layout.claim_path("pvc://models/../etc/passwd", tmp_path)
 
 
 def test_check_file_reports_match_missing_and_a_flipped_byte(tmp_path: Path) -> None:
     weights = tmp_path / "w.pt"
     weights.write_bytes(b"weights" * 1000)
-    sha, size = locations.sha256_file(weights)
-    ok = locations.check_file("production", "pvc://m/w.pt", weights, sha, size, by="trainer")
+    sha, size = integrity.sha256_file(weights)
+    ok = integrity.check_file("production", "pvc://m/w.pt", weights, sha, size, by="trainer")
     assert ok == {"name": "production", "uri": "pvc://m/w.pt", "ok": True, "by": "trainer",
                   "message": "sha256 matches"}  # fmt: skip
     data = bytearray(weights.read_bytes())
     data[100] ^= 0xFF
     weights.write_bytes(bytes(data))
-    flipped = locations.check_file("production", "pvc://m/w.pt", weights, sha, size, by="cli")
+    flipped = integrity.check_file("production", "pvc://m/w.pt", weights, sha, size, by="cli")
     assert not flipped["ok"] and "sha256 mismatch" in flipped["message"]
     weights.unlink()
-    missing = locations.check_file("production", "pvc://m/w.pt", weights, sha, size, by="cli")
+    missing = integrity.check_file("production", "pvc://m/w.pt", weights, sha, size, by="cli")
     assert not missing["ok"] and missing["message"].startswith("missing")
 
 
 def test_check_artifacts_reads_claim_and_file_uris(tmp_path: Path) -> None:
     (tmp_path / "shapes").mkdir()
     (tmp_path / "shapes" / "a.pt").write_bytes(b"a")
-    sha, size = locations.sha256_file(tmp_path / "shapes" / "a.pt")
+    sha, size = integrity.sha256_file(tmp_path / "shapes" / "a.pt")
     artifacts = [
         {"name": "production", "uri": "pvc://models/shapes/a.pt", "sha256": sha, "size": size},
         {
@@ -80,6 +80,6 @@ def test_check_artifacts_reads_claim_and_file_uris(tmp_path: Path) -> None:
         },
         {"name": "mlflow", "uri": "s3://mlflow/a.pt", "sha256": sha, "size": size},
     ]
-    checks = locations.check_artifacts(artifacts, claim_root=tmp_path, client=None, by="trainer")
+    checks = integrity.check_artifacts(artifacts, storage_root=tmp_path, client=None, by="trainer")
     assert [c["ok"] for c in checks] == [True, True, False]
     assert "no object store client" in checks[2]["message"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from retrainer_contract import documents
 from retrainer_trainer import manifest
 
 
@@ -16,7 +17,7 @@ def big_manifest() -> dict[str, object]:
     ]  # fmt: skip
     artifacts = [{"name": f"n{i}", "uri": "pvc://" + "z" * 200, "sha256": "a" * 64, "size": 1}
                  for i in range(5)]  # fmt: skip
-    return manifest.build(
+    return documents.manifest(
         version=3, metrics={"precision": 0.5, "recall": 0.4, "mAP50": 0.3, "mAP50_95": 0.2},
         artifacts=artifacts, verification={"verified": True, "checkedAt": "t", "checks": checks},
         mlflow={"experimentId": "1", "runId": "r"}, lineage={"baseModel": "v2"},
@@ -38,7 +39,7 @@ def test_termination_message_is_compacted_below_4kb(tmp_path: Path) -> None:
     path = tmp_path / "termination-log"
     manifest.write_termination(path, big_manifest())
     written = path.read_bytes()
-    assert len(written) <= manifest.LIMIT
+    assert len(written) <= documents.TERMINATION_LIMIT
     doc = json.loads(written)
     assert (
         doc["version"] == 3 and doc["metrics"]["mAP50"] == 0.3 and doc["verification"]["verified"]
@@ -46,8 +47,8 @@ def test_termination_message_is_compacted_below_4kb(tmp_path: Path) -> None:
 
 
 def test_small_manifest_is_written_whole(tmp_path: Path) -> None:
-    small = manifest.build(version=1, metrics={}, artifacts=[], verification={"verified": True},
-                           mlflow={}, lineage={})  # fmt: skip
+    small = documents.manifest(version=1, metrics={}, artifacts=[], verification={"verified": True},
+                               mlflow={}, lineage={})  # fmt: skip
     path = tmp_path / "t"
     manifest.write_termination(path, small)
     assert json.loads(path.read_text()) == small

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from retrainer_demo import shapes
 from retrainer_trainer import dataset
-from retrainer_world import shapes
 
 
 def test_same_seed_gives_the_same_bytes_and_another_seed_does_not(tmp_path: Path) -> None:

@@ -91,7 +91,7 @@ def test_mlflow_stores_artifacts_in_the_minio_bucket_without_proxying(layout: La
 
 def test_podrunner_is_started_with_the_admin_kubeconfig_and_node(layout: Layout) -> None:
     argv = components.podrunner_argv(layout, python="/venv/bin/python")
-    assert argv[:3] == ["/venv/bin/python", "-m", "retrainer_world.podrunner"]
+    assert argv[:3] == ["/venv/bin/python", "-m", "retrainer_world.kubelet"]
     assert argv[argv.index("--kubeconfig") + 1] == str(layout.kubeconfig)
     assert argv[argv.index("--state") + 1] == str(layout.state)
     assert argv[argv.index("--node") + 1] == "local-node"

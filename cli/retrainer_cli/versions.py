@@ -1,0 +1,123 @@
+"""`retrainer versions`: the versions of each model line, as the cluster's RetrainJobs record them.
+
+A model line's history is spread over many RetrainJobs; this groups them per (namespace, model)
+and prints one table each, newest version last, so "which version is verified and how good is
+it" is one command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from retrainer_contract import metrics as metric_keys
+
+from retrainer_cli import kube, table
+
+__all__ = ["HEADERS", "add_parser", "group_versions", "render_versions", "run"]
+
+# The metric columns are headed by their keys (mAP50_95 shown as mAP50-95, as Ultralytics does).
+HEADERS = (
+    "VERSION",
+    "NAME",
+    "PHASE",
+    metric_keys.MAP50,
+    metric_keys.MAP50_95.replace("_", "-"),
+    "VERIFIED",
+    "AGE",
+)
+
+
+def _condition_status(status: dict[str, Any], ctype: str) -> str:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == ctype:
+            return str(cond.get("status", "Unknown"))
+    return table.NONE
+
+
+def _row(item: dict[str, Any], now: dt.datetime) -> list[str]:
+    status = item.get("status") or {}
+    metrics = status.get("metrics") or {}
+    version = status.get("version")
+    return [
+        str(version) if isinstance(version, int) else table.NONE,
+        item.get("metadata", {}).get("name", ""),
+        str(status.get("phase") or "Pending"),
+        table.format_metric(metrics.get(metric_keys.MAP50)),
+        table.format_metric(metrics.get(metric_keys.MAP50_95)),
+        _condition_status(status, "Verified"),
+        table.format_age(item.get("metadata", {}).get("creationTimestamp"), now),
+    ]
+
+
+def _sort_key(item: dict[str, Any]) -> tuple[int, int, str]:
+    # Versions in order; RetrainJobs without a version yet (just created) go last by age.
+    version = (item.get("status") or {}).get("version")
+    meta = item.get("metadata", {})
+    if isinstance(version, int):
+        return (0, version, "")
+    return (1, 0, str(meta.get("creationTimestamp", "")) + meta.get("name", ""))
+
+
+def group_versions(
+    items: Iterable[dict[str, Any]], model: str | None = None
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """RetrainJobs per (namespace, model), sorted by version; only `model` when given."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for item in items:
+        line = str((item.get("spec") or {}).get("model", ""))
+        if model is not None and line != model:
+            continue
+        namespace = str(item.get("metadata", {}).get("namespace", ""))
+        groups.setdefault((namespace, line), []).append(item)
+    return {key: sorted(groups[key], key=_sort_key) for key in sorted(groups)}
+
+
+def render_versions(
+    items: Iterable[dict[str, Any]],
+    model: str | None = None,
+    now: dt.datetime | None = None,
+    show_namespace: bool = False,
+) -> str:
+    """One titled table per model line; an explanatory line when there is nothing to show."""
+    now = now or dt.datetime.now(dt.UTC)
+    groups = group_versions(items, model)
+    if not groups:
+        what = f"model {model!r}" if model else "any model"
+        return f"No RetrainJobs found for {what}."
+    blocks = []
+    for (namespace, line), group in groups.items():
+        title = f"MODEL {line}" + (f" (namespace {namespace})" if show_namespace else "")
+        rendered = table.render_table(HEADERS, (_row(item, now) for item in group))
+        blocks.append(f"{title}\n{rendered}")
+    return "\n\n".join(blocks)
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register `versions` on the CLI's subparsers."""
+    parser = subparsers.add_parser(
+        "versions",
+        help="list the versions of each model line",
+        description="List model versions (one table per model line) from the RetrainJobs.",
+    )
+    parser.add_argument("model", nargs="?", help="only this model line (spec.model)")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig's)")
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="look in every namespace"
+    )
+    parser.add_argument("--context", help="kubeconfig context to use")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the tables; 0 even when empty (an empty history is not an error)."""
+    api = kube.api_client(args.context)
+    namespace = None if args.all_namespaces else args.namespace
+    if namespace is None and not args.all_namespaces:
+        namespace = kube.current_namespace(args.context)
+    items = kube.list_retrainjobs(api, namespace)
+    print(render_versions(items, args.model, show_namespace=args.all_namespaces))
+    return 0

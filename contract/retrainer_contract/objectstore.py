@@ -1,0 +1,47 @@
+"""MinIO, the object store behind MLflow's artifacts and s3:// datasets.
+
+The checks need two calls of `minio.Minio`; `ObjectStore` names them so a caller can pass any
+client that has them. `minio` itself is imported only when a client is made.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from retrainer_contract import env as trainer_env
+
+__all__ = ["ObjectStore", "minio_client"]
+
+
+class ObjectStore(Protocol):
+    """The part of `minio.Minio` the checks use (kept narrow so tests can pass a real one)."""
+
+    def get_object(self, bucket_name: str, object_name: str) -> Any: ...
+
+    def stat_object(self, bucket_name: str, object_name: str) -> Any: ...
+
+
+def minio_client(
+    endpoint_url: str | None = None,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Any:
+    """A `minio.Minio` for `http(s)://host:port`; unset values come from the contract's
+    environment names (MLFLOW_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)."""
+    from minio import Minio  # optional dependency: only the callers that touch MinIO need it
+
+    environ = os.environ if environ is None else environ
+    endpoint = endpoint_url or environ.get(trainer_env.S3_ENDPOINT, "")
+    if not endpoint:
+        raise ValueError(f"{trainer_env.S3_ENDPOINT} is not set: the MinIO endpoint is unknown")
+    parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
+    return Minio(
+        parsed.netloc,
+        access_key=access_key or environ.get(trainer_env.ACCESS_KEY),
+        secret_key=secret_key or environ.get(trainer_env.SECRET_KEY),
+        secure=parsed.scheme == "https",
+    )

@@ -1,0 +1,72 @@
+"""MLflow as both sides see it: run tags, names, the experiment default and the run lookup.
+
+The trainer tags the run of version N with the RetrainJob's uid and the version; the operator
+finds that run again with the same filter to read progress and the manifest. One filter, one
+quoting rule, so a uid or a name with a quote cannot make the two disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "MANIFEST_ARTIFACT",
+    "TAG_BASE",
+    "TAG_MODEL",
+    "TAG_SHA_PREFIX",
+    "TAG_UID",
+    "TAG_VERSION",
+    "experiment_name",
+    "quote",
+    "run_filter",
+    "run_name",
+    "run_tags",
+    "run_url",
+    "sha_tag",
+]
+
+TAG_UID = "retrainer.uid"
+TAG_MODEL = "retrainer.model"
+TAG_VERSION = "retrainer.version"
+TAG_BASE = "retrainer.baseModel"
+# `retrainer.sha256/<artifact path>`: the sha256 of what was uploaded there (a rerun skips it).
+TAG_SHA_PREFIX = "retrainer.sha256/"
+# The manifest's artifact path at the root of the run.
+MANIFEST_ARTIFACT = "manifest.json"
+
+
+def experiment_name(spec: Mapping[str, Any]) -> str:
+    """spec.mlflow.experiment, defaulting to the model line's name."""
+    return str((spec.get("mlflow") or {}).get("experiment") or spec["model"])
+
+
+def run_name(model: str, version: int) -> str:
+    return f"{model}-v{version}"
+
+
+def run_tags(uid: str, model: str, version: int, base: str) -> dict[str, str]:
+    """The tags that identify the run of version N and the RetrainJob that owns it."""
+    return {TAG_UID: uid, TAG_MODEL: model, TAG_VERSION: str(version), TAG_BASE: base}
+
+
+def sha_tag(artifact_path: str) -> str:
+    return f"{TAG_SHA_PREFIX}{artifact_path}"
+
+
+def quote(value: str) -> str:
+    """`value` as a single-quoted MLflow search literal (its quotes escaped)."""
+    escaped = value.replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+def run_filter(uid: str, version: int) -> str:
+    """The search filter for the run of version `version` owned by RetrainJob `uid`."""
+    return f"tags.`{TAG_UID}` = {quote(uid)} and tags.`{TAG_VERSION}` = {quote(str(version))}"
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """The run's page in the MLflow UI ("" when the tracking URI is not a web server)."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return ""
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"

@@ -1,0 +1,389 @@
+"""`make demo`: the whole product in one command, on the local world, in a few minutes.
+
+Starts (or reuses) the world, installs the chart, runs the operator locally (so its log is a
+file you can read), trains version 1 of a tiny shapes detector from scratch and version 2 from
+`latest` with label corrections, then shows `kubectl get retrainjobs` and an in-cluster
+`retrainer verify` of both versions. The world is left running; `make world-down` stops it and
+the operator (which carries the world's member marker, so `down` finds it).
+
+    python -m retrainer_demo [--epochs 2] [--timeout 420]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from retrainer_world import procs, startup
+from retrainer_world import world as worldmod
+
+from retrainer_demo import shapes
+
+__all__ = ["main", "retrainjob", "stop_operator"]
+
+REPO = Path(__file__).resolve().parents[2]
+NAMESPACE = "retrainer-demo"
+RELEASE = "retrainer"
+MODEL = "shapes"
+CLAIM = "retrainer-models"
+SECRET = "minio-credentials"
+BUCKET = "datasets"
+DATASET_PREFIX = "demo/shapes"
+CORRECTIONS_PREFIX = "demo/shapes-corrections"
+GROUP, VERSION, PLURAL = "retrainer.dev", "v1alpha1", "retrainjobs"
+
+
+class DemoError(RuntimeError):
+    """A demo step failed; the message says which and where to look."""
+
+
+def say(message: str) -> None:
+    print(f"demo: {message}", flush=True)
+
+
+def retrainjob(name: str, base: dict[str, str], epochs: int, corrections: bool) -> dict[str, Any]:
+    """The demo's RetrainJob: CPU, tiny images, no dataloader workers (2 cores)."""
+    spec: dict[str, Any] = {
+        "model": MODEL,
+        "baseModel": base,
+        "dataset": {"uri": f"s3://{BUCKET}/{DATASET_PREFIX}"},
+        "training": {"epochs": epochs, "imgsz": 64, "batch": 8, "extraArgs": {"workers": 0}},
+        "resources": {"gpus": 0, "cpu": "2", "memory": "4Gi"},
+        "storage": {"claimName": CLAIM},
+        "retry": {"backoffLimit": 1},
+    }
+    if corrections:
+        spec["corrections"] = {"uri": f"s3://{BUCKET}/{CORRECTIONS_PREFIX}"}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "RetrainJob",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": spec,
+    }
+
+
+def _run(argv: Sequence[str], env: dict[str, str], what: str, input: str | None = None) -> str:
+    proc = subprocess.run(
+        list(argv), env=env, input=input, capture_output=True, text=True, timeout=300
+    )
+    if proc.returncode != 0:
+        raise DemoError(f"{what} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    return proc.stdout
+
+
+# ---- cluster set-up -----------------------------------------------------------------------
+
+
+def _reset(api: client.ApiClient, w: worldmod.World, env: dict[str, str]) -> None:
+    """A demo namespace left by an earlier run goes, with its volumes: versions restart at 1."""
+    core = client.CoreV1Api(api)
+    try:
+        core.read_namespace(NAMESPACE)
+    except ApiException as exc:
+        if exc.status == 404:
+            return
+        raise
+    say(f"removing the previous demo (namespace {NAMESPACE}) for a fresh start")
+    helm = str(w.bin_dir / "helm")
+    subprocess.run([helm, "uninstall", RELEASE, "-n", NAMESPACE], env=env, capture_output=True)
+    volumes = [
+        pv
+        for pv in api.sanitize_for_serialization(core.list_persistent_volume())["items"]
+        if (pv["spec"].get("claimRef") or {}).get("namespace") == NAMESPACE
+    ]
+    with contextlib.suppress(ApiException):
+        core.delete_namespace(NAMESPACE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            core.read_namespace(NAMESPACE)
+        except ApiException as exc:
+            if exc.status == 404:
+                break
+        time.sleep(1)
+    else:
+        raise DemoError(f"namespace {NAMESPACE} did not go away in 120s (kubectl get ns)")
+    for pv in volumes:
+        with contextlib.suppress(ApiException):
+            core.delete_persistent_volume(pv["metadata"]["name"])
+        host_path = (pv["spec"].get("hostPath") or {}).get("path")
+        path = Path(host_path) if host_path else None
+        # Only folders the pod runner made inside this world's state: never anything else.
+        if path and path.resolve().is_relative_to(w.state.resolve()):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _install(api: client.ApiClient, w: worldmod.World, env: dict[str, str]) -> None:
+    kubectl, helm = str(w.bin_dir / "kubectl"), str(w.bin_dir / "helm")
+    crd = REPO / "crds" / "retrainer.dev_retrainjobs.yaml"
+    _run([kubectl, "apply", "--server-side", "-f", str(crd)], env, "applying the CRD")
+    _run(
+        [kubectl, "wait", "--for=condition=Established", "crd/retrainjobs.retrainer.dev"],
+        env,
+        "waiting for the CRD",
+    )
+    say(f"helm install {RELEASE} charts/retrainer -n {NAMESPACE} (storage.create=true)")
+    values = {
+        "watchNamespaces": [NAMESPACE],
+        "storage": {"create": True, "claimName": CLAIM, "size": "1Gi"},
+        "mlflow": {"trackingUri": w.mlflow_uri},
+        "s3": {"endpoint": w.minio_endpoint, "secretName": SECRET},
+        "progressInterval": 2,
+    }
+    _run(
+        [
+            helm,
+            "upgrade",
+            "--install",
+            RELEASE,
+            str(REPO / "charts" / "retrainer"),
+            "-n",
+            NAMESPACE,
+            "--create-namespace",
+            "-f",
+            "-",
+        ],
+        env,
+        "helm install",
+        input=json.dumps(values),
+    )
+    # The operator runs locally (below), so the chart's Deployment must not run a second one.
+    _run(
+        [
+            kubectl,
+            "scale",
+            "deployment",
+            "-n",
+            NAMESPACE,
+            "--replicas=0",
+            "-l",
+            f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=operator",
+        ],
+        env,
+        "scaling the chart's operator Deployment to 0",
+    )
+    core = client.CoreV1Api(api)
+    _wait_no_operator_pods(core)
+    secret = client.V1Secret(
+        metadata=client.V1ObjectMeta(name=SECRET),
+        string_data={"accessKey": w.minio_access_key, "secretKey": w.minio_secret_key},
+    )
+    try:
+        core.create_namespaced_secret(NAMESPACE, secret)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        core.replace_namespaced_secret(SECRET, NAMESPACE, secret)
+
+
+def _wait_no_operator_pods(core: client.CoreV1Api) -> None:
+    # The pod runner maps the operator image to `retrainer-operator`, so the Deployment's pod
+    # would really run; it must be gone before the local operator starts.
+    selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=operator"
+    deadline = time.monotonic() + 60
+    while core.list_namespaced_pod(NAMESPACE, label_selector=selector).items:
+        if time.monotonic() > deadline:
+            raise DemoError(f"the chart's operator pod in {NAMESPACE} did not stop within 60s")
+        time.sleep(0.5)
+
+
+# ---- the local operator -------------------------------------------------------------------
+
+
+def _record(w: worldmod.World) -> Path:
+    return w.state / "demo-operator.json"
+
+
+def stop_operator(state: Path | str | None = None) -> None:
+    """Stop a demo operator recorded in the state folder (also done by `world down`)."""
+    record = worldmod.state_path(state) / "demo-operator.json"
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        data = json.loads(record.read_text())
+        procs.stop_all([procs.Proc.from_json("operator", data["proc"])])
+    record.unlink(missing_ok=True)
+
+
+def _start_operator(api: client.ApiClient, w: worldmod.World, env: dict[str, str]) -> Path:
+    stop_operator(w.state)
+    core = client.CoreV1Api(api)
+    maps = core.list_namespaced_config_map(
+        NAMESPACE, label_selector=f"app.kubernetes.io/instance={RELEASE}"
+    ).items
+    settings = next((m.data for m in maps if "RETRAINER_TRAINER_IMAGE" in (m.data or {})), None)
+    if not settings:
+        raise DemoError(f"the chart's operator ConfigMap is missing in {NAMESPACE}")
+    metrics, health = procs.free_ports(2)
+    op_env = {
+        **env,
+        **settings,
+        "RETRAINER_METRICS_PORT": str(metrics),
+        "RETRAINER_HEALTH_PORT": str(health),
+        # `world down` kills every process carrying this marker: the operator included.
+        startup.MARKER: str(w.state),
+    }
+    log = w.layout.log("demo-operator")
+    binary = str(Path(sys.executable).parent / "retrainer-operator")
+    proc = procs.spawn("operator", [binary], log, env=op_env, cwd=w.state)
+    _record(w).write_text(json.dumps({"proc": proc.to_json(), "healthPort": health}))
+    url = f"http://127.0.0.1:{health}/healthz"
+
+    def healthy() -> bool:
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+        return False
+
+    try:
+        procs.wait_ready(proc, log, healthy, timeout=60)
+    except procs.ComponentError as exc:
+        raise DemoError(str(exc)) from None
+    say(f"operator running locally (pid {proc.pid}, log {log})")
+    return log
+
+
+# ---- data and training --------------------------------------------------------------------
+
+
+def _upload_data(w: worldmod.World) -> None:
+    with tempfile.TemporaryDirectory(prefix="retrainer-demo-") as tmp:
+        data = shapes.generate_dataset(Path(tmp) / "shapes", seed=0, train=16, val=8)
+        fixes = shapes.write_corrections(Path(tmp) / "corrections", seed=0)
+        minio = w.minio_client()
+        n = len(shapes.upload_folder(minio, BUCKET, DATASET_PREFIX, data))
+        m = len(shapes.upload_folder(minio, BUCKET, CORRECTIONS_PREFIX, fixes))
+    say(f"uploaded {n} dataset files to s3://{BUCKET}/{DATASET_PREFIX}, {m} corrections")
+
+
+def _wait(api: client.ApiClient, name: str, timeout: float, op_log: Path) -> dict[str, Any]:
+    custom = client.CustomObjectsApi(api)
+    deadline, shown, start = time.monotonic() + timeout, "", time.monotonic()
+    while time.monotonic() < deadline:
+        obj: Any = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+        status = obj.get("status") or {}
+        phase = status.get("phase") or "Pending"
+        line = f"{name}: phase={phase}"
+        if status.get("version"):
+            line += f" version={status['version']}"
+        if (status.get("progress") or {}).get("text"):
+            line += f" epoch={status['progress']['text']}"
+        if line != shown:
+            say(f"[{int(time.monotonic() - start):3d}s] {line}")
+            shown = line
+        if phase in ("Succeeded", "Failed"):
+            return dict(obj)
+        time.sleep(1)
+    raise DemoError(f"{name} did not finish within {timeout:.0f}s; operator log: {op_log}")
+
+
+def _train(
+    api: client.ApiClient, manifest: dict[str, Any], timeout: float, op_log: Path
+) -> dict[str, Any]:
+    name = manifest["metadata"]["name"]
+    say(f"applying RetrainJob {name} (baseModel {manifest['spec']['baseModel']})")
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, PLURAL, manifest
+    )
+    obj = _wait(api, name, timeout, op_log)
+    status = obj.get("status") or {}
+    verified = any(
+        c.get("type") == "Verified" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    if status.get("phase") != "Succeeded" or not verified:
+        failed = [c for c in status.get("conditions") or [] if c.get("type") == "Failed"]
+        why = failed[0].get("message", "") if failed else "not verified"
+        raise DemoError(
+            f"{name} ended {status.get('phase')}: {why} "
+            f"(retrainer describe {name} -n {NAMESPACE}; operator log {op_log})"
+        )
+    return obj
+
+
+def run(epochs: int, timeout: float) -> None:
+    """Every step of the demo; raises DemoError naming the step that failed."""
+    say("starting the local world (reused when already up)")
+    w = worldmod.start(owner="cli")
+    env = {**os.environ, **w.env()}
+    api = config.new_client_from_config(config_file=str(w.kubeconfig))
+    _reset(api, w, env)
+    _install(api, w, env)
+    op_log = _start_operator(api, w, env)
+    _upload_data(w)
+    first = _train(
+        api,
+        retrainjob(f"{MODEL}-initial", {"architecture": "yolo11n.yaml"}, epochs, False),
+        timeout,
+        op_log,
+    )
+    second = _train(
+        api,
+        retrainjob(f"{MODEL}-corrected", {"version": "latest"}, epochs, True),
+        timeout,
+        op_log,
+    )
+    kubectl = str(w.bin_dir / "kubectl")
+    print(_run([kubectl, "get", "retrainjobs", "-n", NAMESPACE, "-o", "wide"], env, "kubectl get"))
+    retrainer = str(Path(sys.executable).parent / "retrainer")
+    for obj in (first, second):
+        version = str(obj["status"]["version"])
+        say(f"retrainer verify {MODEL} {version} --in-cluster -n {NAMESPACE}")
+        print(
+            _run(
+                [
+                    retrainer,
+                    "verify",
+                    MODEL,
+                    version,
+                    "--in-cluster",
+                    "-n",
+                    NAMESPACE,
+                    "--claim",
+                    CLAIM,
+                    "--s3-endpoint",
+                    w.minio_endpoint,
+                    "--timeout",
+                    "120",
+                ],
+                env,
+                f"retrainer verify of version {version}",
+            )
+        )
+    run_url = (second["status"].get("mlflow") or {}).get("runUrl") or w.mlflow_uri
+    say(f"MLflow UI: {w.mlflow_uri} (version 2's run: {run_url})")
+    say(f"done. Try: eval $({sys.executable} -m retrainer_world env)")
+    say(f"      retrainer versions -n {NAMESPACE}")
+    say(f"      retrainer describe {MODEL}-corrected -n {NAMESPACE}")
+    say("the world keeps running; stop it (and the operator) with: make world-down")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="retrainer_demo", description=__doc__)
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per version")
+    parser.add_argument(
+        "--timeout", type=float, default=420, help="seconds each RetrainJob may take"
+    )
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    try:
+        run(args.epochs, args.timeout)
+    except (DemoError, worldmod.WorldError, procs.ComponentError, ApiException) as exc:
+        print(f"demo: FAILED: {exc}", file=sys.stderr)
+        return 1
+    say(f"finished in {time.monotonic() - started:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
