@@ -21,16 +21,34 @@ __all__ = [
     "TERMINATION_LIMIT",
     "compact",
     "failure",
+    "failure_reason",
     "failure_text",
     "lineage",
     "manifest",
     "metadata",
+    "owner",
+    "owner_uid",
     "parse_manifest",
     "read_json",
 ]
 
 # Kubernetes keeps at most 4 KiB of a termination message.
 TERMINATION_LIMIT = 4096
+
+
+def owner(*, uid: str, name: str, namespace: str) -> dict[str, str]:
+    """Who owns version N: the RetrainJob (uid first) that was given the number.
+
+    The same shape is the ownership record on the claim, `retrainJob` in the metadata file and
+    in the manifest; a version has one owner everywhere.
+    """
+    return {"uid": uid, "name": name, "namespace": namespace}
+
+
+def owner_uid(document: Mapping[str, Any]) -> str:
+    """The owner uid a metadata file or manifest records ("" when it records none)."""
+    recorded = document.get("retrainJob")
+    return str(recorded.get("uid") or "") if isinstance(recorded, Mapping) else ""
 
 
 def lineage(
@@ -89,15 +107,18 @@ def metadata(
 def manifest(
     *,
     version: int,
+    retrainjob: Mapping[str, str] | None = None,
     metrics: Mapping[str, float],
     artifacts: list[Any],
     verification: Mapping[str, Any],
     mlflow: Mapping[str, Any],
     lineage: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """The manifest of version N: what the operator copies into the RetrainJob status."""
+    """The manifest of version N: what the operator copies into the RetrainJob status, plus
+    its owner (`retrainJob`), which the operator compares with the RetrainJob it verifies."""
     return {
         "version": version,
+        **({"retrainJob": dict(retrainjob)} if retrainjob else {}),
         "metrics": dict(metrics),
         "artifacts": artifacts,
         "verification": dict(verification),
@@ -147,6 +168,16 @@ def compact(document: Mapping[str, Any], limit: int = TERMINATION_LIMIT) -> dict
 def failure(reason: str, message: str, exit_code: int) -> dict[str, Any]:
     """The trainer's termination message on failure."""
     return {"error": {"reason": reason, "message": message[:3000], "exitCode": exit_code}}
+
+
+def failure_reason(raw: str) -> str:
+    """The reason of a failure document ("" for anything else, such as a log tail)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return ""
+    error = data.get("error") if isinstance(data, dict) else None
+    return str(error.get("reason") or "") if isinstance(error, dict) else ""
 
 
 def failure_text(raw: str) -> str:

@@ -22,6 +22,7 @@ __all__ = [
     "MANIFEST",
     "METADATA",
     "MLFLOW",
+    "OWNER",
     "PRODUCTION",
     "QUICK_ACCESS",
     "TRAINING_RUN",
@@ -47,6 +48,8 @@ WEIGHT_NAMES: tuple[str, ...] = (PRODUCTION, QUICK_ACCESS, TRAINING_RUN, MLFLOW)
 
 # Documents beside the weights: in the run folder, and at the root of the MLflow run.
 MANIFEST = "manifest.json"
+# The ownership record of version N, written first and exclusively into its run folder.
+OWNER = "owner.json"
 DATASET_METADATA = "retraining_dataset_metadata.json"
 CORRECTIONS_APPLIED = "corrections_applied.json"
 DATA_YAML = "data.yaml"
@@ -110,6 +113,10 @@ class VersionPaths:
     @property
     def manifest(self) -> Path:
         return self.run_dir / MANIFEST
+
+    @property
+    def owner(self) -> Path:
+        return self.run_dir / OWNER
 
     def claim_files(self) -> dict[str, Path]:
         """The four claim artifacts by name, in contract order."""

@@ -14,10 +14,12 @@ __all__ = [
     "MANIFEST_ARTIFACT",
     "TAG_BASE",
     "TAG_MODEL",
+    "TAG_NAMESPACE",
     "TAG_SHA_PREFIX",
     "TAG_UID",
     "TAG_VERSION",
     "experiment_name",
+    "model_filter",
     "quote",
     "run_filter",
     "run_name",
@@ -30,6 +32,8 @@ TAG_UID = "retrainer.uid"
 TAG_MODEL = "retrainer.model"
 TAG_VERSION = "retrainer.version"
 TAG_BASE = "retrainer.baseModel"
+# A model line is per namespace, an experiment may be shared by several namespaces.
+TAG_NAMESPACE = "retrainer.namespace"
 # `retrainer.sha256/<artifact path>`: the sha256 of what was uploaded there (a rerun skips it).
 TAG_SHA_PREFIX = "retrainer.sha256/"
 # The manifest's artifact path at the root of the run.
@@ -45,9 +49,15 @@ def run_name(model: str, version: int) -> str:
     return f"{model}-v{version}"
 
 
-def run_tags(uid: str, model: str, version: int, base: str) -> dict[str, str]:
+def run_tags(uid: str, namespace: str, model: str, version: int, base: str) -> dict[str, str]:
     """The tags that identify the run of version N and the RetrainJob that owns it."""
-    return {TAG_UID: uid, TAG_MODEL: model, TAG_VERSION: str(version), TAG_BASE: base}
+    return {
+        TAG_UID: uid,
+        TAG_NAMESPACE: namespace,
+        TAG_MODEL: model,
+        TAG_VERSION: str(version),
+        TAG_BASE: base,
+    }
 
 
 def sha_tag(artifact_path: str) -> str:
@@ -63,6 +73,11 @@ def quote(value: str) -> str:
 def run_filter(uid: str, version: int) -> str:
     """The search filter for the run of version `version` owned by RetrainJob `uid`."""
     return f"tags.`{TAG_UID}` = {quote(uid)} and tags.`{TAG_VERSION}` = {quote(str(version))}"
+
+
+def model_filter(namespace: str, model: str) -> str:
+    """The search filter for every run of a model line (to recover its version numbers)."""
+    return f"tags.`{TAG_NAMESPACE}` = {quote(namespace)} and tags.`{TAG_MODEL}` = {quote(model)}"
 
 
 def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:

@@ -63,6 +63,8 @@ class Reason:
     JOB_FAILED = "JobFailed"
     VERIFICATION_FAILED = "VerificationFailed"
     MANIFEST_NOT_FOUND = "ManifestNotFound"
+    # Version N already belongs to another RetrainJob (its Job, claim folder or run).
+    VERSION_CONFLICT = "VersionConflict"
 
 
 def now_iso() -> str:

@@ -81,6 +81,14 @@ class Cluster:
                 return None
             raise
 
+    def list_retrainjobs(self, namespace: str) -> list[dict[str, Any]]:
+        items = _decode(
+            self.custom.list_namespaced_custom_object(
+                api.GROUP, api.VERSION, namespace, api.PLURAL, _preload_content=False
+            )
+        ).get("items", [])
+        return list(items)
+
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """Merge-patch the status subresource (lists such as conditions are replaced whole)."""
         self.custom.patch_namespaced_custom_object_status(
@@ -131,6 +139,14 @@ class Cluster:
             if _missing(error):
                 return None
             raise
+
+    def list_jobs(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        items = _decode(
+            self.batch.list_namespaced_job(
+                namespace, label_selector=label_selector, _preload_content=False
+            )
+        ).get("items", [])
+        return list(items)
 
     def list_job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
         items = _decode(

@@ -97,6 +97,30 @@ class MlflowRest:
         runs = (answer or {}).get("runs") or []
         return Run(runs[0]) if runs else None
 
+    def versions_of(self, experiment: str, namespace: str, model: str) -> list[int]:
+        """Every version number a run of model line `namespace`/`model` is tagged with."""
+        experiment_id = self.experiment_id(experiment)
+        if experiment_id is None:
+            return []
+        found: list[int] = []
+        token = ""
+        while True:
+            payload: dict[str, Any] = {
+                "experiment_ids": [experiment_id],
+                "filter": tracking.model_filter(namespace, model),
+                "max_results": 1000,
+            }
+            if token:
+                payload["page_token"] = token
+            answer = self._call("POST", "/api/2.0/mlflow/runs/search", payload) or {}
+            for raw in answer.get("runs") or []:
+                value = Run(raw).tags.get(tracking.TAG_VERSION, "")
+                if value.isdigit():
+                    found.append(int(value))
+            token = str(answer.get("next_page_token") or "")
+            if not token:
+                return found
+
     def read_artifact(self, run: Run, path: str) -> bytes | None:
         """The bytes of artifact `path` of `run` (None: not there)."""
         root = run.artifact_uri.rstrip("/")

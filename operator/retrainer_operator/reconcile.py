@@ -20,7 +20,7 @@ from typing import Any
 from retrainer_contract import api, documents, layout, tracking
 from retrainer_contract.objectstore import ObjectStore
 
-from retrainer_operator import checks, metrics, progress, versions
+from retrainer_operator import checks, metrics, progress, recovery, versions
 from retrainer_operator.builders import build_job_spec
 from retrainer_operator.conditions import (
     ACCEPTED,
@@ -108,13 +108,32 @@ def _start(deps: Deps, body: Mapping[str, Any], step: _Step) -> dict[str, Any] |
             step.fail(outcome.reason, outcome.message)
             return None
         allocation = versions.allocate(
-            deps.cluster, ns, model, uid, meta["name"], outcome.base_version
+            deps.cluster,
+            ns,
+            model,
+            uid,
+            meta["name"],
+            outcome.base_version,
+            recover=lambda: recovery.highest_version(
+                deps.cluster, deps.mlflow, ns, model, tracking.experiment_name(spec)
+            ),
         )
     manifest = build_job_spec(body, allocation.version, allocation.base_version, deps.config)
     job, created = deps.cluster.create_job(manifest)
     if created:
         metrics.RUNS_STARTED.inc()
     name = manifest["metadata"]["name"]
+    owner = ((job.get("metadata") or {}).get("annotations") or {}).get(api.UID_ANNOTATION)
+    if owner != uid:
+        # Another RetrainJob's Job holds this number: never adopt it, never overwrite it.
+        message = (
+            f"version {allocation.version} of model line {model!r} belongs to RetrainJob uid "
+            f"{owner or 'unknown'} (Job {name}), not to this RetrainJob (uid {uid}); the "
+            "version sequence was lost or two operators allocated the same number"
+        )
+        step.cond(ACCEPTED, False, Reason.VERSION_CONFLICT, message)
+        step.fail(Reason.VERSION_CONFLICT, message)
+        return None
     step.status["version"] = allocation.version
     step.status["jobName"] = name
     step.status.setdefault(
@@ -190,7 +209,7 @@ def _verify(deps: Deps, body: Mapping[str, Any], step: _Step, pods: list[Any]) -
         step.cond(VERIFIED, False, Reason.MANIFEST_NOT_FOUND, message)
         step.fail(Reason.MANIFEST_NOT_FOUND, message)
         return
-    outcome = verify_manifest(manifest, version, deps.store)
+    outcome = verify_manifest(manifest, version, deps.store, meta["uid"])
     status.update(outcome.fields)
     if run is not None:
         mlflow_status = dict(status.get("mlflow") or {})
@@ -237,7 +256,9 @@ def _observe(deps: Deps, body: Mapping[str, Any], step: _Step, job: Mapping[str,
         raw = progress.termination_message(pods)
         message = progress.failure_message(raw) if raw else ""
         message = message or observed.message or "training Job failed"
-        step.fail(observed.reason, message)
+        # The trainer's own reason where it is more precise than the Job's (VersionConflict).
+        reason = documents.failure_reason(raw) if raw else ""
+        step.fail(reason if reason == Reason.VERSION_CONFLICT else observed.reason, message)
     elif observed.state is JobState.SUSPENDED:
         step.cond(RUNNING, False, Reason.JOB_SUSPENDED, "Job suspended: waiting for admission")
     elif observed.state is JobState.RUNNING or progress.any_pod_running(pods):

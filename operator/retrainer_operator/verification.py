@@ -47,9 +47,11 @@ def _operator_checks(
 
 
 def verify_manifest(
-    manifest: Mapping[str, Any], version: int, store: ObjectStore | None
+    manifest: Mapping[str, Any], version: int, store: ObjectStore | None, uid: str = ""
 ) -> Outcome:
-    """Check `manifest` for version `version`; return the status fields it yields."""
+    """Check `manifest` for version `version` of RetrainJob `uid`; the status fields it yields.
+
+    A manifest that names another owner is never this RetrainJob's, whatever it verifies."""
     artifacts = [dict(a) for a in manifest.get("artifacts") or [] if isinstance(a, Mapping)]
     trainer_verification = manifest.get("verification") or {}
     trainer_checks: list[dict[str, Any]] = [
@@ -63,6 +65,9 @@ def verify_manifest(
     problems: list[str] = []
     if int(manifest.get("version", -1)) != version:
         problems.append(f"manifest is for version {manifest.get('version')}, expected {version}")
+    recorded_owner = documents.owner_uid(manifest)
+    if uid and recorded_owner and recorded_owner != uid:
+        problems.append(f"manifest belongs to RetrainJob uid {recorded_owner}, not {uid}")
     names = {str(a.get("name")) for a in artifacts}
     missing = [n for n in layout.ARTIFACT_NAMES if n not in names]
     if missing:

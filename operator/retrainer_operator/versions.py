@@ -18,7 +18,7 @@ import dataclasses
 import json
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from retrainer_contract import api
@@ -92,14 +92,17 @@ def find_in(data: Mapping[str, str], uid: str) -> Allocation | None:
 
 
 def allocate_in(
-    data: Mapping[str, str], uid: str, name: str, base_version: int | None
+    data: Mapping[str, str], uid: str, name: str, base_version: int | None, floor: int = 1
 ) -> tuple[dict[str, str], Allocation]:
-    """The new ledger data and the allocation for `uid` (the existing one if already there)."""
+    """The new ledger data and the allocation for `uid` (the existing one if already there).
+
+    `floor` is the lowest number that may be handed out (one above the highest version with
+    evidence, when the ledger had to be recovered)."""
     existing = find_in(data, uid)
     if existing is not None:
         return dict(data), existing
     new = dict(data)
-    version = max(int(new.get("next", "1")), 1)
+    version = max(int(new.get("next", "1")), floor, 1)
     new["next"] = str(version + 1)
     new[f"uid.{uid}"] = str(version)
     new[f"v.{version}"] = json.dumps(
@@ -135,6 +138,10 @@ def resolve_base_in(data: Mapping[str, str], requested: str) -> int | None:
 # ---- cluster operations --------------------------------------------------------------------
 
 
+def _name(model: str) -> str:
+    return api.versions_configmap_name(model)
+
+
 def _data(configmap: Mapping[str, Any] | None) -> dict[str, str]:
     return dict((configmap or {}).get("data") or {})
 
@@ -151,7 +158,7 @@ def _update(
     change: Any,
 ) -> Any:
     """Read-modify-write the ledger with `change(data) -> (new_data, result)` until it sticks."""
-    name = api.versions_configmap_name(model)
+    name = _name(model)
     for attempt in range(MAX_TRIES):
         current = client.read_configmap(namespace, name)
         data = _data(current)
@@ -196,7 +203,7 @@ def _update(
 
 def find(client: ConfigMapClient, namespace: str, model: str, uid: str) -> Allocation | None:
     """The allocation already recorded for `uid` (after a restart), or None."""
-    return find_in(_data(client.read_configmap(namespace, api.versions_configmap_name(model))), uid)
+    return find_in(_data(client.read_configmap(namespace, _name(model))), uid)
 
 
 def allocate(
@@ -206,10 +213,18 @@ def allocate(
     uid: str,
     name: str,
     base_version: int | None,
+    recover: Callable[[], int] | None = None,
 ) -> Allocation:
-    """Allocate the next version for `uid` (idempotent: the same uid gets the same version)."""
+    """Allocate the next version for `uid` (idempotent: the same uid gets the same version).
+
+    When the ledger does not exist (a new model line, or its ConfigMap was deleted), `recover`
+    names the highest version with durable evidence, and numbering continues above it.
+    """
+    floor = 1
+    if recover is not None and client.read_configmap(namespace, _name(model)) is None:
+        floor = recover() + 1
     result: Allocation = _update(
-        client, namespace, model, lambda data: allocate_in(data, uid, name, base_version)
+        client, namespace, model, lambda data: allocate_in(data, uid, name, base_version, floor)
     )
     return result
 
@@ -228,5 +243,5 @@ def mark_verified(
 
 def resolve_base(client: ConfigMapClient, namespace: str, model: str, requested: str) -> int | None:
     """Resolve spec.baseModel.version against the ledger (None: no such verified version)."""
-    data = _data(client.read_configmap(namespace, api.versions_configmap_name(model)))
+    data = _data(client.read_configmap(namespace, _name(model)))
     return resolve_base_in(data, requested)

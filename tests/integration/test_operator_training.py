@@ -7,6 +7,7 @@ checks what the operator recorded against what really exists on the claim and in
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,9 @@ import pytest
 from kubernetes import client
 from operator_support import (
     CLAIM,
+    GROUP,
+    PLURAL,
+    VERSION,
     Operator,
     condition,
     create,
@@ -116,6 +120,56 @@ def test_a_run_succeeds_as_version_1_and_a_run_from_latest_becomes_version_2(
     assert len(jobs_of(kube, namespace, "first")) == len(jobs_of(kube, namespace, "second")) == 1
     ledger = versions_ledger(kube, namespace, "shapes")
     assert ledger["next"] == "3"
+
+
+def test_a_lost_version_sequence_continues_above_every_trained_version(
+    world: World,
+    namespace: str,
+    kube: client.ApiClient,
+    crd: object,
+    tmp_path: Path,
+    dataset: str,
+) -> None:
+    """Ledger deleted after v1 and v1's RetrainJob and Job gone: MLflow still remembers v1."""
+    custom, batch = client.CustomObjectsApi(kube), client.BatchV1Api(kube)
+    with operator_in_prepared_namespace(world, kube, namespace, tmp_path) as operator:
+        create(kube, namespace, retrainjob("first", dataset))
+        first = wait_finished(kube, namespace, "first", operator)
+        assert_verified_version(world, namespace, first, 1)
+        first_run = first["status"]["mlflow"]["runId"]
+
+        # Fault: every Kubernetes record of version 1 is removed, the ledger included.
+        custom.delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, "first", propagation_policy="Foreground"
+        )
+        wait_for(
+            "v1's RetrainJob and Job to be gone",
+            lambda: (
+                not jobs_of(kube, namespace, "first")
+                and not any(
+                    j.metadata.name == "retrain-shapes-v1"
+                    for j in batch.list_namespaced_job(namespace).items
+                )
+                and not custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)[
+                    "items"
+                ]
+            ),
+            120,
+            operator,
+        )
+        client.CoreV1Api(kube).delete_namespaced_config_map("retrainer-versions-shapes", namespace)
+
+        create(kube, namespace, retrainjob("second", dataset))
+        second = wait_finished(kube, namespace, "second", operator)
+
+    assert_verified_version(world, namespace, second, 2)
+    assert second["status"]["mlflow"]["runId"] != first_run
+    assert versions_ledger(kube, namespace, "shapes")["next"] == "3"
+    # Version 1 on the claim is still version 1, owned by the first RetrainJob.
+    v1 = layout.VersionPaths.for_version(storage_root(world, namespace), "shapes", 1)
+    recorded = json.loads(v1.owner.read_text())["retrainJob"]
+    assert recorded["uid"] == first["metadata"]["uid"]
+    assert json.loads(v1.metadata.read_text())["retrainJob"]["uid"] == first["metadata"]["uid"]
 
 
 def test_operator_killed_at_three_moments_still_makes_one_job_and_the_right_status(

@@ -9,6 +9,8 @@ failure in the pipeline is raised as one of these so `__main__` can pick the cod
      └── Exception
           └── TrainerError    exit 1 (infrastructure: MinIO/MLflow unreachable, crash)
                └── BadInput   exit 3 (dataset, base model, corrections, spec): never retried
+                    └── VersionConflict   exit 3: version N on the claim belongs to another
+                                          RetrainJob; never adopted, never overwritten
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 
 from retrainer_contract import exits
 
-__all__ = ["BadInput", "Preempted", "TrainerError"]
+__all__ = ["BadInput", "Preempted", "TrainerError", "VersionConflict"]
 
 
 class TrainerError(Exception):
@@ -48,3 +50,9 @@ class BadInput(TrainerError):
 
 class Preempted(BaseException):  # a signal, not an error
     """SIGTERM arrived: stop now; the next pod resumes from weights/last.pt."""
+
+
+class VersionConflict(BadInput):
+    """Version N's run folder belongs to another RetrainJob: stop before touching it."""
+
+    reason = "VersionConflict"

@@ -98,6 +98,11 @@ def _already_done(config: Config, paths: layout.VersionPaths, client: Any) -> di
     return document
 
 
+def _owner_uid(config: Config) -> str:
+    """The RetrainJob's uid; a local run without one is owned by namespace/name."""
+    return config.uid or f"{config.namespace}/{config.name}"
+
+
 def _params(config: Config, base: inputs.BaseModel, device: Any) -> dict[str, Any]:
     t = config.spec.training
     return {
@@ -127,9 +132,13 @@ def _open_run(config: Config, base: inputs.BaseModel, device: Any) -> tuple[Trac
     """The MLflow run of this version (found again on a rerun), with its params logged."""
     tracker = Tracker(config.tracking_uri)
     tracker.ping()
-    owner = config.uid or f"{config.namespace}/{config.name}"
     run_ref = tracker.open_run(
-        config.spec.experiment, owner, config.spec.model, config.version, base.label
+        config.spec.experiment,
+        _owner_uid(config),
+        config.namespace,
+        config.spec.model,
+        config.version,
+        base.label,
     )
     tracker.log_params(run_ref.run_id, _params(config, base, device))
     return tracker, run_ref
@@ -260,7 +269,9 @@ def _metadata(
     return documents.metadata(
         model=config.spec.model,
         version=config.version,
-        retrainjob={"name": config.name, "namespace": config.namespace, "uid": config.uid},
+        retrainjob=documents.owner(
+            uid=_owner_uid(config), name=config.name, namespace=config.namespace
+        ),
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         weights=store.artifact(layout.PRODUCTION, "", paths.training_run),
         metrics=result.metrics,
@@ -304,6 +315,12 @@ def run(config: Config) -> dict[str, Any]:
     paths = layout.VersionPaths.for_version(config.storage_root, spec.model, config.version)
     config.workdir.mkdir(parents=True, exist_ok=True)
     logs.event("start", model=spec.model, version=config.version, name=config.name)
+    owner = documents.owner(
+        uid=_owner_uid(config),
+        name=config.name,
+        namespace=config.namespace,
+    )
+    store.claim_version(paths, owner)
     client = _minio(config)
     done = _already_done(config, paths, client)
     if done is not None:
@@ -335,6 +352,7 @@ def run(config: Config) -> dict[str, Any]:
     )
     document = documents.manifest(
         version=config.version,
+        retrainjob=owner,
         metrics=result.metrics,
         artifacts=list(artifacts),
         verification=verification,

@@ -14,14 +14,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from retrainer_contract import integrity, layout
+from retrainer_contract import documents, integrity, layout
 
 from retrainer_trainer import logs
+from retrainer_trainer.errors import VersionConflict
 
 __all__ = [
     "artifact",
     "atomic_copy",
     "atomic_write_json",
+    "claim_version",
     "rollback",
     "write_models",
     "write_quick_access",
@@ -68,3 +70,48 @@ def rollback(paths: layout.VersionPaths) -> None:
     for path in (paths.production, paths.metadata):
         path.unlink(missing_ok=True)
     logs.event("store.rollback", version=paths.version)
+
+
+def _recorded_owner(paths: layout.VersionPaths) -> str:
+    """The owner uid version N's folder already names: its ownership record, else (a version
+    written before ownership records) its metadata file; "" when nothing names one."""
+    for path in (paths.owner, paths.metadata):
+        try:
+            uid = documents.owner_uid(documents.read_json(path))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as error:
+            raise VersionConflict(
+                f"version {paths.version}: cannot read who owns it ({path}: {error}); "
+                "refusing to write over it"
+            ) from error
+        if uid:
+            return uid
+    return ""
+
+
+def claim_version(paths: layout.VersionPaths, owner: dict[str, str]) -> None:
+    """Make `owner` the one owner of version N on the claim, or raise VersionConflict.
+
+    The record is created exclusively (O_EXCL), so of two pods that race for the same number
+    exactly one wins; a rerun of the owner's own pod finds its record and goes on.
+    """
+    recorded = _recorded_owner(paths)
+    if not recorded:
+        paths.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with paths.owner.open("x", encoding="utf-8") as handle:
+                # The same `retrainJob` field as the metadata file and the manifest.
+                json.dump({"retrainJob": owner}, handle, indent=2)
+                handle.write("\n")
+            logs.event("owner.recorded", version=paths.version, uid=owner["uid"])
+            return
+        except FileExistsError:
+            recorded = _recorded_owner(paths)
+    if recorded != owner["uid"]:
+        raise VersionConflict(
+            f"version {paths.version} of model line {paths.model!r} belongs to RetrainJob uid "
+            f"{recorded} ({paths.run_dir}), not to {owner['name']} (uid {owner['uid']}); "
+            "it is never adopted or overwritten: the version sequence was lost or two "
+            "operators allocated the same number"
+        )

@@ -60,9 +60,11 @@ class Tracker:
                 f"{str(error)[:300]}); check {trainer_env.TRACKING_URI} and that the server is up"
             ) from error
 
-    def open_run(self, experiment: str, uid: str, model: str, version: int, base: str) -> RunRef:
+    def open_run(
+        self, experiment: str, uid: str, namespace: str, model: str, version: int, base: str
+    ) -> RunRef:
         """The run of version `version` of RetrainJob `uid`: found by its tags, or created."""
-        tags = tracking.run_tags(uid, model, version, base)
+        tags = tracking.run_tags(uid, namespace, model, version, base)
         run_name = tracking.run_name(model, version)
         try:
             found = self.client.get_experiment_by_name(experiment)

@@ -93,8 +93,12 @@ def test_the_run_filter_names_the_owner_and_the_version_and_escapes_quotes() -> 
     assert query == (
         f"tags.`{tracking.TAG_UID}` = 'it\\'s-uid' and tags.`{tracking.TAG_VERSION}` = '7'"
     )
-    tags = tracking.run_tags("u", "shapes", 7, "v6")
+    tags = tracking.run_tags("u", "team-a", "shapes", 7, "v6")
     assert tags[tracking.TAG_UID] == "u" and tags[tracking.TAG_VERSION] == "7"
+    assert tags[tracking.TAG_NAMESPACE] == "team-a"
+    assert tracking.model_filter("team-a", "shapes") == (
+        f"tags.`{tracking.TAG_NAMESPACE}` = 'team-a' and tags.`{tracking.TAG_MODEL}` = 'shapes'"
+    )
 
 
 def test_the_experiment_defaults_to_the_model_line() -> None:

@@ -149,3 +149,10 @@ def test_without_a_minio_client_the_mlflow_location_is_not_trusted() -> None:
     outcome = verify_manifest(manifest(), 1, None)
     assert not outcome.verified
     assert "no MinIO client" in outcome.message
+
+
+def test_a_manifest_of_another_owner_never_verifies_this_retrainjob() -> None:
+    foreign = {**manifest(), "retrainJob": {"uid": "other-uid", "name": "x", "namespace": "n"}}
+    outcome = verify_manifest(foreign, 1, None, "my-uid")
+    assert not outcome.verified
+    assert "belongs to RetrainJob uid other-uid, not my-uid" in outcome.message

@@ -1,0 +1,61 @@
+"""Recovering a model line's version sequence from durable evidence when its ledger is lost.
+
+The ledger (a ConfigMap) is the fast path, but it is not the only record of which numbers were
+handed out: every version leaves a Job (label retrainer.dev/version), a RetrainJob status, and
+an MLflow run tagged with its version, which MLflow never deletes. When the ledger is missing,
+the next number starts above the highest of them, so a number with evidence is never handed out
+again. (The claim's own folders are the trainer's last line: it refuses a version folder owned
+by another RetrainJob, see retrainer_trainer.store.claim_version.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from retrainer_contract import api
+
+__all__ = ["EvidenceClient", "RunSearch", "highest_version", "versions_in"]
+
+
+class EvidenceClient(Protocol):
+    """The cluster reads recovery needs (kube.Cluster implements them)."""
+
+    def list_jobs(self, namespace: str, label_selector: str) -> list[dict[str, Any]]: ...
+
+    def list_retrainjobs(self, namespace: str) -> list[dict[str, Any]]: ...
+
+
+class RunSearch(Protocol):
+    """The MLflow read recovery needs (mlflow_rest.MlflowRest implements it)."""
+
+    def versions_of(self, experiment: str, namespace: str, model: str) -> list[int]: ...
+
+
+def versions_in(
+    model: str, jobs: Iterable[Mapping[str, Any]], retrainjobs: Iterable[Mapping[str, Any]]
+) -> list[int]:
+    """Version numbers the Jobs' labels and the RetrainJobs' statuses of `model` record."""
+    found = []
+    for job in jobs:
+        labels = (job.get("metadata") or {}).get("labels") or {}
+        value = str(labels.get(api.LABEL_VERSION, ""))
+        if labels.get(api.LABEL_MODEL) == model and value.isdigit():
+            found.append(int(value))
+    for obj in retrainjobs:
+        version = (obj.get("status") or {}).get("version")
+        if (obj.get("spec") or {}).get("model") == model and isinstance(version, int):
+            found.append(version)
+    return found
+
+
+def highest_version(
+    cluster: EvidenceClient, runs: RunSearch, namespace: str, model: str, experiment: str
+) -> int:
+    """The highest version of `model` with any evidence (0: none). MLflow errors propagate:
+    recovering without the one record that outlives Jobs and RetrainJobs could reuse a number.
+    """
+    jobs = cluster.list_jobs(namespace, f"{api.LABEL_MODEL}={model}")
+    found = versions_in(model, jobs, cluster.list_retrainjobs(namespace))
+    found.extend(runs.versions_of(experiment, namespace, model))
+    return max(found, default=0)

@@ -1,0 +1,75 @@
+"""A lost ledger is rebuilt above every version that left evidence: no number is reused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from retrainer_contract import api
+from retrainer_operator import recovery, versions
+
+
+def job(model: str, version: int) -> dict[str, Any]:
+    return {"metadata": {"labels": {api.LABEL_MODEL: model, api.LABEL_VERSION: str(version)}}}
+
+
+def retrainjob(model: str, version: int | None) -> dict[str, Any]:
+    status = {} if version is None else {"version": version}
+    return {"spec": {"model": model}, "status": status}
+
+
+class Evidence:
+    """Plain stand-ins for the cluster and MLflow reads (recovery.EvidenceClient, RunSearch)."""
+
+    def __init__(self, jobs: list[Any], objs: list[Any], runs: list[int] | Exception) -> None:
+        self.jobs, self.objs, self.runs = jobs, objs, runs
+        self.selectors: list[str] = []
+
+    def list_jobs(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        self.selectors.append(label_selector)
+        return self.jobs
+
+    def list_retrainjobs(self, namespace: str) -> list[dict[str, Any]]:
+        return self.objs
+
+    def versions_of(self, experiment: str, namespace: str, model: str) -> list[int]:
+        if isinstance(self.runs, Exception):
+            raise self.runs
+        return self.runs
+
+
+def test_jobs_and_statuses_of_other_model_lines_are_not_evidence() -> None:
+    found = recovery.versions_in(
+        "shapes",
+        [job("shapes", 2), job("other", 9)],
+        [retrainjob("shapes", 3), retrainjob("other", 7), retrainjob("shapes", None)],
+    )
+    assert sorted(found) == [2, 3]
+
+
+def test_mlflow_runs_count_when_jobs_and_retrainjobs_are_gone() -> None:
+    evidence = Evidence([], [], [1, 2])
+    assert recovery.highest_version(evidence, evidence, "ns", "shapes", "shapes") == 2
+    assert evidence.selectors == [f"{api.LABEL_MODEL}=shapes"]
+
+
+def test_the_highest_of_all_sources_wins_and_none_means_zero() -> None:
+    evidence = Evidence([job("shapes", 4)], [retrainjob("shapes", 5)], [3])
+    assert recovery.highest_version(evidence, evidence, "ns", "shapes", "shapes") == 5
+    empty = Evidence([], [], [])
+    assert recovery.highest_version(empty, empty, "ns", "shapes", "shapes") == 0
+
+
+def test_an_unreachable_mlflow_stops_recovery_instead_of_guessing() -> None:
+    evidence = Evidence([], [], RuntimeError("MLflow down"))
+    with pytest.raises(RuntimeError, match="MLflow down"):
+        recovery.highest_version(evidence, evidence, "ns", "shapes", "shapes")
+
+
+def test_allocation_starts_above_the_floor_and_keeps_counting_from_the_ledger() -> None:
+    data, first = versions.allocate_in({}, "uid-3", "third", None, floor=3)
+    assert first.version == 3 and data["next"] == "4"
+    data, again = versions.allocate_in(data, "uid-3", "third", None, floor=3)
+    assert again.version == 3
+    _, fourth = versions.allocate_in(data, "uid-4", "fourth", None, floor=1)
+    assert fourth.version == 4
