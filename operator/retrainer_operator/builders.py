@@ -6,6 +6,7 @@ a dict, so the whole shape is unit-testable and identical on every (re)run.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,7 +15,21 @@ from retrainer_contract import env as trainer_env
 
 from retrainer_operator.config import OperatorConfig
 
-__all__ = ["build_job_spec"]
+__all__ = ["POD_SECURITY_CONTEXT", "TRAINER_UID", "build_job_spec"]
+
+# The trainer image's fixed non-root user (trainer/Dockerfile: USER 10001:10001).
+TRAINER_UID = 10001
+# The restricted Pod Security Standard for the training pod: non-root with a fixed uid/gid, the
+# claim group-writable through fsGroup (changed only when the root's group differs, so a big
+# claim is not walked on every start), the runtime's default seccomp profile.
+POD_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": TRAINER_UID,
+    "runAsGroup": TRAINER_UID,
+    "fsGroup": TRAINER_UID,
+    "fsGroupChangePolicy": "OnRootMismatch",
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 
 def _env(
@@ -87,10 +102,12 @@ def build_job_spec(
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
         },
     }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
         "serviceAccountName": config.trainer_service_account,
         "containers": [container],
         "volumes": [

@@ -122,6 +122,35 @@ def test_a_run_succeeds_as_version_1_and_a_run_from_latest_becomes_version_2(
     assert ledger["next"] == "3"
 
 
+def test_a_namespace_enforcing_restricted_pod_security_trains_to_succeeded(
+    world: World,
+    namespace: str,
+    kube: client.ApiClient,
+    crd: object,
+    tmp_path: Path,
+    dataset: str,
+) -> None:
+    core = client.CoreV1Api(kube)
+    core.patch_namespace(
+        namespace,
+        {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}},
+    )
+    # The apiserver's own admission enforces it: a pod without a security context is refused.
+    plain = {
+        "metadata": {"name": "plain"},
+        "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["true"]}]},
+    }
+    with pytest.raises(client.ApiException) as refused:
+        core.create_namespaced_pod(namespace, plain)
+    assert refused.value.status == 403 and "violates PodSecurity" in str(refused.value.body)
+
+    with operator_in_prepared_namespace(world, kube, namespace, tmp_path) as operator:
+        create(kube, namespace, retrainjob("hardened", dataset))
+        hardened = wait_finished(kube, namespace, "hardened", operator)
+
+    assert_verified_version(world, namespace, hardened, 1)
+
+
 def test_a_lost_version_sequence_continues_above_every_trained_version(
     world: World,
     namespace: str,

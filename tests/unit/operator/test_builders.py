@@ -208,3 +208,20 @@ def test_long_retrainjob_names_are_cut_to_a_valid_label_value() -> None:
     label = build_job_spec(body, 1, None, CONFIG)["metadata"]["labels"]["retrainer.dev/retrainjob"]
     assert len(label) <= 63
     assert label[-1].isalnum()
+
+
+def test_the_training_pod_meets_the_restricted_pod_security_standard() -> None:
+    pod = build_job_spec(retrainjob(), 1, None, CONFIG)["spec"]["template"]["spec"]
+    security = pod["securityContext"]
+    assert security["runAsNonRoot"] is True and security["runAsUser"] != 0
+    assert security["fsGroup"] == security["runAsGroup"] == security["runAsUser"]
+    assert security["fsGroupChangePolicy"] == "OnRootMismatch"
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    # Only volume types the restricted profile allows.
+    assert {next(k for k in v if k != "name") for v in pod["volumes"]} <= {
+        "persistentVolumeClaim",
+        "emptyDir",
+    }
