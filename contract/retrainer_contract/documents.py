@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "CORRUPTED_WEIGHTS",
     "TERMINATION_LIMIT",
+    "VERSION_CONFLICT",
     "compact",
     "failure",
     "failure_reason",
@@ -34,6 +36,11 @@ __all__ = [
 
 # Kubernetes keeps at most 4 KiB of a termination message.
 TERMINATION_LIMIT = 4096
+
+# Failure reasons the trainer writes into its failure document and the operator shows as they
+# are, because they say more than the Job's own "exit code 3".
+VERSION_CONFLICT = "VersionConflict"
+CORRUPTED_WEIGHTS = "CorruptedWeights"
 
 
 def owner(*, uid: str, name: str, namespace: str) -> dict[str, str]:

@@ -23,6 +23,7 @@ __all__ = [
     "BY_OPERATOR",
     "BY_TRAINER",
     "CHUNK",
+    "UNREACHABLE",
     "Artifact",
     "Check",
     "Fetch",
@@ -46,6 +47,8 @@ BY_OPERATOR = "operator"
 BY_CLI = "cli"
 
 CHUNK = 1024 * 1024
+# The message prefix of a check that could not reach the object store at all.
+UNREACHABLE = "unreachable"
 NO_CLIENT = "no object store client to check with: no MinIO client is configured"
 
 # Reads a copy that is neither on the claim nor in MinIO (a proxied MLflow artifact) into a
@@ -112,6 +115,10 @@ def sha256_object(
         response.release_conn()
 
 
+def _connection_error(error: BaseException) -> bool:
+    return isinstance(error, OSError) or type(error).__module__.startswith("urllib3")
+
+
 def make_check(name: str, uri: str, ok: bool, message: str, by: str) -> Check:
     return Check(name=name, uri=uri, ok=ok, by=by, message=message)
 
@@ -153,7 +160,10 @@ def check_object(
             return make_check(name, uri, False, f"size {stat.size} != expected {size}", by)
         actual = sha256_object(client, bucket, key)
     except Exception as error:  # minio raises S3Error, urllib3 errors, ...: all mean "not ok"
-        return make_check(name, uri, False, f"unreadable: {type(error).__name__}: {error}", by)
+        # The server could not be reached (a connection or timeout error) says nothing about
+        # the copy: callers may retry. Any answer (missing, denied, ...) is about the copy.
+        said = UNREACHABLE if _connection_error(error) else "unreadable"
+        return make_check(name, uri, False, f"{said}: {type(error).__name__}: {error}", by)
     return _compare(name, uri, by, actual, sha256, size)
 
 

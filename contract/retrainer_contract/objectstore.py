@@ -29,9 +29,15 @@ def minio_client(
     access_key: str | None = None,
     secret_key: str | None = None,
     environ: Mapping[str, str] | None = None,
+    timeout: float | None = None,
 ) -> Any:
     """A `minio.Minio` for `http(s)://host:port`; unset values come from the contract's
-    environment names (MLFLOW_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)."""
+    environment names (MLFLOW_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+
+    `timeout` (seconds to connect, and between two reads) with few retries makes an
+    unreachable or stopped server an error in seconds; without it minio's defaults apply
+    (minutes), which suit a trainer's big transfers but not an operator's reconcile thread.
+    """
     from minio import Minio  # optional dependency: only the callers that touch MinIO need it
 
     environ = os.environ if environ is None else environ
@@ -39,9 +45,21 @@ def minio_client(
     if not endpoint:
         raise ValueError(f"{trainer_env.S3_ENDPOINT} is not set: the MinIO endpoint is unknown")
     parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
+    http_client = None
+    if timeout is not None:
+        import urllib3
+
+        http_client = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            retries=urllib3.Retry(
+                total=2, backoff_factor=0.5, status_forcelist=[500, 502, 503, 504]
+            ),
+            maxsize=32,
+        )
     return Minio(
         parsed.netloc,
         access_key=access_key or environ.get(trainer_env.ACCESS_KEY),
         secret_key=secret_key or environ.get(trainer_env.SECRET_KEY),
         secure=parsed.scheme == "https",
+        http_client=http_client,
     )

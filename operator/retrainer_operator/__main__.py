@@ -18,12 +18,18 @@ from retrainer_operator.ticker import Ticker
 __all__ = ["build_deps", "main"]
 
 logger = logging.getLogger("retrainer.operator")
+OBJECT_STORE_TIMEOUT = 10.0
 
 
 def build_deps(config: OperatorConfig) -> reconcile.Deps:
     """The reconciler's dependencies: cluster, MinIO and MLflow clients."""
+    # Short timeouts: a stopped MinIO must become a retried condition in seconds, not block a
+    # reconcile thread for minutes.
     store = minio_client(
-        config.s3_endpoint, config.aws_access_key_id or None, config.aws_secret_access_key or None
+        config.s3_endpoint,
+        config.aws_access_key_id or None,
+        config.aws_secret_access_key or None,
+        timeout=OBJECT_STORE_TIMEOUT,
     )
     cluster = kube.Cluster(kube.load_api_client())
     return reconcile.Deps(config, cluster, MlflowRest(config.mlflow_tracking_uri, store), store)

@@ -13,9 +13,9 @@ from typing import Any
 from retrainer_contract import api, exits
 from retrainer_contract import env as trainer_env
 
-from retrainer_operator.config import OperatorConfig
+from retrainer_operator.config import OperatorConfig, image_allowed
 
-__all__ = ["POD_SECURITY_CONTEXT", "TRAINER_UID", "build_job_spec"]
+__all__ = ["POD_SECURITY_CONTEXT", "TRAINER_UID", "ImageNotAllowed", "build_job_spec"]
 
 # The trainer image's fixed non-root user (trainer/Dockerfile: USER 10001:10001).
 TRAINER_UID = 10001
@@ -30,6 +30,27 @@ POD_SECURITY_CONTEXT: dict[str, Any] = {
     "fsGroupChangePolicy": "OnRootMismatch",
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+
+
+class ImageNotAllowed(ValueError):
+    """spec.image is outside the operator's allowlist: no Job is ever built with it.
+
+    checks.preflight reports it as a Failed condition before a version is allocated; this is
+    the last line, for a RetrainJob that reaches the builder without that check (a ledger entry
+    written by hand)."""
+
+
+def _image(spec: Mapping[str, Any], config: OperatorConfig) -> str:
+    image = spec.get("image")
+    if not image:
+        return config.trainer_image
+    if not image_allowed(str(image), config.allowed_trainer_images):
+        raise ImageNotAllowed(
+            f"spec.image {image!r} is not an allowed trainer image (allowed repositories: "
+            f"{', '.join(config.allowed_trainer_images)}); no Job is created. Add the repository "
+            "to the chart value trainer.allowedImages (RETRAINER_ALLOWED_TRAINER_IMAGES)"
+        )
+    return str(image)
 
 
 def _env(
@@ -90,7 +111,7 @@ def build_job_spec(
 
     container: dict[str, Any] = {
         "name": api.CONTAINER_NAME,
-        "image": spec.get("image") or config.trainer_image,
+        "image": _image(spec, config),
         "env": _env(body, version, base_version, claim, config),
         "resources": resources,
         "volumeMounts": [
@@ -112,7 +133,9 @@ def build_job_spec(
         "containers": [container],
         "volumes": [
             {"name": "models", "persistentVolumeClaim": {"claimName": claim}},
-            {"name": "workdir", "emptyDir": {}},
+            # Scratch space, s3:// datasets included: bounded, so a huge download evicts this
+            # pod instead of filling the node's disk.
+            {"name": "workdir", "emptyDir": {"sizeLimit": config.trainer_workdir_size_limit}},
         ],
     }
     tolerations = gpu_tolerations + list(scheduling.get("tolerations") or [])
@@ -138,12 +161,25 @@ def build_job_spec(
                         "values": [exits.BAD_INPUT],
                     },
                 },
+                # SIGTERM (exit 143): the trainer was stopped (evicted, preempted, node drained)
+                # before the pod got a DisruptionTarget condition, if it gets one at all. A
+                # disruption too: retry without counting; activeDeadlineSeconds bounds it.
+                {
+                    "action": "Ignore",
+                    "onExitCodes": {
+                        "containerName": api.CONTAINER_NAME,
+                        "operator": "In",
+                        "values": [exits.PREEMPTED],
+                    },
+                },
             ]
         },
         "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
     }
-    if retry.get("activeDeadlineSeconds"):
-        job_spec["activeDeadlineSeconds"] = int(retry["activeDeadlineSeconds"])
+    # Always bounded: disruptions are retried without counting against backoffLimit.
+    job_spec["activeDeadlineSeconds"] = int(
+        retry.get("activeDeadlineSeconds") or config.trainer_active_deadline_seconds
+    )
     if spec.get("ttlSecondsAfterFinished") is not None:
         job_spec["ttlSecondsAfterFinished"] = int(spec["ttlSecondsAfterFinished"])
     if scheduling.get("queueName"):

@@ -1,8 +1,11 @@
-"""Preflight checks the CRD's CEL rules cannot express, because they need the cluster.
+"""Preflight checks the CRD's CEL rules cannot express, because they need the cluster or
+the operator's policy.
 
-Run before a version is allocated: the base version exists and is verified, the claim exists,
-the MinIO credentials Secret exists. A failure names the missing thing and the fix; the
-RetrainJob then goes straight to Failed without using a version number.
+Run before a version is allocated: spec.image is an allowed trainer image, no toleration
+tolerates every taint (admission rejects it too, but an older CRD in the cluster may not), the
+base version exists and is verified, the claim exists, the MinIO credentials Secret exists. A
+failure names the missing thing and the fix; the RetrainJob then goes straight to Failed
+without using a version number.
 """
 
 from __future__ import annotations
@@ -16,9 +19,16 @@ from retrainer_contract import versions as contract_versions
 
 from retrainer_operator import versions
 from retrainer_operator.conditions import Reason
-from retrainer_operator.config import OperatorConfig
+from retrainer_operator.config import OperatorConfig, image_allowed, image_repository
 
-__all__ = ["CheckFailure", "Preflight", "PreflightClient", "preflight"]
+__all__ = [
+    "CheckFailure",
+    "Preflight",
+    "PreflightClient",
+    "check_image",
+    "check_tolerations",
+    "preflight",
+]
 
 
 class PreflightClient(versions.ConfigMapClient, Protocol):
@@ -44,6 +54,48 @@ class Preflight:
     base_version: int | None
 
 
+def check_image(spec: Mapping[str, Any], config: OperatorConfig) -> CheckFailure | None:
+    """spec.image, when set, must come from an allowed repository (the operator's policy:
+    creating a RetrainJob must not mean running any image with the claim and S3 credentials)."""
+    image = spec.get("image")
+    if not image:
+        return None
+    image = str(image)
+    allowed = ", ".join(config.allowed_trainer_images) or "none"
+    fix = (
+        f"leave spec.image unset to use {config.trainer_image}, use an image from an allowed "
+        "repository, or have the operator's administrator add the repository to the chart "
+        "value trainer.allowedImages (RETRAINER_ALLOWED_TRAINER_IMAGES)"
+    )
+    if image_repository(image) is None:
+        return CheckFailure(
+            Reason.IMAGE_NOT_ALLOWED,
+            f"spec.image {image!r} is not a valid image reference "
+            f"([registry/]repository[:tag][@digest]); allowed repositories: {allowed}; {fix}",
+        )
+    if not image_allowed(image, config.allowed_trainer_images):
+        return CheckFailure(
+            Reason.IMAGE_NOT_ALLOWED,
+            f"spec.image {image!r} (repository {image_repository(image)}) is not an allowed "
+            f"trainer image; allowed repositories: {allowed}; {fix}",
+        )
+    return None
+
+
+def check_tolerations(spec: Mapping[str, Any]) -> CheckFailure | None:
+    """No toleration may tolerate every taint (operator Exists without a key)."""
+    tolerations = (spec.get("scheduling") or {}).get("tolerations") or []
+    for index, toleration in enumerate(tolerations):
+        if toleration.get("operator") == "Exists" and not toleration.get("key"):
+            return CheckFailure(
+                Reason.TOLERATION_NOT_ALLOWED,
+                f"spec.scheduling.tolerations[{index}]: operator Exists without a key tolerates "
+                "every taint, which is not allowed; set key to the taint's key (and apply the "
+                "current RetrainJob CRD, whose admission rejects this)",
+            )
+    return None
+
+
 def preflight(
     client: PreflightClient, body: Mapping[str, Any], config: OperatorConfig
 ) -> Preflight | CheckFailure:
@@ -51,6 +103,10 @@ def preflight(
     namespace = body["metadata"]["namespace"]
     spec = body.get("spec") or {}
     model = spec["model"]
+
+    policy = check_image(spec, config) or check_tolerations(spec)
+    if policy is not None:
+        return policy
 
     claim = (spec.get("storage") or {}).get("claimName") or config.claim_name
     if not client.claim_exists(namespace, claim):

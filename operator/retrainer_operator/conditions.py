@@ -11,6 +11,8 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
+from retrainer_contract import documents
+
 __all__ = [
     "ACCEPTED",
     "COMPLETE",
@@ -64,7 +66,21 @@ class Reason:
     VERIFICATION_FAILED = "VerificationFailed"
     MANIFEST_NOT_FOUND = "ManifestNotFound"
     # Version N already belongs to another RetrainJob (its Job, claim folder or run).
-    VERSION_CONFLICT = "VersionConflict"
+    VERSION_CONFLICT = documents.VERSION_CONFLICT
+    # The trainer found version N's weights changed and no copy with the recorded hash.
+    CORRUPTED_WEIGHTS = documents.CORRUPTED_WEIGHTS
+    # spec.image is outside the operator's allowlist (RETRAINER_ALLOWED_TRAINER_IMAGES).
+    IMAGE_NOT_ALLOWED = "ImageNotAllowed"
+    # A toleration of every taint (operator Exists, no key) that admission did not stop.
+    TOLERATION_NOT_ALLOWED = "TolerationNotAllowed"
+    # Stuck, not failed (phase stays Pending/Running; each names the underlying message).
+    POD_CREATION_FAILED = "PodCreationFailed"
+    POD_UNSCHEDULABLE = "PodUnschedulable"
+    IMAGE_PULL_FAILED = "ImagePullFailed"
+    ORPHANED_POD_RUNNING = "OrphanedPodRunning"
+    # Transient outages while verifying: retried, never terminal while the copies exist.
+    MANIFEST_UNAVAILABLE = "ManifestUnavailable"
+    OBJECT_STORE_UNAVAILABLE = "ObjectStoreUnavailable"
 
 
 def now_iso() -> str:

@@ -8,18 +8,100 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 
 from retrainer_contract import env as trainer_env
 
-__all__ = ["ConfigError", "OperatorConfig"]
+__all__ = [
+    "MAX_ACTIVE_DEADLINE_SECONDS",
+    "MIN_ACTIVE_DEADLINE_SECONDS",
+    "ConfigError",
+    "OperatorConfig",
+    "image_allowed",
+    "image_repository",
+]
+
+# The same range as the CRD's spec.retry.activeDeadlineSeconds (one minute to 30 days).
+MIN_ACTIVE_DEADLINE_SECONDS = 60
+MAX_ACTIVE_DEADLINE_SECONDS = 2592000
+
+# A Kubernetes quantity as an emptyDir sizeLimit takes it: a positive number and an optional
+# binary (Ki..Ei) or decimal (k..E) suffix, for example 50Gi or 500M.
+_QUANTITY = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?)(?:Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+
+# The image reference grammar of the distribution project: [domain/]path[:tag][@digest].
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_NAME = rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*"
+_REFERENCE = re.compile(
+    rf"^(?P<name>{_NAME})(?::(?P<tag>[\w][\w.-]{{0,127}}))?"
+    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$",
+    re.ASCII,
+)
+_DOCKER_HUB = "docker.io"
+
+
+def image_repository(reference: str) -> str | None:
+    """The repository of an image reference, without tag or digest and with the registry
+    spelled out the way the container runtime resolves it (`python:3.11` ->
+    `docker.io/library/python`); None when `reference` is not a valid image reference."""
+    match = _REFERENCE.match(reference.strip())
+    if match is None:
+        return None
+    name = match.group("name")
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        domain, path = first.lower(), rest
+    else:
+        domain, path = _DOCKER_HUB, name
+    if domain == "index.docker.io":
+        domain = _DOCKER_HUB
+    if domain == _DOCKER_HUB and "/" not in path:
+        path = f"library/{path}"
+    return f"{domain}/{path}"
+
+
+def _allowed_entry(entry: str) -> str | None:
+    """An allowlist entry, normalized: a repository, or a prefix ending in `/`; None if bad."""
+    if entry.endswith("/"):
+        # Normalize the prefix as the folder of a two-level name below it, so `docker.io/`
+        # stays the whole registry and `team/` becomes `docker.io/team/`.
+        repository = image_repository(f"{entry}x/x")
+        return repository.removesuffix("x/x") if repository else None
+    repository = image_repository(entry)
+    # A repository only: `name:tag` would parse as a reference, but is not a repository.
+    if repository is None or ":" in entry.rpartition("/")[2] or "@" in entry:
+        return None
+    return repository
+
+
+def image_allowed(reference: str, allowed: tuple[str, ...]) -> bool:
+    """True when the repository of `reference` is one of `allowed` or lies under one of its
+    prefixes (entries ending in `/`). Repositories match whole: `.../trainer` allows
+    `.../trainer:1.0` and `.../trainer@sha256:...`, never `.../trainer-evil`."""
+    repository = image_repository(reference)
+    if repository is None:
+        return False
+    for entry in allowed:
+        normalized = _allowed_entry(entry)
+        if normalized is None:
+            continue
+        if repository == normalized or (
+            normalized.endswith("/") and repository.startswith(normalized)
+        ):
+            return True
+    return False
 
 
 class ConfigError(ValueError):
     """An environment variable has a value the operator cannot use."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _int(
+    env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None
+) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -29,7 +111,33 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
         raise ConfigError(f"{name}={raw!r} is not an integer; set it to e.g. {default}") from None
     if value < minimum:
         raise ConfigError(f"{name}={value} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={value} must be at most {maximum}")
     return value
+
+
+def _quantity(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    match = _QUANTITY.match(raw)
+    if match is None or float(match.group("number")) <= 0:
+        raise ConfigError(
+            f"{name}={raw!r} is not a positive Kubernetes quantity; set it to e.g. {default}"
+        )
+    return raw
+
+
+def _allowed_images(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    entries = tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+    bad = [entry for entry in entries if _allowed_entry(entry) is None]
+    if bad:
+        raise ConfigError(
+            f"{name}: {', '.join(repr(b) for b in bad)} is not an image repository (without tag "
+            "or digest) nor a prefix ending in '/'; list e.g. ghcr.io/retrainer/trainer or "
+            "registry.example.com/mlops/"
+        )
+    return entries
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -62,9 +170,24 @@ class OperatorConfig:
     health_port: int = 8081
     progress_interval: float = 10.0
     log_format: str = "json"
+    # Wall-clock limit of a training Job whose spec.retry.activeDeadlineSeconds is unset: Jobs
+    # retry disruptions (evictions, preemptions, SIGTERM) without counting them, so this is
+    # what ends a Job that is disrupted forever.
+    trainer_active_deadline_seconds: int = 86400
+    # sizeLimit of the training pod's scratch emptyDir (RETRAINER_WORKDIR), where s3://
+    # datasets are downloaded: a pod that writes more is evicted by the kubelet.
+    trainer_workdir_size_limit: str = "50Gi"
+    # Image repositories (or prefixes ending in "/") spec.image may name; empty means the
+    # repository of trainer_image only.
+    allowed_trainer_images: tuple[str, ...] = ()
     # The operator's own MinIO credentials (for verification); never logged.
     aws_access_key_id: str = dataclasses.field(default="", repr=False)
     aws_secret_access_key: str = dataclasses.field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.allowed_trainer_images:
+            repository = image_repository(self.trainer_image)
+            object.__setattr__(self, "allowed_trainer_images", (repository,) if repository else ())
 
     @property
     def clusterwide(self) -> bool:
@@ -79,11 +202,17 @@ class OperatorConfig:
         log_format = env.get("RETRAINER_LOG_FORMAT", "").strip() or d.log_format
         if log_format not in ("json", "plain"):
             raise ConfigError(f"RETRAINER_LOG_FORMAT={log_format!r} must be 'json' or 'plain'")
+        trainer_image = env.get("RETRAINER_TRAINER_IMAGE", "").strip() or d.trainer_image
+        if image_repository(trainer_image) is None:
+            raise ConfigError(
+                f"RETRAINER_TRAINER_IMAGE={trainer_image!r} is not an image reference; set it to "
+                f"e.g. {d.trainer_image} (chart values trainer.image.repository and tag)"
+            )
         namespaces = tuple(
             ns.strip() for ns in env.get("RETRAINER_NAMESPACES", "").split(",") if ns.strip()
         )
         return cls(
-            trainer_image=env.get("RETRAINER_TRAINER_IMAGE", "").strip() or d.trainer_image,
+            trainer_image=trainer_image,
             claim_name=env.get(trainer_env.CLAIM_NAME, "").strip() or d.claim_name,
             storage_root=env.get(trainer_env.STORAGE_ROOT, "").strip() or d.storage_root,
             mlflow_tracking_uri=(
@@ -100,6 +229,17 @@ class OperatorConfig:
             health_port=_int(env, "RETRAINER_HEALTH_PORT", d.health_port),
             progress_interval=_float(env, "RETRAINER_PROGRESS_INTERVAL", d.progress_interval),
             log_format=log_format,
+            trainer_active_deadline_seconds=_int(
+                env,
+                "RETRAINER_TRAINER_ACTIVE_DEADLINE_SECONDS",
+                d.trainer_active_deadline_seconds,
+                MIN_ACTIVE_DEADLINE_SECONDS,
+                MAX_ACTIVE_DEADLINE_SECONDS,
+            ),
+            trainer_workdir_size_limit=_quantity(
+                env, "RETRAINER_TRAINER_WORKDIR_SIZE_LIMIT", d.trainer_workdir_size_limit
+            ),
+            allowed_trainer_images=_allowed_images(env, "RETRAINER_ALLOWED_TRAINER_IMAGES"),
             aws_access_key_id=env.get(trainer_env.ACCESS_KEY, ""),
             aws_secret_access_key=env.get(trainer_env.SECRET_KEY, ""),
         )

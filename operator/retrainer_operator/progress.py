@@ -21,9 +21,11 @@ __all__ = [
     "any_pod_running",
     "attempt_ids",
     "failure_message",
+    "live_pods",
     "metrics_from_run",
     "observe_job",
     "progress_from_run",
+    "stuck",
     "termination_message",
 ]
 
@@ -145,3 +147,57 @@ def progress_from_run(
 def metrics_from_run(run_metrics: Mapping[str, float]) -> dict[str, float]:
     """status.metrics (the latest validation metrics) from the run's metrics."""
     return {k: float(run_metrics[k]) for k in metrics.KEYS if k in run_metrics}
+
+
+# Container waiting reasons that mean the image cannot be had.
+_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
+
+
+def _pod_stuck(pod: Mapping[str, Any]) -> Observation | None:
+    status = pod.get("status") or {}
+    name = (pod.get("metadata") or {}).get("name", "")
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            message = str(cond.get("message") or cond.get("reason") or "not schedulable")
+            return Observation(JobState.PENDING, Reason.POD_UNSCHEDULABLE, f"pod {name}: {message}")
+    for cs in status.get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in _PULL_REASONS:
+            message = (
+                f"pod {name}: {waiting['reason']}: {waiting.get('message') or cs.get('image')}"
+            )
+            return Observation(JobState.PENDING, Reason.IMAGE_PULL_FAILED, message)
+    if status.get("phase") == "Failed" and status.get("reason") in _PULL_REASONS:
+        message = f"pod {name}: {status['reason']}: {status.get('message', '')}"
+        return Observation(JobState.PENDING, Reason.IMAGE_PULL_FAILED, message)
+    return None
+
+
+def stuck(
+    pods: Iterable[Mapping[str, Any]], job_events: Iterable[Mapping[str, Any]]
+) -> Observation | None:
+    """Why a Job that is not running is stuck: its pods cannot be created (admission, quota:
+    the Job controller's FailedCreate events), scheduled, or pulled; None when nothing says."""
+    listed = list(pods)
+    for pod in listed:
+        found = _pod_stuck(pod)
+        if found is not None:
+            return found
+    if any(_pod_running(p) for p in listed):
+        return None
+    failed = [e for e in job_events if e.get("reason") == "FailedCreate"]
+    if failed:
+        latest = max(failed, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+        return Observation(
+            JobState.PENDING, Reason.POD_CREATION_FAILED, str(latest.get("message") or "")
+        )
+    return None
+
+
+def live_pods(pods: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Names of pods that have not finished (still able to write their version)."""
+    return [
+        str((p.get("metadata") or {}).get("name", ""))
+        for p in pods
+        if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+    ]

@@ -21,7 +21,7 @@ from retrainer_contract import api, documents, layout, tracking
 from retrainer_contract.objectstore import ObjectStore
 
 from retrainer_operator import checks, metrics, progress, recovery, versions
-from retrainer_operator.builders import build_job_spec
+from retrainer_operator.builders import ImageNotAllowed, build_job_spec
 from retrainer_operator.conditions import (
     ACCEPTED,
     COMPLETE,
@@ -44,7 +44,21 @@ from retrainer_operator.verification import verify_manifest
 __all__ = ["Deps", "Locks", "reconcile"]
 
 logger = logging.getLogger("retrainer.operator")
-# How long a finished Job may lack a readable manifest before the RetrainJob fails.
+# Trainer failure reasons more precise than the Job's own (which says only "exit 3").
+_TRAINER_REASONS = frozenset({Reason.VERSION_CONFLICT, Reason.CORRUPTED_WEIGHTS})
+# Conditions that say a RetrainJob is stuck or waiting on an outage: posted as Warning Events.
+_STUCK_REASONS = frozenset(
+    {
+        Reason.POD_CREATION_FAILED,
+        Reason.POD_UNSCHEDULABLE,
+        Reason.IMAGE_PULL_FAILED,
+        Reason.ORPHANED_POD_RUNNING,
+        Reason.MANIFEST_UNAVAILABLE,
+        Reason.OBJECT_STORE_UNAVAILABLE,
+    }
+)
+# How long a finished Job may lack a readable manifest before the RetrainJob fails (MLflow and
+# MinIO answered, and there is no manifest).
 MANIFEST_GRACE_SECONDS = 300.0
 
 
@@ -96,8 +110,12 @@ class _Step:
         self.status.setdefault("completionTime", now_iso())
 
 
-def _start(deps: Deps, body: Mapping[str, Any], step: _Step) -> dict[str, Any] | None:
-    """Checks, version, Job: returns the Job, or None when the RetrainJob failed its checks."""
+def _start(
+    deps: Deps, body: Mapping[str, Any], step: _Step, used_attempts: int = 0
+) -> dict[str, Any] | None:
+    """Checks, version, Job: returns the Job, or None when the RetrainJob failed its checks.
+
+    `used_attempts`: pods a lost Job already ran, taken off the new Job's backoffLimit."""
     meta, spec = body["metadata"], body["spec"]
     ns, uid, model = meta["namespace"], meta["uid"], spec["model"]
     allocation = versions.find(deps.cluster, ns, model, uid)
@@ -118,7 +136,15 @@ def _start(deps: Deps, body: Mapping[str, Any], step: _Step) -> dict[str, Any] |
                 deps.cluster, deps.mlflow, ns, model, tracking.experiment_name(spec)
             ),
         )
-    manifest = build_job_spec(body, allocation.version, allocation.base_version, deps.config)
+    try:
+        manifest = build_job_spec(body, allocation.version, allocation.base_version, deps.config)
+    except ImageNotAllowed as error:  # preflight was skipped (the uid was already in the ledger)
+        step.cond(ACCEPTED, False, Reason.IMAGE_NOT_ALLOWED, str(error))
+        step.fail(Reason.IMAGE_NOT_ALLOWED, str(error))
+        return None
+    if used_attempts:
+        limit = int(manifest["spec"].get("backoffLimit", 0))
+        manifest["spec"]["backoffLimit"] = max(0, limit - used_attempts)
     job, created = deps.cluster.create_job(manifest)
     if created:
         metrics.RUNS_STARTED.inc()
@@ -152,10 +178,64 @@ def _job(deps: Deps, body: Mapping[str, Any], step: _Step) -> dict[str, Any] | N
     if job is None:
         if (get_condition(status, COMPLETE) or {}).get("status") == "True":
             # Gone after it completed (TTL) while verification waits: never train again.
-            return {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
-        # Deleted before it finished (by hand): recreate it, same name, same version.
-        return _start(deps, body, step)
+            return _COMPLETED
+        return _lost_job(deps, body, step)
     return job
+
+
+# A stand-in for a Job that completed and is gone (TTL, deleted): only verification remains.
+_COMPLETED: dict[str, Any] = {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+
+
+def _lost_job(deps: Deps, body: Mapping[str, Any], step: _Step) -> dict[str, Any] | None:
+    """The Job vanished before the operator saw it finish (TTL, deleted by hand or with
+    `--cascade=orphan`, maybe while the operator was down). Never start a second writer of
+    version N: wait for orphaned pods, verify what a finished run left, and only without any
+    trace of a result create the Job again, with the retry budget already used taken off."""
+    meta, status = body["metadata"], step.status
+    name = status["jobName"]
+    pods = deps.cluster.list_job_pods(meta["namespace"], name)
+    live = progress.live_pods(pods)
+    if live:
+        message = f"Job {name} was deleted but its pod {', '.join(live)} still runs: waiting"
+        step.cond(RUNNING, True, Reason.ORPHANED_POD_RUNNING, message)
+        return None
+    found = _manifest(deps, body, int(status["version"]), pods)
+    if found.manifest is not None:
+        return _COMPLETED
+    if found.error:
+        step.cond(RUNNING, False, Reason.MANIFEST_UNAVAILABLE, found.error)
+        return None
+    return _start(deps, body, step, used_attempts=max(0, int(status.get("attempts") or 0) - 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Found:
+    """The trainer's manifest of this version (None: not found), its run, and why MLflow or
+    MinIO could not be asked ("" when they answered)."""
+
+    manifest: dict[str, Any] | None
+    run: Any
+    error: str
+
+
+def _manifest(deps: Deps, body: Mapping[str, Any], version: int, pods: list[Any]) -> _Found:
+    """The manifest from this version's MLflow run, else from a pod's termination message."""
+    meta, spec = body["metadata"], body["spec"]
+    raw: bytes | str | None = None
+    run = None
+    error = ""
+    try:
+        run = deps.mlflow.find_run(tracking.experiment_name(spec), meta["uid"], version)
+        if run is not None:
+            raw = deps.mlflow.read_artifact(run, tracking.MANIFEST_ARTIFACT)
+    except MlflowError as exc:
+        logger.warning("manifest unavailable, will retry: %s", exc)
+        error = f"cannot read the manifest from MLflow/MinIO yet (retrying): {exc}"
+    manifest = documents.parse_manifest(raw) or documents.parse_manifest(
+        progress.termination_message(pods)
+    )
+    return _Found(manifest, run, error)
 
 
 def _progress(deps: Deps, body: Mapping[str, Any], step: _Step) -> None:
@@ -188,17 +268,12 @@ def _age_seconds(iso: str | None) -> float:
 def _verify(deps: Deps, body: Mapping[str, Any], step: _Step, pods: list[Any]) -> None:
     meta, spec, status = body["metadata"], body["spec"], step.status
     version = int(status["version"])
-    raw: bytes | str | None = None
-    run = None
-    try:
-        run = deps.mlflow.find_run(tracking.experiment_name(spec), meta["uid"], version)
-        if run is not None:
-            raw = deps.mlflow.read_artifact(run, tracking.MANIFEST_ARTIFACT)
-    except MlflowError as error:
-        logger.warning("manifest unavailable, will retry: %s", error)
-    manifest = documents.parse_manifest(raw) or documents.parse_manifest(
-        progress.termination_message(pods)
-    )
+    found = _manifest(deps, body, version, pods)
+    manifest, run = found.manifest, found.run
+    if manifest is None and found.error:
+        # MLflow or MinIO down: the copies may all exist; never terminal for an outage.
+        step.cond(VERIFIED, None, Reason.MANIFEST_UNAVAILABLE, found.error)
+        return
     if manifest is None:
         completed = get_condition(status, COMPLETE) or {}
         waited = _age_seconds(completed.get("lastTransitionTime"))
@@ -220,6 +295,10 @@ def _verify(deps: Deps, body: Mapping[str, Any], step: _Step, pods: list[Any]) -
         final = progress.progress_from_run(run.metrics, run.params, spec)
         if final is not None:
             status["progress"] = final
+    if outcome.transient:
+        message = f"re-checking the copies in MinIO (retrying): {outcome.message}"
+        step.cond(VERIFIED, None, Reason.OBJECT_STORE_UNAVAILABLE, message)
+        return
     if not outcome.verified:
         metrics.VERIFICATION_FAILURES.inc()
         step.cond(VERIFIED, False, Reason.VERIFICATION_FAILED, outcome.message)
@@ -256,15 +335,33 @@ def _observe(deps: Deps, body: Mapping[str, Any], step: _Step, job: Mapping[str,
         raw = progress.termination_message(pods)
         message = progress.failure_message(raw) if raw else ""
         message = message or observed.message or "training Job failed"
-        # The trainer's own reason where it is more precise than the Job's (VersionConflict).
+        # The trainer's own reason where it is more precise than the Job's.
         reason = documents.failure_reason(raw) if raw else ""
-        step.fail(reason if reason == Reason.VERSION_CONFLICT else observed.reason, message)
+        step.fail(reason if reason in _TRAINER_REASONS else observed.reason, message)
     elif observed.state is JobState.SUSPENDED:
         step.cond(RUNNING, False, Reason.JOB_SUSPENDED, "Job suspended: waiting for admission")
     elif observed.state is JobState.RUNNING or progress.any_pod_running(pods):
         attempt = max(len(ids), 1)
         step.cond(RUNNING, True, Reason.POD_RUNNING, f"training (attempt {attempt})")
         _progress(deps, body, step)
+    else:
+        _why_pending(deps, body, step, job, pods)
+
+
+def _why_pending(
+    deps: Deps,
+    body: Mapping[str, Any],
+    step: _Step,
+    job: Mapping[str, Any],
+    pods: list[Any],
+) -> None:
+    """A Job that does not run says why, as Running=False with the underlying message:
+    pods refused by admission or quota, unschedulable, or an image that cannot be pulled."""
+    job_uid = (job.get("metadata") or {}).get("uid")
+    events = deps.cluster.list_events(body["metadata"]["namespace"], job_uid) if job_uid else []
+    found = progress.stuck(pods, events)
+    if found is not None:
+        step.cond(RUNNING, False, found.reason, found.message)
 
 
 def _events(
@@ -275,9 +372,14 @@ def _events(
         before = get_condition(old, cond["type"]) or {}
         if (before.get("status"), before.get("reason")) == (cond["status"], cond.get("reason")):
             continue
-        if cond["status"] != "True" and cond["type"] != VERIFIED:
+        stuck = cond.get("reason") in _STUCK_REASONS
+        if cond["status"] != "True" and cond["type"] != VERIFIED and not stuck:
             continue  # "stopped running" is implied by the Complete/Failed events
-        warning = cond["type"] == FAILED or (cond["type"] == VERIFIED and cond["status"] == "False")
+        warning = (
+            stuck
+            or cond["type"] == FAILED
+            or (cond["type"] == VERIFIED and cond["status"] == "False")
+        )
         deps.cluster.emit_event(
             body, cond.get("reason") or cond["type"], cond.get("message", ""), warning
         )

@@ -23,11 +23,15 @@ parse_manifest = documents.parse_manifest
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """The status fields from a manifest, whether it all verified, and the first problem."""
+    """The status fields from a manifest, whether it all verified, and the first problem.
+
+    `transient`: the only problems are copies the operator could not reach (the object store
+    is down): nothing is known to be wrong, so verification is retried, never failed."""
 
     fields: dict[str, Any]
     verified: bool
     message: str
+    transient: bool = False
 
 
 def _operator_checks(
@@ -81,6 +85,12 @@ def verify_manifest(
     )
 
     verified = not problems
+    unreachable = [
+        c
+        for c in checks
+        if not c.get("ok") and str(c.get("message", "")).startswith(integrity.UNREACHABLE)
+    ]
+    transient = bool(unreachable) and len(unreachable) == len(problems)
     fields: dict[str, Any] = {
         "artifacts": artifacts,
         "verification": {**integrity.verification(checks), "verified": verified},
@@ -88,4 +98,4 @@ def verify_manifest(
     for key in ("metrics", "mlflow", "lineage"):
         if isinstance(manifest.get(key), Mapping):
             fields[key] = dict(manifest[key])
-    return Outcome(fields, verified, "; ".join(problems))
+    return Outcome(fields, verified, "; ".join(problems), transient)

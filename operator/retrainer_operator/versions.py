@@ -5,44 +5,88 @@ ledger (all values strings, as ConfigMaps require):
 
 - `next`: the next number to hand out;
 - `uid.<uid>`: the version given to the RetrainJob with that uid (so a restart finds it again);
-- `v.<N>`: JSON `{"name", "uid", "base", "state"}`, state `allocated` then `verified`.
+- `v.<N>`: JSON `{"name", "uid", "base", "state"}`, state `allocated` then `verified`;
+- `verified`: after compaction, the verified versions whose entries were folded away, as
+  ranges (`1-40,42,45-900`).
 
 Updates use optimistic concurrency (replace with the read resourceVersion; retry on 409), so
 concurrent allocations, even from two operator processes, never hand out a number twice.
 The ledger outlives the RetrainJobs: deleting one never frees or reuses its number.
+
+A ConfigMap holds at most 1 MiB, and each version costs ~250 bytes, so every write whose data
+passes COMPACT_THRESHOLD (256 KiB) is compacted first (`compact_in`, pure): `next` stays; the
+entries of the newest KEEP_RECENT versions and of every RetrainJob that still exists and is not
+finished stay whole; the other verified versions become numbers in `verified`; the other
+entries (versions whose RetrainJob failed or was deleted) are dropped. So `find` answers for
+every RetrainJob that can still ask, `latest` and `N` resolve exactly as before, and numbers
+are still never reused. The data then stays near KEEP_RECENT entries plus the ranges (a few
+bytes per failed version), whatever the number of versions.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
+import logging
 import random
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import Any, Protocol, runtime_checkable
 
 from retrainer_contract import api
 from retrainer_contract import versions as contract_versions
 
+from retrainer_operator.conditions import is_terminal
+
 __all__ = [
+    "COMPACT_THRESHOLD",
+    "CONFIGMAP_LIMIT",
+    "KEEP_RECENT",
     "Allocation",
     "ConfigMapClient",
     "Conflict",
+    "RetrainJobLister",
     "allocate",
     "allocate_in",
+    "compact_in",
+    "evidence",
     "find",
     "find_in",
+    "format_ranges",
+    "ledger_size",
     "mark_verified",
     "mark_verified_in",
+    "parse_ranges",
     "resolve_base",
     "resolve_base_in",
 ]
 
+logger = logging.getLogger("retrainer.operator")
+
 MAX_TRIES = 60
+# The apiserver refuses a ConfigMap whose data (keys + values) passes 1 MiB.
+CONFIGMAP_LIMIT = 1024 * 1024
+# A write whose data passes this is compacted first: a quarter of the limit, so a compaction
+# is rare (about every 800 versions) and a ledger full of unfinished RetrainJobs still fits.
+COMPACT_THRESHOLD = 256 * 1024
+# The newest versions whose entries compaction always keeps whole, whatever the cluster says:
+# a version allocated while compaction read the RetrainJobs is among them.
+KEEP_RECENT = 100
+# The key of the compacted verified versions.
+VERIFIED_KEY = "verified"
 
 
 class Conflict(Exception):
     """The ConfigMap changed (409) between our read and our write: read again and retry."""
+
+
+@runtime_checkable
+class RetrainJobLister(Protocol):
+    """What compaction asks the cluster, when the client can (kube.Cluster can): which
+    RetrainJobs still exist, so that their entries are kept."""
+
+    def list_retrainjobs(self, namespace: str) -> list[dict[str, Any]]: ...
 
 
 class ConfigMapClient(Protocol):
@@ -81,6 +125,55 @@ def _entry(data: Mapping[str, str], version: int) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _version_key(key: str) -> int | None:
+    if key.startswith("v.") and key[2:].isdigit():
+        return int(key[2:])
+    return None
+
+
+def parse_ranges(text: str) -> list[tuple[int, int]]:
+    """`"1-40,42"` -> `[(1, 40), (42, 42)]`, sorted and merged; malformed parts are skipped."""
+    ranges: list[tuple[int, int]] = []
+    for part in text.split(","):
+        low, _, high = part.strip().partition("-")
+        if not low.isdigit() or not (high or low).isdigit():
+            continue
+        first, last = int(low), int(high or low)
+        if first <= last:
+            ranges.append((first, last))
+    ranges.sort()
+    merged: list[tuple[int, int]] = []
+    for first, last in ranges:
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
+
+
+def _ranges_text(ranges: Iterable[tuple[int, int]]) -> str:
+    return ",".join(str(first) if first == last else f"{first}-{last}" for first, last in ranges)
+
+
+def format_ranges(numbers: Iterable[int]) -> str:
+    """`[1, 2, 3, 5]` -> `"1-3,5"`: the compact form of a set of version numbers."""
+    return _ranges_text(parse_ranges(",".join(str(n) for n in set(numbers))))
+
+
+def _in_ranges(ranges: list[tuple[int, int]], version: int) -> bool:
+    index = bisect.bisect_right(ranges, (version, float("inf"))) - 1
+    return index >= 0 and ranges[index][0] <= version <= ranges[index][1]
+
+
+def _compacted_verified(data: Mapping[str, str]) -> list[tuple[int, int]]:
+    return parse_ranges(data.get(VERIFIED_KEY, ""))
+
+
+def ledger_size(data: Mapping[str, str]) -> int:
+    """Bytes the apiserver counts against the ConfigMap limit (keys plus values)."""
+    return len("".join(data).encode()) + len("".join(data.values()).encode())
+
+
 def find_in(data: Mapping[str, str], uid: str) -> Allocation | None:
     """The allocation recorded for `uid`, if any."""
     raw = data.get(f"uid.{uid}")
@@ -114,25 +207,104 @@ def allocate_in(
 def mark_verified_in(data: Mapping[str, str], version: int, sha256: str) -> dict[str, str]:
     """The ledger with version `version` marked verified (a valid base from now on)."""
     new = dict(data)
+    if f"v.{version}" not in new and _in_ranges(_compacted_verified(new), version):
+        return new  # verified already, and compacted since
     entry = _entry(new, version)
     entry.update({"state": "verified", "sha256": sha256})
     new[f"v.{version}"] = json.dumps(entry, sort_keys=True)
     return new
 
 
-def evidence(data: Mapping[str, str]) -> list[tuple[int, bool]]:
-    """(version, verified) for every version the ledger records."""
+def _entry_evidence(data: Mapping[str, str]) -> list[tuple[int, bool]]:
     found = []
     for key in data:
-        if key.startswith("v.") and key[2:].isdigit():
-            version = int(key[2:])
-            found.append((version, _entry(data, version).get("state") == "verified"))
-    return sorted(found)
+        number = _version_key(key)
+        if number is not None:
+            found.append((number, _entry(data, number).get("state") == "verified"))
+    return found
+
+
+def evidence(data: Mapping[str, str]) -> list[tuple[int, bool]]:
+    """(version, verified) for every version the ledger records: each entry, and each number
+    of the compacted `verified` ranges (compaction keeps no entry of an unverified version
+    whose RetrainJob is gone, so those are not evidence any more; `next` still counts them)."""
+    found: dict[int, bool] = {}
+    for first, last in _compacted_verified(data):
+        found.update(dict.fromkeys(range(first, last + 1), True))
+    for number, verified in _entry_evidence(data):
+        found[number] = found.get(number, False) or verified
+    return sorted(found.items())
 
 
 def resolve_base_in(data: Mapping[str, str], requested: str) -> int | None:
     """`latest` -> the newest verified version; `"3"` -> 3 when verified; else None."""
-    return contract_versions.resolve(requested, evidence(data))
+    # The contract's rule, on the evidence that can change its answer: the entries, the top of
+    # each compacted range, and the requested number if a range holds it (not every number).
+    ranges = _compacted_verified(data)
+    found = _entry_evidence(data) + [(last, True) for _, last in ranges]
+    if requested.isdigit() and _in_ranges(ranges, int(requested)):
+        found.append((int(requested), True))
+    return contract_versions.resolve(requested, found)
+
+
+def compact_in(
+    data: Mapping[str, str],
+    live: Collection[str] | None = None,
+    *,
+    threshold: int = COMPACT_THRESHOLD,
+    keep_recent: int = KEEP_RECENT,
+) -> dict[str, str]:
+    """The ledger, compacted when it passes `threshold` bytes (else unchanged).
+
+    `live`: the uids of the RetrainJobs that exist and are not finished (None: unknown). Kept
+    whole: `next`, the newest `keep_recent` versions, the versions of `live` uids, and, when
+    `live` is unknown, every version not verified (it may still be running). Every other
+    verified version becomes a number in `verified`; every other entry is dropped (its
+    RetrainJob failed or is gone: nothing will ask for it again). Pure: the same input always
+    gives the same ledger, and find_in, allocate_in, mark_verified_in, resolve_base_in and
+    evidence answer on it as on the whole ledger, for every uid that can still ask.
+    """
+    if ledger_size(data) <= threshold:
+        return dict(data)
+    uids_of: dict[int, set[str]] = {}
+    for key, value in data.items():
+        if key.startswith("uid.") and value.strip().isdigit():
+            uids_of.setdefault(int(value), set()).add(key[4:])
+    versions = {v for v in (_version_key(k) for k in data) if v is not None} | set(uids_of)
+    highest = max(versions, default=0)
+    try:
+        next_version = max(int(data.get("next", "1")), highest + 1)
+    except ValueError:
+        next_version = highest + 1
+    verified: set[int] = set()
+    alive = None if live is None else frozenset(live)
+    keep: set[int] = set()
+    for version in versions:
+        entry = _entry(data, version)
+        uids = uids_of.get(version, set()) | ({str(entry["uid"])} if entry.get("uid") else set())
+        is_verified = entry.get("state") == "verified"
+        if version >= next_version - keep_recent:
+            keep.add(version)  # recent: maybe allocated after `live` was read
+        elif (not is_verified) if alive is None else bool(uids & alive):
+            keep.add(version)  # its RetrainJob may still ask (find, mark_verified)
+        elif is_verified:
+            verified.add(version)
+    new = {
+        key: value
+        for key, value in data.items()
+        if not key.startswith("uid.") and _version_key(key) is None and key != VERIFIED_KEY
+    }
+    new["next"] = str(next_version)
+    for key, value in data.items():
+        number = _version_key(key)
+        if number is None and key.startswith("uid.") and value.strip().isdigit():
+            number = int(value)
+        if number is not None and number in keep:
+            new[key] = value
+    ranges = parse_ranges(f"{data.get(VERIFIED_KEY, '')},{format_ranges(verified)}")
+    if ranges:
+        new[VERIFIED_KEY] = _ranges_text(ranges)
+    return new
 
 
 # ---- cluster operations --------------------------------------------------------------------
@@ -159,10 +331,29 @@ def _update(
 ) -> Any:
     """Read-modify-write the ledger with `change(data) -> (new_data, result)` until it sticks."""
     name = _name(model)
+    live: frozenset[str] | None = None
+    listed = False
     for attempt in range(MAX_TRIES):
         current = client.read_configmap(namespace, name)
         data = _data(current)
         new_data, result = change(data)
+        if ledger_size(new_data) > COMPACT_THRESHOLD:
+            if not listed:
+                live, listed = _live_uids(client, namespace), True
+            new_data = compact_in(
+                new_data, live, threshold=COMPACT_THRESHOLD, keep_recent=KEEP_RECENT
+            )
+            if ledger_size(new_data) > COMPACT_THRESHOLD:
+                logger.warning(
+                    "ledger %s/%s holds %d bytes after compaction (limit %d): %s",
+                    namespace,
+                    name,
+                    ledger_size(new_data),
+                    CONFIGMAP_LIMIT,
+                    "too many unfinished RetrainJobs of one model line"
+                    if live is not None
+                    else "the client cannot list RetrainJobs, so unverified entries stay",
+                )
         if current is not None and new_data == data:
             return result
         try:
@@ -199,6 +390,17 @@ def _update(
             continue
         return result
     raise Conflict(f"ConfigMap {namespace}/{name}: gave up after {MAX_TRIES} conflicting writes")
+
+
+def _live_uids(client: ConfigMapClient, namespace: str) -> frozenset[str] | None:
+    """The uids of the namespace's RetrainJobs that are not finished (None: cannot tell)."""
+    if not isinstance(client, RetrainJobLister):
+        return None
+    return frozenset(
+        str(obj["metadata"]["uid"])
+        for obj in client.list_retrainjobs(namespace)
+        if (obj.get("metadata") or {}).get("uid") and not is_terminal(obj.get("status") or {})
+    )
 
 
 def find(client: ConfigMapClient, namespace: str, model: str, uid: str) -> Allocation | None:

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client, config, watch
+from retrainer_operator.config import image_repository
 from retrainer_world.world import World
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
@@ -151,7 +152,15 @@ def _api_create_baseline(kube: client.ApiClient, namespace: str, count: int = 30
 
 @pytest.fixture
 def operator(world: World, namespace: str, tmp_path: Path) -> Iterator[Operator]:
-    op = Operator(world, namespace, tmp_path, RETRAINER_PROGRESS_INTERVAL="10")
+    # The stand-in image is not the chart's trainer repository: allow it for the bench.
+    allowed = image_repository(IMAGE) or IMAGE
+    op = Operator(
+        world,
+        namespace,
+        tmp_path,
+        RETRAINER_PROGRESS_INTERVAL="10",
+        RETRAINER_ALLOWED_TRAINER_IMAGES=allowed,
+    )
     try:
         yield op
     finally:

@@ -22,6 +22,7 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from retrainer_contract import integrity, layout
 from retrainer_demo import shapes
 from retrainer_world.world import World
 
@@ -292,3 +293,51 @@ def mlflow_json(world: World, path: str, payload: dict[str, Any] | None = None) 
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
+
+
+# ---- real training: how long it may take, and what a verified version must show ----
+
+TRAIN_TIMEOUT = 420
+
+
+def wait_finished(
+    kube: client.ApiClient,
+    namespace: str,
+    name: str,
+    operator: Operator,
+    timeout: float = TRAIN_TIMEOUT,
+) -> dict[str, Any]:
+    return wait_phase(kube, namespace, name, ("Succeeded", "Failed"), timeout, operator)
+
+
+def storage_root(world: World, namespace: str) -> Path:
+    return world.state / "volumes" / namespace / CLAIM
+
+
+def assert_verified_version(
+    world: World, namespace: str, obj: dict[str, Any], version: int
+) -> None:
+    status = obj["status"]
+    assert status["phase"] == "Succeeded", status
+    assert status["version"] == version
+    assert condition(obj, "Verified")["status"] == "True"
+    assert condition(obj, "Complete")["status"] == "True"
+    assert status["verification"]["verified"] is True
+    artifacts = {a["name"]: a for a in status["artifacts"]}
+    assert set(artifacts) == set(layout.ARTIFACT_NAMES)
+    checks = status["verification"]["checks"]
+    assert all(c["ok"] for c in checks), checks
+    assert {"name": "mlflow", "by": "operator"}.items() <= next(
+        c for c in checks if c["by"] == "operator"
+    ).items()
+    # What the status says is really there: claim files and the MinIO object.
+    paths = layout.VersionPaths.for_version(storage_root(world, namespace), "shapes", version)
+    for name, path in paths.claim_files().items():
+        digest, size = integrity.sha256_file(path)
+        assert (digest, size) == (artifacts[name]["sha256"], artifacts[name]["size"]), name
+    bucket, key = layout.parse_s3_uri(artifacts["mlflow"]["uri"])
+    digest, _ = integrity.sha256_object(world.minio_client(), bucket, key)
+    assert digest == artifacts["mlflow"]["sha256"]
+    assert set(status["metrics"]) >= {"precision", "recall", "mAP50", "mAP50_95"}
+    assert status["mlflow"]["runId"]
+    assert status["completionTime"]

@@ -23,6 +23,7 @@ from chart_support import (
     render,
     values_file_args,
 )
+from retrainer_operator.config import OperatorConfig
 
 pytestmark = pytest.mark.integration
 
@@ -41,8 +42,8 @@ NAMESPACED_NEEDS = {
     ("retrainer.dev", "retrainjobs/status"): {"get", "patch", "update"},
     ("batch", "jobs"): {"get", "list", "watch", "create"},
     ("", "pods"): {"get", "list", "watch"},
-    ("", "events"): {"create", "patch"},
-    ("events.k8s.io", "events"): {"create", "patch"},
+    ("", "events"): {"create", "patch", "list"},
+    ("events.k8s.io", "events"): {"create", "patch", "list"},
     ("", "configmaps"): {"get", "list", "watch", "create", "update", "patch"},
     ("", "persistentvolumeclaims"): {"get"},
     ("", "secrets"): {"get"},
@@ -104,6 +105,9 @@ def test_defaults_render_the_operator_config_with_the_documented_defaults(helm: 
         "RETRAINER_S3_SECRET_NAME": SECRET,
         "RETRAINER_NAMESPACES": "",
         "RETRAINER_TRAINER_SERVICE_ACCOUNT": "retrainer-trainer",
+        "RETRAINER_ALLOWED_TRAINER_IMAGES": "ghcr.io/retrainer/trainer",
+        "RETRAINER_TRAINER_ACTIVE_DEADLINE_SECONDS": "86400",
+        "RETRAINER_TRAINER_WORKDIR_SIZE_LIMIT": "50Gi",
         "RETRAINER_METRICS_PORT": "8080",
         "RETRAINER_HEALTH_PORT": "8081",
         "RETRAINER_PROGRESS_INTERVAL": "10",
@@ -217,14 +221,64 @@ def test_external_values_reach_the_operator_config(helm: HelmRunner) -> None:
     assert data["RETRAINER_S3_ENDPOINT"] == "https://s3.example.com"
     assert data["RETRAINER_S3_SECRET_NAME"] == "mlops-s3"
     assert data["RETRAINER_LOG_FORMAT"] == "plain"
+    # The allowlist follows the trainer image's repository unless listed.
+    assert (
+        data["RETRAINER_ALLOWED_TRAINER_IMAGES"] == "registry.example.com/mlops/retrainer-trainer"
+    )
     (role,) = find(objects, "ClusterRole")
     (secret_rule,) = [rule for rule in role["rules"] if "secrets" in rule["resources"]]
     assert secret_rule["resourceNames"] == ["mlops-s3"]
 
 
+def test_trainer_policy_values_reach_the_operator_config(helm: HelmRunner) -> None:
+    data = config_map_data(
+        render(
+            helm,
+            "--set",
+            "trainer.allowedImages={ghcr.io/retrainer/trainer,registry.example.com/mlops/}",
+            "--set",
+            "trainer.activeDeadlineSeconds=3600",
+            "--set",
+            "trainer.workdirSizeLimit=200Gi",
+        )
+    )
+    assert data["RETRAINER_ALLOWED_TRAINER_IMAGES"] == (
+        "ghcr.io/retrainer/trainer,registry.example.com/mlops/"
+    )
+    assert data["RETRAINER_TRAINER_ACTIVE_DEADLINE_SECONDS"] == "3600"
+    assert data["RETRAINER_TRAINER_WORKDIR_SIZE_LIMIT"] == "200Gi"
+    # What the chart renders, the operator accepts.
+    config = OperatorConfig.from_env(data)
+    assert config.allowed_trainer_images == (
+        "ghcr.io/retrainer/trainer",
+        "registry.example.com/mlops/",
+    )
+    assert config.trainer_active_deadline_seconds == 3600
+    assert config.trainer_workdir_size_limit == "200Gi"
+    assert OperatorConfig.from_env(config_map_data(render(helm))).allowed_trainer_images == (
+        "ghcr.io/retrainer/trainer",
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (
+            ["--set", "trainer.activeDeadlineSeconds=30"],
+            r"trainer.activeDeadlineSeconds",
+        ),
+        (
+            ["--set", "trainer.workdirSizeLimit=50GB"],
+            r"trainer.workdirSizeLimit",
+        ),
+        (
+            ["--set", "trainer.workdirSizeLimit=0"],
+            r"trainer.workdirSizeLimit",
+        ),
+        (
+            ["--set", "trainer.allowedImages={ghcr.io/retrainer/trainer:0.1.0}"],
+            r"trainer.allowedImages",
+        ),
         (["--set", "logFormat=yaml"], r"logFormat.*(json|plain)"),
         (["--set", "replicas=2"], r"additional propert.*replicas"),
         (["--set", "watchNamespaces[0]=Team_A"], r"watchNamespaces"),

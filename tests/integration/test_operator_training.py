@@ -10,16 +10,15 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes import client
 from operator_support import (
-    CLAIM,
     GROUP,
     PLURAL,
+    TRAIN_TIMEOUT,
     VERSION,
-    Operator,
+    assert_verified_version,
     condition,
     create,
     event_reasons,
@@ -29,61 +28,18 @@ from operator_support import (
     operator_in_prepared_namespace,
     pods_of,
     retrainjob,
+    storage_root,
     upload_dataset,
     versions_ledger,
+    wait_finished,
     wait_for,
     wait_phase,
     wait_training_complete,
 )
-from retrainer_contract import integrity, layout
+from retrainer_contract import layout
 from retrainer_world.world import World
 
 pytestmark = pytest.mark.integration
-
-TRAIN_TIMEOUT = 420
-
-
-def wait_finished(
-    kube: client.ApiClient,
-    namespace: str,
-    name: str,
-    operator: Operator,
-    timeout: float = TRAIN_TIMEOUT,
-) -> dict[str, Any]:
-    return wait_phase(kube, namespace, name, ("Succeeded", "Failed"), timeout, operator)
-
-
-def storage_root(world: World, namespace: str) -> Path:
-    return world.state / "volumes" / namespace / CLAIM
-
-
-def assert_verified_version(
-    world: World, namespace: str, obj: dict[str, Any], version: int
-) -> None:
-    status = obj["status"]
-    assert status["phase"] == "Succeeded", status
-    assert status["version"] == version
-    assert condition(obj, "Verified")["status"] == "True"
-    assert condition(obj, "Complete")["status"] == "True"
-    assert status["verification"]["verified"] is True
-    artifacts = {a["name"]: a for a in status["artifacts"]}
-    assert set(artifacts) == set(layout.ARTIFACT_NAMES)
-    checks = status["verification"]["checks"]
-    assert all(c["ok"] for c in checks), checks
-    assert {"name": "mlflow", "by": "operator"}.items() <= next(
-        c for c in checks if c["by"] == "operator"
-    ).items()
-    # What the status says is really there: claim files and the MinIO object.
-    paths = layout.VersionPaths.for_version(storage_root(world, namespace), "shapes", version)
-    for name, path in paths.claim_files().items():
-        digest, size = integrity.sha256_file(path)
-        assert (digest, size) == (artifacts[name]["sha256"], artifacts[name]["size"]), name
-    bucket, key = layout.parse_s3_uri(artifacts["mlflow"]["uri"])
-    digest, _ = integrity.sha256_object(world.minio_client(), bucket, key)
-    assert digest == artifacts["mlflow"]["sha256"]
-    assert set(status["metrics"]) >= {"precision", "recall", "mAP50", "mAP50_95"}
-    assert status["mlflow"]["runId"]
-    assert status["completionTime"]
 
 
 @pytest.fixture

@@ -2,13 +2,16 @@
 
 Ultralytics quietly skips broken labels and images; for retraining that hides mistakes, so
 every problem is reported up front with its file and line, and the pipeline exits 3 before
-spending a GPU minute. The working copy has one fixed layout (images/<split>, labels/<split>)
-that corrections are applied to and that Ultralytics trains on.
+spending a GPU minute. The working copy has one fixed layout (images/<split>,
+labels/<split>) that corrections are applied to and that Ultralytics trains on. A file the
+system could not read (EIO, ENOSPC, EACCES) says nothing about the dataset: that is
+infrastructure (exit 1, retried), never bad input.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ from typing import Any
 import yaml
 from retrainer_contract import integrity
 
-from retrainer_trainer.errors import BadInput
+from retrainer_trainer.errors import BadInput, TrainerError
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -28,6 +31,7 @@ __all__ = [
     "counts",
     "load",
     "make_working_copy",
+    "read_file",
     "tree_sha256",
     "validate_working_copy",
     "write_data_yaml",
@@ -136,12 +140,42 @@ def check_label_text(text: str, where: str, classes: int) -> list[str]:
     return problems
 
 
+def _unreadable(error: OSError, where: str) -> TrainerError:
+    return TrainerError(
+        f"dataset: cannot read {where} ({error.strerror or error}, errno {error.errno}): an I/O "
+        "problem of the storage, not of the dataset; the Job retries"
+    )
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of one dataset file (the one place the dataset's files are read)."""
+    return path.read_bytes()
+
+
 def check_image(path: Path, where: str) -> list[str]:
+    """Problems of one image (it must decode); TrainerError when it cannot even be read.
+
+    The bytes are read first, so decoding sees memory only: whatever PIL then raises is about
+    the content. An OSError that carries an errno is the system's, whichever call raised it.
+    """
+    try:
+        return check_image_bytes(read_file(path), where)
+    except OSError as error:
+        if error.errno is None:
+            raise
+        raise _unreadable(error, where) from error
+
+
+def check_image_bytes(data: bytes, where: str) -> list[str]:
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data)) as image:
             image.verify()
+    except OSError as error:
+        if error.errno is not None:
+            raise
+        return [f"{where}: not a decodable image ({type(error).__name__}: {error})"]
     except Exception as error:  # PIL raises many types for broken files
         return [f"{where}: not a decodable image ({type(error).__name__}: {error})"]
     return []
@@ -166,14 +200,21 @@ def make_working_copy(layout: Layout, dest: Path) -> Path:
                 found += 1
                 rel = image.relative_to(folder)
                 where = image.relative_to(layout.root).as_posix()
-                problems += check_image(image, where)
+                try:
+                    data = read_file(image)
+                    problems += check_image_bytes(data, where)
+                except OSError as error:
+                    raise _unreadable(error, where) from error
                 target = dest / "images" / split / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(image, target)
+                target.write_bytes(data)
                 label = label_for(image)
                 if label.is_file():
-                    text = label.read_text(encoding="utf-8", errors="replace")
                     lwhere = label.relative_to(layout.root).as_posix()
+                    try:
+                        text = read_file(label).decode("utf-8", errors="replace")
+                    except OSError as error:
+                        raise _unreadable(error, lwhere) from error
                     problems += check_label_text(text, lwhere, len(layout.names))
                     target_label = (dest / "labels" / split / rel).with_suffix(".txt")
                     target_label.parent.mkdir(parents=True, exist_ok=True)

@@ -9,17 +9,19 @@ failure in the pipeline is raised as one of these so `__main__` can pick the cod
      └── Exception
           └── TrainerError    exit 1 (infrastructure: MinIO/MLflow unreachable, crash)
                └── BadInput   exit 3 (dataset, base model, corrections, spec): never retried
-                    └── VersionConflict   exit 3: version N on the claim belongs to another
-                                          RetrainJob; never adopted, never overwritten
+                    ├── VersionConflict   exit 3: version N on the claim belongs to another
+                    │                     RetrainJob; never adopted, never overwritten
+                    └── CorruptedWeights  exit 3: a finished version's best.pt no longer matches
+                                          its record and no copy does; never published
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from retrainer_contract import exits
+from retrainer_contract import documents, exits
 
-__all__ = ["BadInput", "Preempted", "TrainerError", "VersionConflict"]
+__all__ = ["BadInput", "CorruptedWeights", "Preempted", "TrainerError", "VersionConflict"]
 
 
 class TrainerError(Exception):
@@ -55,4 +57,17 @@ class Preempted(BaseException):  # a signal, not an error
 class VersionConflict(BadInput):
     """Version N's run folder belongs to another RetrainJob: stop before touching it."""
 
-    reason = "VersionConflict"
+    reason = documents.VERSION_CONFLICT
+
+
+class CorruptedWeights(BadInput):
+    """best.pt of a finished version differs from its record and no copy matches the record.
+
+    Not the user's input, but permanent all the same: a retried pod would hash the same bytes
+    against the same record and fail the same way, so the Job should stop at once (exit 3)
+    rather than spend its backoffLimit. Publishing those bytes, or retraining under a number
+    whose weights were already published, would make "verified" a lie; what to do (restore a
+    copy, or delete the version and train it again) is a person's decision.
+    """
+
+    reason = documents.CORRUPTED_WEIGHTS

@@ -2,7 +2,8 @@
 
 An input is either `s3://bucket/prefix` in MinIO (downloaded into the work dir, with progress
 events) or a path relative to the storage root. A missing input is the user's mistake (exit 3);
-an unreachable MinIO is infrastructure (exit 1).
+an unreachable MinIO is infrastructure (exit 1). A base model `.pt` is a pickle that could run
+code when loaded: its globals are scanned here, before anything loads it (exit 3 if refused).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from retrainer_contract import env as trainer_env
 from retrainer_contract import integrity, layout, objectstore, versions
 
-from retrainer_trainer import logs
+from retrainer_trainer import checkpoints, logs
 from retrainer_trainer.config import Config
 from retrainer_trainer.errors import BadInput, TrainerError
 
@@ -129,9 +130,13 @@ def resolve_base(config: Config) -> BaseModel:
                 _client(config), uri, config.workdir / "inputs" / "base.pt", "spec.baseModel.uri"
             )
         else:
-            path = layout.claim_path(uri, config.storage_root)
+            try:
+                path = layout.claim_path(uri, config.storage_root)
+            except ValueError as error:
+                raise BadInput(f"spec.baseModel.uri: {error}") from error
             if not path.is_file():
                 raise BadInput(f"spec.baseModel.uri: {uri!r} not found on the claim ({path})")
+        checkpoints.check_base(path, "spec.baseModel.uri", uri)
         return BaseModel(source=str(path), label=uri, sha256=integrity.sha256_file(path)[0])
     paths = layout.VersionPaths.for_version(config.storage_root, spec.model, config.version)
     number = config.resolved_base_version
@@ -151,6 +156,8 @@ def resolve_base(config: Config) -> BaseModel:
             f"spec.baseModel.version: version {number} of model line {spec.model!r} not found "
             f"(expected {base})"
         )
+    # Written by an earlier run of this trainer, but the claim is writable: scanned all the same.
+    checkpoints.check_base(base, "spec.baseModel.version", f"v{number} ({base})")
     return BaseModel(
         source=str(base), label=f"v{number}", version=number, sha256=integrity.sha256_file(base)[0]
     )

@@ -3,22 +3,26 @@
 Each step is a call into one adapter module and `run` reads as their order; the documents'
 shapes (metadata, lineage, manifest) are the contract's (retrainer_contract.documents). It is
 safe to run again for the same version: a verified version is left untouched (exit 0 at once),
-a finished training is not repeated, an interrupted one resumes, and the MLflow run is found
-again by its tags.
+a finished training is not repeated (its best.pt restored from a copy if it no longer matches
+its record), an interrupted one resumes, and the MLflow run is found again by its tags. Once
+that run is open it is never left RUNNING: SIGTERM ends it KILLED, any failure FAILED.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from retrainer_contract import documents, integrity, layout, objectstore
 
-from retrainer_trainer import corrections, dataset, inputs, logs, store, training
+from retrainer_trainer import corrections, dataset, inputs, logs, repair, runfolder, store, training
+from retrainer_trainer import tracking as run_status
 from retrainer_trainer.config import Config
-from retrainer_trainer.errors import TrainerError
+from retrainer_trainer.errors import Preempted, TrainerError
 from retrainer_trainer.tracking import RunRef, Tracker
 from retrainer_trainer.verify import verify
 
@@ -103,6 +107,10 @@ def _owner_uid(config: Config) -> str:
     return config.uid or f"{config.namespace}/{config.name}"
 
 
+def _owner(config: Config) -> dict[str, str]:
+    return documents.owner(uid=_owner_uid(config), name=config.name, namespace=config.namespace)
+
+
 def _params(config: Config, base: inputs.BaseModel, device: Any) -> dict[str, Any]:
     t = config.spec.training
     return {
@@ -144,6 +152,31 @@ def _open_run(config: Config, base: inputs.BaseModel, device: Any) -> tuple[Trac
     return tracker, run_ref
 
 
+@contextlib.contextmanager
+def _ends_the_run(tracker: Tracker, run_ref: RunRef) -> Iterator[None]:
+    """End the open MLflow run KILLED on SIGTERM and FAILED on any failure, then re-raise."""
+    try:
+        yield
+    except Preempted:
+        tracker.end(run_ref.run_id, run_status.KILLED)
+        raise
+    except BaseException:
+        tracker.end(run_ref.run_id, run_status.FAILED)
+        raise
+
+
+def _weight_copies(
+    config: Config, paths: layout.VersionPaths, run_ref: RunRef
+) -> list[repair.Copy]:
+    """Where copies of best.pt were stored, in the order a repair tries them."""
+    claim = config.claim_name
+    return [
+        repair.Copy(layout.PRODUCTION, paths.uri(claim, paths.production)),
+        repair.Copy(layout.QUICK_ACCESS, paths.uri(claim, paths.quick_access)),
+        repair.Copy(layout.MLFLOW, layout.mlflow_weights_uri(run_ref.artifact_uri, config.version)),
+    ]
+
+
 def _train(
     config: Config,
     paths: layout.VersionPaths,
@@ -152,12 +185,24 @@ def _train(
     device: Any,
     tracker: Tracker,
     run_ref: RunRef,
+    client: Any,
 ) -> training.TrainResult:
     """Train (or resume, or reuse) the run folder, logging every epoch to MLflow."""
 
     def on_epoch(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
         tracker.log_metrics(run_ref.run_id, epoch, {**metrics, "epoch": epoch})
         logs.event("epoch", epoch=epoch, epochs=epochs, **metrics)
+
+    def restore(plan: runfolder.Plan) -> bool:
+        return repair.restore(
+            paths.training_run,
+            plan,
+            _weight_copies(config, paths, run_ref),
+            storage_root=config.storage_root,
+            client=client,
+            tracking_uri=config.tracking_uri,
+            published=paths.manifest.is_file() or paths.metadata.is_file(),
+        )
 
     started = time.monotonic()
     result = training.train(
@@ -167,6 +212,7 @@ def _train(
         training=config.spec.training,
         device=device,
         on_epoch=on_epoch,
+        restore=restore,
     )
     _backfill_epochs(tracker, run_ref, paths)
     logs.event("train.done", seconds=round(time.monotonic() - started, 1), **result.metrics)
@@ -269,9 +315,7 @@ def _metadata(
     return documents.metadata(
         model=config.spec.model,
         version=config.version,
-        retrainjob=documents.owner(
-            uid=_owner_uid(config), name=config.name, namespace=config.namespace
-        ),
+        retrainjob=_owner(config),
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         weights=store.artifact(layout.PRODUCTION, "", paths.training_run),
         metrics=result.metrics,
@@ -299,10 +343,9 @@ def _publish(
         logs.event("verify", name=check["name"], ok=check["ok"], message=check["message"])
     if not verification["verified"]:
         store.rollback(paths)
-        tracker.finish(run_ref.run_id, ok=False)
         failed = [c["name"] for c in verification["checks"] if not c["ok"]]
         raise TrainerError(f"verification failed for {failed}: {json.dumps(verification)[:1500]}")
-    tracker.finish(run_ref.run_id, ok=True)
+    tracker.end(run_ref.run_id, run_status.FINISHED)
 
 
 def run(config: Config) -> dict[str, Any]:
@@ -315,12 +358,7 @@ def run(config: Config) -> dict[str, Any]:
     paths = layout.VersionPaths.for_version(config.storage_root, spec.model, config.version)
     config.workdir.mkdir(parents=True, exist_ok=True)
     logs.event("start", model=spec.model, version=config.version, name=config.name)
-    owner = documents.owner(
-        uid=_owner_uid(config),
-        name=config.name,
-        namespace=config.namespace,
-    )
-    store.claim_version(paths, owner)
+    store.claim_version(paths, _owner(config))
     client = _minio(config)
     done = _already_done(config, paths, client)
     if done is not None:
@@ -332,8 +370,24 @@ def run(config: Config) -> dict[str, Any]:
     prep = prepare_data(config, resolved)
     device = _device(config)
     tracker, run_ref = _open_run(config, resolved.base, device)
-    result = _train(config, paths, prep, resolved.base, device, tracker, run_ref)
+    with _ends_the_run(tracker, run_ref):
+        document = _produce(config, paths, resolved, prep, device, tracker, run_ref, client)
+    logs.event("done", version=config.version, verified=True, **document["metrics"])
+    return document
 
+
+def _produce(
+    config: Config,
+    paths: layout.VersionPaths,
+    resolved: inputs.Inputs,
+    prep: Prepared,
+    device: Any,
+    tracker: Tracker,
+    run_ref: RunRef,
+    client: Any,
+) -> dict[str, Any]:
+    """Train, upload, store and verify version N into its open MLflow run; its manifest."""
+    result = _train(config, paths, prep, resolved.base, device, tracker, run_ref, client)
     store.write_quick_access(paths)
     _upload_all(tracker, run_ref, config, paths, prep)
     mlflow_info = _register(tracker, config, run_ref, result.metrics)
@@ -352,7 +406,7 @@ def run(config: Config) -> dict[str, Any]:
     )
     document = documents.manifest(
         version=config.version,
-        retrainjob=owner,
+        retrainjob=_owner(config),
         metrics=result.metrics,
         artifacts=list(artifacts),
         verification=verification,
@@ -360,5 +414,4 @@ def run(config: Config) -> dict[str, Any]:
         lineage=lineage,
     )
     _publish(tracker, run_ref, paths, document)
-    logs.event("done", version=config.version, verified=True, **result.metrics)
     return document

@@ -21,7 +21,12 @@ from retrainer_contract import integrity, tracking
 from retrainer_trainer import logs
 from retrainer_trainer.errors import TrainerError
 
-__all__ = ["RunRef", "Tracker"]
+__all__ = ["FAILED", "FINISHED", "KILLED", "RunRef", "Tracker"]
+
+# MLflow's terminal run statuses: trained and verified, failed, stopped by SIGTERM.
+FINISHED = "FINISHED"
+FAILED = "FAILED"
+KILLED = "KILLED"
 
 
 @dataclass(frozen=True)
@@ -153,8 +158,10 @@ class Tracker:
         self.client.set_registered_model_alias(name, alias, version)
         logs.event("mlflow.alias", model=name, alias=alias, version=version)
 
-    def finish(self, run_id: str, ok: bool) -> None:
+    def end(self, run_id: str, status: str) -> None:
+        """End the run FINISHED, FAILED or KILLED (a rerun's open_run sets it RUNNING again)."""
         try:
-            self.client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
+            self.client.set_terminated(run_id, status)
+            logs.event("mlflow.end", runId=run_id, status=status)
         except Exception as error:  # the pod is ending anyway; the status says what happened
-            logs.event("mlflow.finish_failed", error=str(error)[:300])
+            logs.event("mlflow.end_failed", status=status, error=str(error)[:300])

@@ -3,7 +3,8 @@
 Everything that knows Ultralytics' internals (settings keys, metric names, checkpoint fields,
 the resume rules) is here, so the pipeline only sees `train(...) -> TrainResult`. The run
 folder lives on the claim (`<model>/runs/train/retrain_vN`), so a pod killed by SIGTERM
-leaves `weights/last.pt` behind and the next pod resumes from it instead of starting over.
+leaves `weights/last.pt` behind and the next pod resumes from it instead of starting over:
+but only from bytes that match what was recorded when Ultralytics wrote them (`runfolder`).
 
 `prepare()` must run before the first `import ultralytics`: Ultralytics reads its config dir
 and settings at import time.
@@ -22,15 +23,15 @@ from typing import Any
 from retrainer_contract import layout
 from retrainer_contract import metrics as metric_keys
 
-from retrainer_trainer import logs
+from retrainer_trainer import checkpoints, logs, runfolder
 from retrainer_trainer.config import Training
-from retrainer_trainer.errors import BadInput
+from retrainer_trainer.errors import BadInput, CorruptedWeights
 
 __all__ = [
     "METRIC_KEYS",
     "EpochHook",
+    "Restore",
     "TrainResult",
-    "checkpoint_state",
     "coerce_args",
     "device_for",
     "prepare",
@@ -42,6 +43,8 @@ __all__ = [
 # Ultralytics' metric names -> the contract's (status.metrics, MLflow, spec.promotion.metric).
 METRIC_KEYS = metric_keys.ULTRALYTICS
 EpochHook = Callable[[int, int, dict[str, float]], None]
+# Puts best.pt back from a copy matching `plan.best`; False when no copy was ever stored.
+Restore = Callable[[runfolder.Plan], bool]
 
 
 @dataclass
@@ -77,6 +80,10 @@ def prepare(workdir: Path) -> Path:
                 shutil.copyfile(font, settings_dir / name)
     os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
     os.environ["YOLO_OFFLINE"] = "1"
+    # Ultralytics then loads every checkpoint weights_only with its own allowlist, and builds a
+    # model from a checkpoint's yaml without eval(): our scan (checkpoints.check_base) sees a
+    # pickle's globals, not the strings in it that Ultralytics would otherwise eval.
+    os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
     from ultralytics import settings  # after the environment is set
 
     off = {k: False for k, v in settings.items() if isinstance(v, bool)}
@@ -125,25 +132,8 @@ def standard_metrics(raw: Mapping[str, Any]) -> dict[str, float]:
     return {ours: round(float(raw[key]), 6) for key, ours in METRIC_KEYS.items() if key in raw}
 
 
-def checkpoint_state(last: Path) -> str:
-    """`none`, `resumable`, `finished` (optimizer stripped, epoch -1) or `corrupt`."""
-    if not last.is_file():
-        return "none"
-    import torch
-
-    try:
-        ckpt = torch.load(last, map_location="cpu", weights_only=False)
-    except Exception:  # a pod killed mid-write leaves a truncated file
-        return "corrupt"
-    if not isinstance(ckpt, dict):
-        return "corrupt"
-    return "finished" if ckpt.get("epoch", -1) == -1 else "resumable"
-
-
 def _best_metrics(best: Path) -> dict[str, float]:
-    import torch
-
-    ckpt = torch.load(best, map_location="cpu", weights_only=False)
+    ckpt = checkpoints.load(best)
     return standard_metrics(ckpt.get("train_metrics") or {})
 
 
@@ -163,18 +153,28 @@ def read_results_csv(run_dir: Path) -> list[dict[str, float]]:
 
 
 class _Callbacks:
-    """Tells per-epoch validation apart from the final validation of best.pt.
+    """Tells per-epoch validation apart from the final validation of best.pt, and records the
+    weights each time Ultralytics writes them.
 
     Ultralytics calls on_fit_epoch_end for both; only real epochs run on_train_epoch_end first.
     """
 
-    def __init__(self, hook: EpochHook) -> None:
+    def __init__(self, hook: EpochHook, paths: layout.VersionPaths) -> None:
         self.hook = hook
+        self.paths = paths
         self.pending = False
         self.final: dict[str, float] = {}
 
     def train_epoch_end(self, trainer: Any) -> None:
         self.pending = True
+
+    def model_save(self, trainer: Any) -> None:
+        # Right after Ultralytics wrote last.pt (and maybe best.pt): record what they are.
+        runfolder.record(self.paths, finished=False)
+
+    def train_end(self, trainer: Any) -> None:
+        # After the final validation stripped both files: the record of the finished run.
+        runfolder.record(self.paths, finished=True)
 
     def fit_epoch_end(self, trainer: Any) -> None:
         metrics = standard_metrics(trainer.metrics or {})
@@ -185,6 +185,31 @@ class _Callbacks:
             self.final = metrics
 
 
+def _cannot_restore(plan: runfolder.Plan) -> bool:
+    raise CorruptedWeights(
+        f"{plan.file} has sha256 {plan.actual}, not {plan.best and plan.best.sha256} as "
+        f"recorded in {plan.recorded_in} when it was written, and there is no copy to restore "
+        "it from"
+    )
+
+
+def _reusable(paths: layout.VersionPaths, restore: Restore) -> runfolder.Plan:
+    """The run folder's plan, best.pt of a finished run restored to its record first."""
+    plan = runfolder.assess(paths)
+    if plan.state == runfolder.FINISHED and plan.actual:
+        logs.event(
+            "weights.mismatch",
+            file=plan.file,
+            sha256=plan.actual,
+            recorded=plan.best and plan.best.sha256,
+            recordedIn=plan.recorded_in,
+        )
+        if not restore(plan):  # never stored anywhere: nothing relies on it, train again
+            runfolder.move_aside(paths, "best.pt does not match its record, no copy was stored")
+            return runfolder.Plan(runfolder.NONE)
+    return plan
+
+
 def train(
     *,
     data_yaml: Path,
@@ -193,20 +218,22 @@ def train(
     training: Training,
     device: str | list[int],
     on_epoch: EpochHook,
+    restore: Restore = _cannot_restore,
 ) -> TrainResult:
-    """Train version N into its run folder, resuming or reusing what an earlier pod left."""
+    """Train version N into its run folder, resuming or reusing what an earlier pod left.
+
+    What is left is reused only as recorded (runfolder.assess): a finished run's best.pt must
+    match its record or be restored by `restore` from a copy that does.
+    """
     from ultralytics import YOLO
 
-    state = checkpoint_state(paths.last_checkpoint)
+    plan = _reusable(paths, restore)
+    state = plan.state
     logs.event("train.state", checkpoint=state, run=str(paths.run_dir))
-    if state == "finished" and paths.training_run.is_file():
+    if state == runfolder.FINISHED:
         return TrainResult(_best_metrics(paths.training_run), trained=False, resumed=False)
-    if state in ("corrupt", "finished"):
-        # A truncated last.pt, or a finished run that lost best.pt: start this version over.
-        shutil.rmtree(paths.run_dir, ignore_errors=True)
-        state = "none"
-    callbacks = _Callbacks(on_epoch)
-    if state == "resumable":
+    callbacks = _Callbacks(on_epoch, paths)
+    if state == runfolder.RESUMABLE:
         model = YOLO(str(paths.last_checkpoint))
         kwargs: dict[str, Any] = {"resume": True, "data": str(data_yaml), "device": device}
     else:
@@ -227,12 +254,16 @@ def train(
         }
     model.add_callback("on_train_epoch_end", callbacks.train_epoch_end)
     model.add_callback("on_fit_epoch_end", callbacks.fit_epoch_end)
-    logs.event("train.start", resume=state == "resumable", base=base_model, device=device)
+    model.add_callback("on_model_save", callbacks.model_save)
+    model.add_callback("on_train_end", callbacks.train_end)
+    logs.event("train.start", resume=state == runfolder.RESUMABLE, base=base_model, device=device)
     model.train(**kwargs)
-    trainer = getattr(model, "trainer", None)
-    final = callbacks.final or standard_metrics(getattr(trainer, "metrics", None) or {})
-    if not final and paths.training_run.is_file():  # DDP: the parent process saw no callbacks
-        final = _best_metrics(paths.training_run)
     if not paths.training_run.is_file():
         raise RuntimeError(f"training finished without {paths.training_run}")
-    return TrainResult(final, trained=True, resumed=state == "resumable")
+    # Again here: under DDP the callbacks ran in child processes, not in this one.
+    runfolder.record(paths, finished=True)
+    trainer = getattr(model, "trainer", None)
+    final = callbacks.final or standard_metrics(getattr(trainer, "metrics", None) or {})
+    if not final:  # DDP: the parent process saw no callbacks
+        final = _best_metrics(paths.training_run)
+    return TrainResult(final, trained=True, resumed=state == runfolder.RESUMABLE)

@@ -16,7 +16,17 @@ from typing import Any
 from retrainer_contract import integrity
 from retrainer_contract.objectstore import ObjectStore
 
-__all__ = ["verify"]
+__all__ = ["fetch_via_mlflow", "verify"]
+
+
+def fetch_via_mlflow(uri: str, dest: Path, tracking_uri: str) -> Path:
+    """Download an artifact that only MLflow can read (a proxied store) into `dest`."""
+    import mlflow.artifacts
+
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=uri, dst_path=str(dest), tracking_uri=tracking_uri
+    )
+    return Path(local)
 
 
 def verify(
@@ -30,12 +40,7 @@ def verify(
     with tempfile.TemporaryDirectory() as tmp:
 
         def via_mlflow(uri: str) -> Path:
-            import mlflow.artifacts
-
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=uri, dst_path=tmp, tracking_uri=tracking_uri
-            )
-            return Path(local)
+            return fetch_via_mlflow(uri, Path(tmp), tracking_uri)
 
         return integrity.verify(
             artifacts,

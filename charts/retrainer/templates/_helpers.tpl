@@ -57,6 +57,18 @@ app.kubernetes.io/part-of: retrainer
 {{- printf "%s:%s" .Values.trainer.image.repository (default .Chart.AppVersion .Values.trainer.image.tag) }}
 {{- end }}
 
+{{/*
+The repositories spec.image may name (RETRAINER_ALLOWED_TRAINER_IMAGES), comma-separated:
+trainer.allowedImages, or when empty the trainer image's own repository.
+*/}}
+{{- define "retrainer.allowedTrainerImages" -}}
+{{- if .Values.trainer.allowedImages }}
+{{- join "," .Values.trainer.allowedImages }}
+{{- else }}
+{{- .Values.trainer.image.repository }}
+{{- end }}
+{{- end }}
+
 {{/* True (non-empty) in cluster-wide mode. */}}
 {{- define "retrainer.clusterWide" -}}
 {{- if not .Values.watchNamespaces }}true{{ end }}
@@ -133,10 +145,11 @@ mode) and each Role (namespaced mode). One rule per need, as config.md lists the
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
-# Post Kubernetes Events about RetrainJobs (both Event APIs).
+# Post Kubernetes Events about RetrainJobs (both Event APIs), and list the events of a
+# training Job: why its pods cannot be created (admission, quota) shows only there.
 - apiGroups: ["", events.k8s.io]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create, patch, list]
 # Allocate version numbers in the per-model ConfigMap retrainer-versions-<model>.
 - apiGroups: [""]
   resources: [configmaps]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+from retrainer_contract import exits
 from retrainer_contract.api import job_name
-from retrainer_operator.builders import build_job_spec
+from retrainer_operator.builders import ImageNotAllowed, build_job_spec
 from retrainer_operator.config import OperatorConfig
 
 CONFIG = OperatorConfig.from_env(
@@ -120,10 +122,25 @@ def test_pod_never_restarts_in_place_and_runs_as_the_trainer_service_account() -
 
 
 def test_spec_image_overrides_the_configured_trainer_image() -> None:
-    job = build_job_spec(retrainjob(image="registry.local/trainer:dev"), 1, None, CONFIG)
+    job = build_job_spec(retrainjob(image="ghcr.io/retrainer/trainer:dev"), 1, None, CONFIG)
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "ghcr.io/retrainer/trainer:dev"
+    )
+    config = OperatorConfig.from_env({"RETRAINER_ALLOWED_TRAINER_IMAGES": "registry.local/"})
+    job = build_job_spec(retrainjob(image="registry.local/trainer:dev"), 1, None, config)
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == (
         "registry.local/trainer:dev"
     )
+
+
+def test_an_image_outside_the_allowlist_never_becomes_a_job() -> None:
+    # checks.preflight fails such a RetrainJob first; the builder refuses it even without that.
+    with pytest.raises(
+        ImageNotAllowed, match=r"registry\.local/trainer:dev.*trainer\.allowedImages"
+    ):
+        build_job_spec(retrainjob(image="registry.local/trainer:dev"), 1, None, CONFIG)
+    with pytest.raises(ImageNotAllowed):
+        build_job_spec(retrainjob(image="ghcr.io/retrainer/trainer-evil:1"), 1, None, CONFIG)
 
 
 def test_evictions_are_ignored_and_exit_code_3_fails_the_job_at_once() -> None:
@@ -133,6 +150,45 @@ def test_evictions_are_ignored_and_exit_code_3_fails_the_job_at_once() -> None:
         "action": "FailJob",
         "onExitCodes": {"containerName": "trainer", "operator": "In", "values": [3]},
     }
+
+
+def test_a_pod_stopped_by_sigterm_is_a_disruption_not_a_failure() -> None:
+    rules = build_job_spec(retrainjob(), 1, None, CONFIG)["spec"]["podFailurePolicy"]["rules"]
+    assert rules[2] == {
+        "action": "Ignore",
+        "onExitCodes": {"containerName": "trainer", "operator": "In", "values": [143]},
+    }
+    assert exits.PREEMPTED == 143
+    # Kubernetes' rules: the first matching rule wins, and `In` never lists exit code 0. The
+    # disruption rules cannot shadow bad input: exit 3 is never Ignored.
+    codes = [rule["onExitCodes"] for rule in rules if "onExitCodes" in rule]
+    assert all(exits.OK not in c["values"] for c in codes)
+    first_for = {
+        code: next(r["action"] for r in rules if code in r.get("onExitCodes", {}).get("values", []))
+        for code in (exits.BAD_INPUT, exits.PREEMPTED)
+    }
+    assert first_for == {exits.BAD_INPUT: "FailJob", exits.PREEMPTED: "Ignore"}
+    assert all(exits.INFRA not in c["values"] for c in codes)  # retried, counted
+
+
+def test_every_job_has_a_deadline_from_the_spec_or_the_operator() -> None:
+    job = build_job_spec(retrainjob(), 1, None, CONFIG)
+    assert job["spec"]["activeDeadlineSeconds"] == 86400
+    config = OperatorConfig.from_env({"RETRAINER_TRAINER_ACTIVE_DEADLINE_SECONDS": "7200"})
+    assert build_job_spec(retrainjob(), 1, None, config)["spec"]["activeDeadlineSeconds"] == 7200
+    own = retrainjob(retry={"backoffLimit": 2, "activeDeadlineSeconds": 600})
+    assert build_job_spec(own, 1, None, config)["spec"]["activeDeadlineSeconds"] == 600
+
+
+def test_the_scratch_emptydir_has_the_configured_size_limit() -> None:
+    def workdir(config: OperatorConfig) -> dict[str, Any]:
+        pod = build_job_spec(retrainjob(), 1, None, config)["spec"]["template"]["spec"]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "workdir"]
+        return dict(volume["emptyDir"])
+
+    assert workdir(CONFIG) == {"sizeLimit": "50Gi"}
+    config = OperatorConfig.from_env({"RETRAINER_TRAINER_WORKDIR_SIZE_LIMIT": "200Gi"})
+    assert workdir(config) == {"sizeLimit": "200Gi"}
 
 
 def test_cpu_training_requests_and_limits_cpu_and_memory_without_gpus() -> None:
@@ -194,7 +250,7 @@ def test_retry_limits_and_ttl_are_copied_to_the_job() -> None:
     assert job["spec"]["activeDeadlineSeconds"] == 3600
     assert job["spec"]["ttlSecondsAfterFinished"] == 0
     plain = build_job_spec(retrainjob(), 1, None, CONFIG)["spec"]
-    assert "activeDeadlineSeconds" not in plain
+    assert plain["activeDeadlineSeconds"] == CONFIG.trainer_active_deadline_seconds
     assert "ttlSecondsAfterFinished" not in plain
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from retrainer_operator.config import ConfigError, OperatorConfig
+from retrainer_operator.config import ConfigError, OperatorConfig, image_allowed, image_repository
 
 
 def test_empty_environment_gives_the_documented_defaults() -> None:
@@ -55,3 +55,107 @@ def test_credentials_never_appear_in_the_repr() -> None:
     assert config.aws_secret_access_key == "s3cr3t-value"
     assert "s3cr3t-value" not in repr(config)
     assert "AKIDEXAMPLE" not in repr(config)
+
+
+def test_training_jobs_are_bounded_by_default() -> None:
+    config = OperatorConfig.from_env({})
+    assert config.trainer_active_deadline_seconds == 86400
+    assert config.trainer_workdir_size_limit == "50Gi"
+    config = OperatorConfig.from_env(
+        {
+            "RETRAINER_TRAINER_ACTIVE_DEADLINE_SECONDS": "3600",
+            "RETRAINER_TRAINER_WORKDIR_SIZE_LIMIT": "1.5Ti",
+        }
+    )
+    assert config.trainer_active_deadline_seconds == 3600
+    assert config.trainer_workdir_size_limit == "1.5Ti"
+
+
+@pytest.mark.parametrize("value", ["0", "59", "2592001", "one day", "-1"])
+def test_a_deadline_outside_the_crds_range_names_the_variable(value: str) -> None:
+    with pytest.raises(ConfigError, match="RETRAINER_TRAINER_ACTIVE_DEADLINE_SECONDS"):
+        OperatorConfig.from_env({"RETRAINER_TRAINER_ACTIVE_DEADLINE_SECONDS": value})
+
+
+@pytest.mark.parametrize("value", ["0", "0Gi", "50GB", "-1Gi", "lots", "50 Gi"])
+def test_a_size_limit_that_is_no_positive_quantity_names_the_variable(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"RETRAINER_TRAINER_WORKDIR_SIZE_LIMIT.*50Gi"):
+        OperatorConfig.from_env({"RETRAINER_TRAINER_WORKDIR_SIZE_LIMIT": value})
+
+
+def test_allowed_images_default_to_the_trainer_images_repository() -> None:
+    assert OperatorConfig.from_env({}).allowed_trainer_images == ("ghcr.io/retrainer/trainer",)
+    config = OperatorConfig.from_env(
+        {"RETRAINER_TRAINER_IMAGE": "registry.example.com:5000/mlops/trainer@sha256:" + "a" * 64}
+    )
+    assert config.allowed_trainer_images == ("registry.example.com:5000/mlops/trainer",)
+
+
+def test_allowed_images_are_a_comma_separated_list() -> None:
+    config = OperatorConfig.from_env(
+        {"RETRAINER_ALLOWED_TRAINER_IMAGES": " ghcr.io/retrainer/trainer, registry.local/ml/ ,"}
+    )
+    assert config.allowed_trainer_images == ("ghcr.io/retrainer/trainer", "registry.local/ml/")
+
+
+@pytest.mark.parametrize(
+    "entry", ["ghcr.io/retrainer/trainer:0.1.0", "ghcr.io/x@sha256:" + "a" * 64, "Bad Name"]
+)
+def test_an_allowed_image_with_a_tag_or_digest_is_refused(entry: str) -> None:
+    with pytest.raises(ConfigError, match="RETRAINER_ALLOWED_TRAINER_IMAGES"):
+        OperatorConfig.from_env({"RETRAINER_ALLOWED_TRAINER_IMAGES": entry})
+
+
+def test_a_trainer_image_that_is_no_reference_is_refused() -> None:
+    with pytest.raises(ConfigError, match="RETRAINER_TRAINER_IMAGE"):
+        OperatorConfig.from_env({"RETRAINER_TRAINER_IMAGE": "ghcr.io/Retrainer/trainer"})
+
+
+@pytest.mark.parametrize(
+    ("reference", "repository"),
+    [
+        ("ghcr.io/retrainer/trainer:0.2.0", "ghcr.io/retrainer/trainer"),
+        ("ghcr.io/retrainer/trainer@sha256:" + "0" * 64, "ghcr.io/retrainer/trainer"),
+        ("ghcr.io/retrainer/trainer:0.2.0@sha256:" + "0" * 64, "ghcr.io/retrainer/trainer"),
+        ("localhost:5000/trainer:dev", "localhost:5000/trainer"),
+        ("localhost/trainer", "localhost/trainer"),
+        ("python:3.11", "docker.io/library/python"),
+        ("ultralytics/ultralytics", "docker.io/ultralytics/ultralytics"),
+        ("index.docker.io/library/python", "docker.io/library/python"),
+        ("GHCR.IO/retrainer/trainer", "ghcr.io/retrainer/trainer"),
+        ("ghcr.io/retrainer/Trainer", None),
+        ("ghcr.io/retrainer/trainer:", None),
+        ("ghcr.io/retrainer/../trainer", None),
+        ("ghcr.io/retrainer/trainer:0.1 ", "ghcr.io/retrainer/trainer"),
+        ("", None),
+    ],
+)
+def test_image_repository_is_what_the_runtime_pulls(reference: str, repository: str | None) -> None:
+    assert image_repository(reference) == repository
+
+
+@pytest.mark.parametrize(
+    ("reference", "allowed"),
+    [
+        ("ghcr.io/retrainer/trainer", True),
+        ("ghcr.io/retrainer/trainer:0.2.0", True),
+        ("ghcr.io/retrainer/trainer@sha256:" + "f" * 64, True),
+        ("ghcr.io/retrainer/trainer-evil:0.2.0", False),
+        ("ghcr.io/retrainer/trainer/evil:0.2.0", False),
+        ("ghcr.io/retrainer:0.2.0", False),
+        ("evil.io/ghcr.io/retrainer/trainer:1", False),
+        ("registry.local/ml/trainer:1", True),
+        ("registry.local/ml/team/trainer:1", True),
+        ("registry.local/mlops/trainer:1", False),
+        ("registry.local/ml", False),
+        ("python:3.11", True),
+        ("docker.io/library/python:3.12", True),
+        ("pythonista:3.11", False),
+        ("not a reference", False),
+    ],
+)
+def test_the_allowlist_matches_whole_repositories_or_prefixes(
+    reference: str, allowed: bool
+) -> None:
+    entries = ("ghcr.io/retrainer/trainer", "registry.local/ml/", "python")
+    assert image_allowed(reference, entries) is allowed

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from retrainer_operator import progress
 from retrainer_operator.conditions import Reason
 from retrainer_operator.progress import (
     JobState,
@@ -116,3 +117,68 @@ def test_metrics_keep_only_the_status_fields() -> None:
         "mAP50": 0.5,
         "mAP50_95": 0.3,
     }
+
+
+def test_a_pod_the_scheduler_cannot_place_is_reported_with_the_schedulers_message() -> None:
+    pod = {
+        "metadata": {"name": "p"},
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/1 nodes are available: 1 node(s) didn't match selector.",
+                }
+            ],
+        },
+    }
+    found = progress.stuck([pod], [])
+    assert found is not None and found.reason == Reason.POD_UNSCHEDULABLE
+    assert "didn't match selector" in found.message
+
+
+def test_an_image_that_cannot_be_pulled_is_reported() -> None:
+    pod = {
+        "metadata": {"name": "p"},
+        "status": {
+            "phase": "Pending",
+            "containerStatuses": [
+                {"image": "x:1", "state": {"waiting": {"reason": "ImagePullBackOff"}}}
+            ],
+        },
+    }
+    found = progress.stuck([pod], [])
+    assert found is not None and found.reason == Reason.IMAGE_PULL_FAILED
+    assert "ImagePullBackOff" in found.message
+
+
+def test_pods_refused_at_creation_are_reported_from_the_jobs_latest_event() -> None:
+    events = [
+        {"reason": "FailedCreate", "message": "old", "lastTimestamp": "2026-01-01T00:00:00Z"},
+        {
+            "reason": "FailedCreate",
+            "message": 'pods "x" is forbidden: exceeded quota: q',
+            "lastTimestamp": "2026-01-01T00:00:09Z",
+        },
+        {"reason": "SuccessfulCreate", "message": "other", "lastTimestamp": "2026-01-01T00:00:10Z"},
+    ]
+    found = progress.stuck([], events)
+    assert found is not None and found.reason == Reason.POD_CREATION_FAILED
+    assert "exceeded quota" in found.message
+
+
+def test_nothing_is_stuck_while_a_pod_runs_or_before_anything_is_known() -> None:
+    running = {"metadata": {"name": "p"}, "status": {"phase": "Running"}}
+    refused = [{"reason": "FailedCreate", "message": "m"}]
+    assert progress.stuck([running], refused) is None
+    assert progress.stuck([], []) is None
+
+
+def test_only_unfinished_pods_are_live() -> None:
+    pods = [
+        {"metadata": {"name": n}, "status": {"phase": phase}}
+        for n, phase in (("a", "Running"), ("b", "Succeeded"), ("c", "Pending"), ("d", "Failed"))
+    ]
+    assert progress.live_pods(pods) == ["a", "c"]

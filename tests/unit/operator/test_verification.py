@@ -156,3 +156,26 @@ def test_a_manifest_of_another_owner_never_verifies_this_retrainjob() -> None:
     outcome = verify_manifest(foreign, 1, None, "my-uid")
     assert not outcome.verified
     assert "belongs to RetrainJob uid other-uid, not my-uid" in outcome.message
+
+
+class UnreachableStore:
+    """MinIO stopped: every call fails with a connection error."""
+
+    def get_object(self, bucket_name: str, object_name: str) -> _Response:
+        raise ConnectionRefusedError("connection refused")
+
+    def stat_object(self, bucket_name: str, object_name: str) -> _Stat:
+        raise ConnectionRefusedError("connection refused")
+
+
+def test_an_unreachable_object_store_is_transient_not_a_failed_verification() -> None:
+    outcome = verify_manifest(manifest(), 1, UnreachableStore())
+    assert not outcome.verified and outcome.transient
+    assert "unreachable" in outcome.message
+
+
+def test_a_wrong_copy_is_never_transient_even_when_something_else_is_unreachable() -> None:
+    store = intact_store()
+    store.objects[("mlflow", "1/run123/artifacts/models/retrained_v1.pt")] = b"x" * len(WEIGHTS)
+    assert not verify_manifest(manifest(), 1, store).transient
+    assert not verify_manifest(manifest(2), 1, UnreachableStore()).transient

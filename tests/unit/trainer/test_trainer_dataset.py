@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
+from typing import Any
 
 import pytest
+from retrainer_contract import exits
 from retrainer_trainer import dataset
-from retrainer_trainer.errors import BadInput
+from retrainer_trainer.errors import BadInput, TrainerError
 
 
 def problems_of(root: Path, work: Path) -> list[str]:
@@ -62,3 +65,56 @@ def test_tree_sha256_is_stable_and_sees_one_changed_byte(shapes_dataset: Path) -
     label = shapes_dataset / "labels" / "train" / "train_0002.txt"
     label.write_text(label.read_text().replace("0.", "1.", 1))
     assert dataset.tree_sha256(shapes_dataset) != before
+
+
+@pytest.mark.parametrize(
+    "code", [errno.EIO, errno.ENOSPC, errno.EACCES], ids=["EIO", "ENOSPC", "EACCES"]
+)
+def test_an_os_error_while_reading_an_image_is_infrastructure_not_bad_input(
+    shapes_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    import PIL.Image
+
+    def unreadable(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(code, "the disk said no")  # fault point: PIL opening the image
+
+    monkeypatch.setattr(PIL.Image, "open", unreadable)
+
+    with pytest.raises(TrainerError) as error:
+        dataset.make_working_copy(dataset.load(shapes_dataset), tmp_path / "work")
+
+    assert not isinstance(error.value, BadInput) and error.value.exit_code == exits.INFRA
+    assert "images/train/train_0000.png" in str(error.value) and "the disk said no" in str(
+        error.value
+    )
+
+
+def test_an_os_error_while_reading_the_file_itself_is_infrastructure(
+    shapes_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = shapes_dataset / "images" / "val" / "val_0001.png"
+    real = dataset.read_file
+
+    def eio_on_one(path: Path) -> bytes:
+        if path == broken:  # fault point: reading one image's bytes
+            raise OSError(errno.EIO, "Input/output error", str(path))
+        return real(path)
+
+    monkeypatch.setattr(dataset, "read_file", eio_on_one)
+
+    with pytest.raises(TrainerError, match="Input/output error") as error:
+        dataset.make_working_copy(dataset.load(shapes_dataset), tmp_path / "work")
+
+    assert error.value.exit_code == exits.INFRA and "images/val/val_0001.png" in str(error.value)
+
+
+def test_a_truncated_image_that_reads_fine_stays_bad_input(
+    shapes_dataset: Path, tmp_path: Path
+) -> None:
+    image = shapes_dataset / "images" / "train" / "train_0002.png"
+    image.write_bytes(image.read_bytes()[:40])
+
+    problems = problems_of(shapes_dataset, tmp_path / "work")
+
+    assert [p.split(":")[0] for p in problems] == ["images/train/train_0002.png"]
+    assert "not a decodable image" in problems[0]

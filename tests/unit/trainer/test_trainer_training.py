@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from retrainer_trainer import training
+from retrainer_contract import layout
+from retrainer_trainer import checkpoints, runfolder, training
 from retrainer_trainer.errors import BadInput
 
 
@@ -28,10 +29,14 @@ def test_ultralytics_metric_names_map_to_the_contract() -> None:
     assert training.standard_metrics(raw) == {"precision": 0.5, "mAP50_95": 0.25}
 
 
-def test_truncated_checkpoint_is_corrupt_and_absent_is_none(tmp_path: Path) -> None:
-    assert training.checkpoint_state(tmp_path / "last.pt") == "none"
+def test_a_truncated_checkpoint_is_not_a_checkpoint_and_an_empty_run_folder_trains_anew(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "last.pt").write_bytes(b"PK\x03\x04 truncated")
-    assert training.checkpoint_state(tmp_path / "last.pt") == "corrupt"
+    with pytest.raises(checkpoints.NotACheckpoint, match="not a PyTorch zip checkpoint"):
+        checkpoints.epoch_state(tmp_path / "last.pt")
+    paths = layout.VersionPaths.for_version(tmp_path, "shapes", 1)
+    assert runfolder.assess(paths) == runfolder.Plan(runfolder.NONE)
 
 
 def test_results_csv_rows_become_epoch_metrics(tmp_path: Path) -> None:

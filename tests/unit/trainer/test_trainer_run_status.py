@@ -1,0 +1,95 @@
+"""Once the MLflow run of version N is open, the trainer never leaves it RUNNING: SIGTERM ends
+it KILLED, any failure FAILED. The pipeline runs for real on a tmp claim up to training; MLflow
+is a fake tracker and the fault is raised from the training step (`pipeline._train`)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from retrainer_trainer import pipeline
+from retrainer_trainer.config import Config, parse_spec
+from retrainer_trainer.errors import BadInput, CorruptedWeights, Preempted, TrainerError
+from retrainer_trainer.tracking import RunRef
+
+
+class FakeTracker:
+    """The part of tracking.Tracker the pipeline uses before training, plus how runs ended."""
+
+    opened: ClassVar[list[FakeTracker]] = []
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.ended: list[tuple[str, str]] = []
+        FakeTracker.opened.append(self)
+
+    def ping(self) -> None:
+        pass
+
+    def open_run(self, *args: Any) -> RunRef:
+        return RunRef("1", "run-1", "file:///nowhere", "", reused=False)
+
+    def log_params(self, run_id: str, params: Any) -> None:
+        pass
+
+    def end(self, run_id: str, status: str) -> None:
+        self.ended.append((run_id, status))
+
+
+@pytest.fixture
+def config(tmp_path: Path, shapes_dataset: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
+    shutil.copytree(shapes_dataset, tmp_path / "claim" / "datasets" / "shapes")
+    FakeTracker.opened = []
+    monkeypatch.setattr(pipeline, "Tracker", FakeTracker)
+    monkeypatch.setattr(pipeline, "_device", lambda config: "cpu")  # no Ultralytics setup
+    spec = {
+        "model": "shapes",
+        "baseModel": {"architecture": "yolo11n.yaml"},
+        "dataset": {"uri": "datasets/shapes"},
+    }
+    return Config(
+        spec=parse_spec(spec),
+        version=1,
+        storage_root=tmp_path / "claim",
+        workdir=tmp_path / "work",
+        uid="u1",
+        tracking_uri="http://mlflow.invalid",
+    )
+
+
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [
+        (Preempted(), "KILLED"),
+        (TrainerError("MinIO went away"), "FAILED"),
+        (BadInput("spec.training.extraArgs: no such argument"), "FAILED"),
+        (CorruptedWeights("best.pt does not match its record"), "FAILED"),
+        (RuntimeError("CUDA error: an illegal memory access"), "FAILED"),
+    ],
+    ids=["sigterm", "infrastructure", "bad-input", "corrupted-weights", "crash"],
+)
+def test_a_run_that_stops_after_its_mlflow_run_opened_ends_that_run(
+    config: Config, monkeypatch: pytest.MonkeyPatch, fault: BaseException, status: str
+) -> None:
+    def training_fails(*args: Any) -> Any:
+        raise fault  # fault point: the training step
+
+    monkeypatch.setattr(pipeline, "_train", training_fails)
+
+    with pytest.raises(type(fault)):
+        pipeline.run(config)
+
+    (tracker,) = FakeTracker.opened
+    assert tracker.ended == [("run-1", status)]
+    assert not (config.storage_root / "shapes" / "models").exists()
+
+
+def test_bad_input_found_before_mlflow_opens_no_run(config: Config) -> None:
+    shutil.rmtree(config.storage_root / "datasets" / "shapes" / "labels")
+    (config.storage_root / "datasets" / "shapes" / "data.yaml").unlink()
+
+    with pytest.raises(BadInput, match=r"data\.yaml not found"):
+        pipeline.run(config)
+
+    assert FakeTracker.opened == []
