@@ -19,6 +19,7 @@ from typing import Any
 
 __all__ = [
     "CORRUPTED_WEIGHTS",
+    "STORAGE_FULL",
     "TERMINATION_LIMIT",
     "VERSION_CONFLICT",
     "compact",
@@ -41,6 +42,7 @@ TERMINATION_LIMIT = 4096
 # are, because they say more than the Job's own "exit code 3".
 VERSION_CONFLICT = "VersionConflict"
 CORRUPTED_WEIGHTS = "CorruptedWeights"
+STORAGE_FULL = "StorageFull"
 
 
 def owner(*, uid: str, name: str, namespace: str) -> dict[str, str]:

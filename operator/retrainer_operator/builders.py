@@ -15,21 +15,7 @@ from retrainer_contract import env as trainer_env
 
 from retrainer_operator.config import OperatorConfig, image_allowed
 
-__all__ = ["POD_SECURITY_CONTEXT", "TRAINER_UID", "ImageNotAllowed", "build_job_spec"]
-
-# The trainer image's fixed non-root user (trainer/Dockerfile: USER 10001:10001).
-TRAINER_UID = 10001
-# The restricted Pod Security Standard for the training pod: non-root with a fixed uid/gid, the
-# claim group-writable through fsGroup (changed only when the root's group differs, so a big
-# claim is not walked on every start), the runtime's default seccomp profile.
-POD_SECURITY_CONTEXT: dict[str, Any] = {
-    "runAsNonRoot": True,
-    "runAsUser": TRAINER_UID,
-    "runAsGroup": TRAINER_UID,
-    "fsGroup": TRAINER_UID,
-    "fsGroupChangePolicy": "OnRootMismatch",
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
+__all__ = ["ImageNotAllowed", "build_job_spec"]
 
 
 class ImageNotAllowed(ValueError):
@@ -120,15 +106,11 @@ def build_job_spec(
         ],
         "terminationMessagePath": trainer_env.DEFAULT_TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "runAsNonRoot": True,
-        },
+        "securityContext": copy.deepcopy(config.trainer_security_context),
     }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
+        "securityContext": copy.deepcopy(config.trainer_pod_security_context),
         "serviceAccountName": config.trainer_service_account,
         "containers": [container],
         "volumes": [

@@ -69,6 +69,8 @@ class Reason:
     VERSION_CONFLICT = documents.VERSION_CONFLICT
     # The trainer found version N's weights changed and no copy with the recorded hash.
     CORRUPTED_WEIGHTS = documents.CORRUPTED_WEIGHTS
+    # The claim has no space left for version N.
+    STORAGE_FULL = documents.STORAGE_FULL
     # spec.image is outside the operator's allowlist (RETRAINER_ALLOWED_TRAINER_IMAGES).
     IMAGE_NOT_ALLOWED = "ImageNotAllowed"
     # A toleration of every taint (operator Exists, no key) that admission did not stop.

@@ -6,16 +6,22 @@ Names and defaults are fixed by the project's configuration brief.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
 import os
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from retrainer_contract import env as trainer_env
 
 __all__ = [
     "MAX_ACTIVE_DEADLINE_SECONDS",
     "MIN_ACTIVE_DEADLINE_SECONDS",
+    "POD_SECURITY_CONTEXT",
+    "SECURITY_CONTEXT",
+    "TRAINER_UID",
     "ConfigError",
     "OperatorConfig",
     "image_allowed",
@@ -95,6 +101,29 @@ def image_allowed(reference: str, allowed: tuple[str, ...]) -> bool:
     return False
 
 
+# The trainer image's fixed non-root user (trainer/Dockerfile: USER 10001:10001).
+TRAINER_UID = 10001
+# The restricted Pod Security Standard for the training pod: non-root with a fixed uid/gid, the
+# claim group-writable through fsGroup (changed only when the root's group differs, so a big
+# claim is not walked on every start), the runtime's default seccomp profile.
+POD_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": TRAINER_UID,
+    "runAsGroup": TRAINER_UID,
+    "fsGroup": TRAINER_UID,
+    "fsGroupChangePolicy": "OnRootMismatch",
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+# The trainer container: no privilege escalation, no capabilities, a read-only root
+# filesystem (it writes only to the claim and to its scratch emptyDir, RETRAINER_WORKDIR).
+SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+    "readOnlyRootFilesystem": True,
+}
+
+
 class ConfigError(ValueError):
     """An environment variable has a value the operator cannot use."""
 
@@ -140,6 +169,20 @@ def _allowed_images(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return entries
 
 
+def _json_object(env: Mapping[str, str], name: str, default: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON object setting (a securityContext); unset or empty means `default`."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return copy.deepcopy(dict(default))
+    try:
+        value = json.loads(raw)
+    except ValueError as error:
+        raise ConfigError(f"{name} is not valid JSON ({error}); set it to e.g. {{}}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name, "").strip()
     if not raw:
@@ -180,6 +223,14 @@ class OperatorConfig:
     # Image repositories (or prefixes ending in "/") spec.image may name; empty means the
     # repository of trainer_image only.
     allowed_trainer_images: tuple[str, ...] = ()
+    # The training pod's and container's securityContext (chart: trainer.podSecurityContext,
+    # trainer.securityContext), each replacing the restricted default above as a whole.
+    trainer_pod_security_context: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: copy.deepcopy(POD_SECURITY_CONTEXT)
+    )
+    trainer_security_context: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: copy.deepcopy(SECURITY_CONTEXT)
+    )
     # The operator's own MinIO credentials (for verification); never logged.
     aws_access_key_id: str = dataclasses.field(default="", repr=False)
     aws_secret_access_key: str = dataclasses.field(default="", repr=False)
@@ -240,6 +291,12 @@ class OperatorConfig:
                 env, "RETRAINER_TRAINER_WORKDIR_SIZE_LIMIT", d.trainer_workdir_size_limit
             ),
             allowed_trainer_images=_allowed_images(env, "RETRAINER_ALLOWED_TRAINER_IMAGES"),
+            trainer_pod_security_context=_json_object(
+                env, "RETRAINER_TRAINER_POD_SECURITY_CONTEXT", POD_SECURITY_CONTEXT
+            ),
+            trainer_security_context=_json_object(
+                env, "RETRAINER_TRAINER_SECURITY_CONTEXT", SECURITY_CONTEXT
+            ),
             aws_access_key_id=env.get(trainer_env.ACCESS_KEY, ""),
             aws_secret_access_key=env.get(trainer_env.SECRET_KEY, ""),
         )

@@ -20,7 +20,7 @@ from typing import Any
 from retrainer_contract import api, documents, layout, tracking
 from retrainer_contract.objectstore import ObjectStore
 
-from retrainer_operator import checks, metrics, progress, recovery, versions
+from retrainer_operator import checks, faults, metrics, progress, recovery, versions
 from retrainer_operator.builders import ImageNotAllowed, build_job_spec
 from retrainer_operator.conditions import (
     ACCEPTED,
@@ -45,7 +45,9 @@ __all__ = ["Deps", "Locks", "reconcile"]
 
 logger = logging.getLogger("retrainer.operator")
 # Trainer failure reasons more precise than the Job's own (which says only "exit 3").
-_TRAINER_REASONS = frozenset({Reason.VERSION_CONFLICT, Reason.CORRUPTED_WEIGHTS})
+_TRAINER_REASONS = frozenset(
+    {Reason.VERSION_CONFLICT, Reason.CORRUPTED_WEIGHTS, Reason.STORAGE_FULL}
+)
 # Conditions that say a RetrainJob is stuck or waiting on an outage: posted as Warning Events.
 _STUCK_REASONS = frozenset(
     {
@@ -136,6 +138,7 @@ def _start(
                 deps.cluster, deps.mlflow, ns, model, tracking.experiment_name(spec)
             ),
         )
+    faults.point(faults.AFTER_ALLOCATION)
     try:
         manifest = build_job_spec(body, allocation.version, allocation.base_version, deps.config)
     except ImageNotAllowed as error:  # preflight was skipped (the uid was already in the ledger)
@@ -146,6 +149,7 @@ def _start(
         limit = int(manifest["spec"].get("backoffLimit", 0))
         manifest["spec"]["backoffLimit"] = max(0, limit - used_attempts)
     job, created = deps.cluster.create_job(manifest)
+    faults.point(faults.AFTER_JOB_CREATE)
     if created:
         metrics.RUNS_STARTED.inc()
     name = manifest["metadata"]["name"]
@@ -405,6 +409,7 @@ def reconcile(deps: Deps, namespace: str, name: str) -> str | None:
         if step.annotations:
             deps.cluster.patch_annotations(namespace, name, step.annotations)
         if new != old:
+            faults.point(faults.BEFORE_STATUS_PATCH)
             deps.cluster.patch_status(namespace, name, new)
             _events(deps, body, old, new)
             if new.get("phase") != old.get("phase"):

@@ -23,7 +23,7 @@ from chart_support import (
     render,
     values_file_args,
 )
-from retrainer_operator.config import OperatorConfig
+from retrainer_operator.config import POD_SECURITY_CONTEXT, SECURITY_CONTEXT, OperatorConfig
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +96,11 @@ def test_every_rendered_object_carries_the_recommended_labels(
 
 def test_defaults_render_the_operator_config_with_the_documented_defaults(helm: HelmRunner) -> None:
     objects = render(helm)
-    assert config_map_data(objects) == {
+    data = config_map_data(objects)
+    # The security contexts travel as JSON: the chart's defaults are the operator's own.
+    assert json.loads(data.pop("RETRAINER_TRAINER_POD_SECURITY_CONTEXT")) == POD_SECURITY_CONTEXT
+    assert json.loads(data.pop("RETRAINER_TRAINER_SECURITY_CONTEXT")) == SECURITY_CONTEXT
+    assert data == {
         "RETRAINER_TRAINER_IMAGE": "ghcr.io/retrainer/trainer:0.1.0",
         "RETRAINER_CLAIM_NAME": "retrainer-models",
         "RETRAINER_STORAGE_ROOT": "/var/lib/retrainer",

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
@@ -337,3 +338,70 @@ def test_a_retrainjob_deleted_mid_run_keeps_its_version_folder_and_ends_its_run(
     assert json.loads(folder.owner.read_text())["retrainJob"]["uid"] == uid
     assert folder.run_dir.is_dir()
     assert versions_ledger(kube, namespace, "shapes")["next"] == "2"
+
+
+@pytest.mark.parametrize("point", ["after-allocation", "after-job-create", "before-status-patch"])
+def test_an_operator_killed_at_each_window_converges_to_one_version_and_one_job(
+    point: str, world: World, namespace: str, kube: client.ApiClient, crd: object, tmp_path: Path
+) -> None:
+    queued = {"scheduling": {"queueName": "nowhere"}}  # the Job stays suspended: no training
+    with operator_in_prepared_namespace(
+        world, kube, namespace, tmp_path, RETRAINER_FAULT_POINT=point
+    ) as operator:
+        uid = create(kube, namespace, retrainjob("window", "s3://datasets/none", **queued))[
+            "metadata"
+        ]["uid"]
+        proc = operator.proc
+        assert proc is not None
+        wait_for(f"the operator to die at {point}", lambda: proc.poll() is not None, 60)
+        assert proc.returncode == -signal.SIGKILL, operator.logs()[-2000:]
+        del operator.extra_env["RETRAINER_FAULT_POINT"]
+        operator.start()
+        obj = wait_reason(kube, namespace, "window", "Accepted", "JobCreated", 60, operator)
+    assert obj["status"]["version"] == 1
+    assert obj["status"]["jobName"] == "retrain-shapes-v1"
+    jobs = client.BatchV1Api(kube).list_namespaced_job(namespace).items
+    assert [j.metadata.name for j in jobs] == ["retrain-shapes-v1"]
+    assert jobs[0].metadata.annotations["retrainer.dev/uid"] == uid
+    assert versions_ledger(kube, namespace, "shapes")["next"] == "2"
+
+
+@contextlib.contextmanager
+def small_claim(path: Path, size: str) -> Iterator[None]:
+    """Fault point: the claim's folder becomes a size-limited filesystem (tmpfs, as root)."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_a_full_claim_fails_at_once_as_storage_full_naming_the_fix(
+    world: World,
+    namespace: str,
+    kube: client.ApiClient,
+    crd: object,
+    tmp_path: Path,
+    dataset: str,
+) -> None:
+    with operator_in_prepared_namespace(world, kube, namespace, tmp_path) as operator:
+        wait_for(
+            "the claim bound",
+            lambda: (
+                client.CoreV1Api(kube)
+                .read_namespaced_persistent_volume_claim("retrainer-models", namespace)
+                .status.phase
+                == "Bound"
+            ),
+            60,
+            operator,
+        )
+        # Room for the ownership record and Ultralytics' first files, not for any weights.
+        with small_claim(storage_root(world, namespace), "1m"):
+            create(kube, namespace, retrainjob("full", dataset))
+            obj = wait_finished(kube, namespace, "full", operator)
+    failed = condition(obj, "Failed")
+    assert obj["status"]["phase"] == "Failed" and failed["reason"] == "StorageFull", failed
+    assert "grow it" in failed["message"]
+    assert obj["status"]["attempts"] == 1, "retried although retrying cannot help"

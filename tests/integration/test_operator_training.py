@@ -115,7 +115,8 @@ def test_a_lost_version_sequence_continues_above_every_trained_version(
     tmp_path: Path,
     dataset: str,
 ) -> None:
-    """Ledger deleted after v1 and v1's RetrainJob and Job gone: MLflow still remembers v1."""
+    """Ledger deleted after v1 with v1's RetrainJob and Job gone (MLflow still remembers v1),
+    then deleted again after v1 and v2: numbering goes on at 2, then 3, never reusing a run."""
     custom, batch = client.CustomObjectsApi(kube), client.BatchV1Api(kube)
     with operator_in_prepared_namespace(world, kube, namespace, tmp_path) as operator:
         create(kube, namespace, retrainjob("first", dataset))
@@ -147,9 +148,17 @@ def test_a_lost_version_sequence_continues_above_every_trained_version(
         create(kube, namespace, retrainjob("second", dataset))
         second = wait_finished(kube, namespace, "second", operator)
 
+        # Fault again, after v1 and v2: only the ledger goes; v2's RetrainJob and Job remain.
+        client.CoreV1Api(kube).delete_namespaced_config_map("retrainer-versions-shapes", namespace)
+        create(kube, namespace, retrainjob("third", dataset))
+        third = wait_finished(kube, namespace, "third", operator)
+
     assert_verified_version(world, namespace, second, 2)
     assert second["status"]["mlflow"]["runId"] != first_run
-    assert versions_ledger(kube, namespace, "shapes")["next"] == "3"
+    assert_verified_version(world, namespace, third, 3)
+    runs = {first_run, second["status"]["mlflow"]["runId"], third["status"]["mlflow"]["runId"]}
+    assert len(runs) == 3, "a run was reused"
+    assert versions_ledger(kube, namespace, "shapes")["next"] == "4"
     # Version 1 on the claim is still version 1, owned by the first RetrainJob.
     v1 = layout.VersionPaths.for_version(storage_root(world, namespace), "shapes", 1)
     recorded = json.loads(v1.owner.read_text())["retrainJob"]

@@ -103,7 +103,7 @@ def contract_literals() -> dict[str, str]:
     names += [(api, n) for n in dir(api) if n.startswith(("LABEL_", "QUEUE_", "GPU_"))]
     names += [(api, n) for n in ("UID_ANNOTATION", "ATTEMPTS_ANNOTATION", "FINALIZER")]
     names += [(metrics, n) for n in ("PRECISION", "RECALL", "MAP50", "MAP50_95")]
-    names += [(documents, n) for n in ("VERSION_CONFLICT", "CORRUPTED_WEIGHTS")]
+    names += [(documents, n) for n in ("VERSION_CONFLICT", "CORRUPTED_WEIGHTS", "STORAGE_FULL")]
     for module, name in names:
         value = getattr(module, name)
         assert isinstance(value, str) and value, f"{module.__name__}.{name}"

@@ -17,8 +17,8 @@ from retrainer_contract import documents, exits
 from retrainer_contract import env as trainer_env
 
 from retrainer_trainer import config as config_module
-from retrainer_trainer import logs, manifest
-from retrainer_trainer.errors import Preempted, TrainerError
+from retrainer_trainer import logs, manifest, scratch
+from retrainer_trainer.errors import Preempted, StorageFull, TrainerError, storage_full
 
 __all__ = ["main"]
 
@@ -27,16 +27,34 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Preempted()
 
 
+def _full(error: Exception, config: config_module.Config | None) -> StorageFull | None:
+    """A failure that a full claim caused, as StorageFull (never re-labels bad input)."""
+    if config is None or (isinstance(error, TrainerError) and error.exit_code != exits.INFRA):
+        return None
+    return storage_full(error, config.storage_root)
+
+
 def main() -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     env = dict(os.environ)
     termination = env.get(trainer_env.TERMINATION_MESSAGE_PATH) or None
     termination_path = Path(termination) if termination else None
+    config: config_module.Config | None = None
     try:
-        config = config_module.from_env(env)
-        from retrainer_trainer import pipeline  # heavy imports only once the input is sane
+        try:
+            config = config_module.from_env(env)
+            # Before any library that writes scratch files is imported (read-only root).
+            moved = scratch.redirect(config.workdir)
+            if moved:
+                logs.event("scratch.redirected", **moved)
+            from retrainer_trainer import pipeline  # heavy imports only once the input is sane
 
-        document = pipeline.run(config)
+            document = pipeline.run(config)
+        except Exception as error:
+            full = _full(error, config)
+            if full is None:
+                raise
+            raise full from error
     except Preempted:
         logs.event("preempted", message="SIGTERM: stopping; a new pod resumes from last.pt")
         manifest.write_termination(

@@ -99,4 +99,12 @@ def epoch_state(path: Path) -> str:
     ckpt = load(path)
     if not isinstance(ckpt, dict):
         raise NotACheckpoint(f"{path.name}: holds a {type(ckpt).__name__}, not a checkpoint")
-    return FINISHED if ckpt.get("epoch", -1) == -1 else RESUMABLE
+    epoch = ckpt.get("epoch", -1)
+    if epoch == -1:  # optimizer stripped: Ultralytics finished the run
+        return FINISHED
+    # Saved at the last epoch, stopped before Ultralytics' final strip (a SIGTERM then):
+    # every epoch is trained, and Ultralytics refuses to resume it ("nothing to resume").
+    planned = (ckpt.get("train_args") or {}).get("epochs")
+    if isinstance(planned, int) and isinstance(epoch, int) and epoch + 1 >= planned:
+        return FINISHED
+    return RESUMABLE

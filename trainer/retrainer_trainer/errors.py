@@ -11,17 +11,29 @@ failure in the pipeline is raised as one of these so `__main__` can pick the cod
                └── BadInput   exit 3 (dataset, base model, corrections, spec): never retried
                     ├── VersionConflict   exit 3: version N on the claim belongs to another
                     │                     RetrainJob; never adopted, never overwritten
+                    ├── StorageFull       exit 3: the claim has no space left
                     └── CorruptedWeights  exit 3: a finished version's best.pt no longer matches
                                           its record and no copy does; never published
 """
 
 from __future__ import annotations
 
+import errno
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 
 from retrainer_contract import documents, exits
 
-__all__ = ["BadInput", "CorruptedWeights", "Preempted", "TrainerError", "VersionConflict"]
+__all__ = [
+    "BadInput",
+    "CorruptedWeights",
+    "Preempted",
+    "StorageFull",
+    "TrainerError",
+    "VersionConflict",
+    "storage_full",
+]
 
 
 class TrainerError(Exception):
@@ -71,3 +83,43 @@ class CorruptedWeights(BadInput):
     """
 
     reason = documents.CORRUPTED_WEIGHTS
+
+
+class StorageFull(BadInput):
+    """The claim has no space left for version N.
+
+    Permanent until a person frees space or grows the claim: retrying at once would fail the
+    same way after minutes of training, so the Job stops (exit 3) with a message that says so.
+    """
+
+    reason = documents.STORAGE_FULL
+
+
+# Below this many free bytes on the claim, a failed write is taken for a full claim (torch's
+# writer reports ENOSPC as a RuntimeError without the errno).
+FULL_BELOW = 1024 * 1024
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def storage_full(error: BaseException, storage_root: Path) -> StorageFull | None:
+    """`error` as StorageFull when the claim at `storage_root` is what ran out of space."""
+    enospc = any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in _causes(error))
+    try:
+        free = shutil.disk_usage(storage_root).free
+    except OSError:
+        return None
+    if not enospc and free >= FULL_BELOW:
+        return None
+    return StorageFull(
+        f"the claim mounted at {storage_root} is full ({free} bytes free) while writing "
+        f"version files: {type(error).__name__}: {str(error)[:300]}; free space on the claim "
+        "or grow it (storage.size in the chart, or the PVC), then apply the RetrainJob again"
+    )

@@ -276,8 +276,21 @@ def test_the_training_pod_meets_the_restricted_pod_security_standard() -> None:
     (container,) = pod["containers"]
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
     # Only volume types the restricted profile allows.
     assert {next(k for k in v if k != "name") for v in pod["volumes"]} <= {
         "persistentVolumeClaim",
         "emptyDir",
     }
+
+
+def test_the_security_contexts_come_from_the_chart_values_when_set() -> None:
+    config = OperatorConfig.from_env(
+        {
+            "RETRAINER_TRAINER_POD_SECURITY_CONTEXT": '{"runAsUser": 2000, "runAsNonRoot": true}',
+            "RETRAINER_TRAINER_SECURITY_CONTEXT": '{"readOnlyRootFilesystem": false}',
+        }
+    )
+    pod = build_job_spec(retrainjob(), 1, None, config)["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {"runAsUser": 2000, "runAsNonRoot": True}
+    assert pod["containers"][0]["securityContext"] == {"readOnlyRootFilesystem": False}

@@ -159,3 +159,11 @@ def test_the_allowlist_matches_whole_repositories_or_prefixes(
 ) -> None:
     entries = ("ghcr.io/retrainer/trainer", "registry.local/ml/", "python")
     assert image_allowed(reference, entries) is allowed
+
+
+@pytest.mark.parametrize("raw", ["[1]", "{not json", '"text"'])
+def test_a_security_context_that_is_not_a_json_object_is_refused_naming_the_variable(
+    raw: str,
+) -> None:
+    with pytest.raises(ConfigError, match="RETRAINER_TRAINER_POD_SECURITY_CONTEXT"):
+        OperatorConfig.from_env({"RETRAINER_TRAINER_POD_SECURITY_CONTEXT": raw})

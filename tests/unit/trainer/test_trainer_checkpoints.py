@@ -150,3 +150,16 @@ def test_the_trainers_own_reads_unpickle_with_weights_only(
     monkeypatch.setattr(torch, "load", spy)
     checkpoints.epoch_state(resumable_checkpoint)
     assert seen == [True]
+
+
+@pytest.mark.parametrize(
+    ("epoch", "planned", "state"),
+    [(-1, 4, checkpoints.FINISHED), (3, 4, checkpoints.FINISHED), (2, 4, checkpoints.RESUMABLE)],
+)
+def test_a_last_pt_saved_at_the_final_epoch_is_finished_not_resumable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, epoch: int, planned: int, state: str
+) -> None:
+    # Fault point: SIGTERM after the last epoch's save, before Ultralytics' final strip.
+    saved = {"epoch": epoch, "train_args": {"epochs": planned}}
+    monkeypatch.setattr(checkpoints, "load", lambda path: saved)
+    assert checkpoints.epoch_state(tmp_path / "last.pt") == state
