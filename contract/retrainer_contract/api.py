@@ -30,6 +30,7 @@ __all__ = [
     "job_labels",
     "job_name",
     "label_value",
+    "shared_ledger_name",
     "versions_configmap_name",
 ]
 
@@ -68,6 +69,12 @@ def job_name(model: str, version: int) -> str:
 def versions_configmap_name(model: str) -> str:
     """The per-model ConfigMap recording allocated versions (the ledger)."""
     return f"retrainer-versions-{model}"
+
+
+def shared_ledger_name(namespace: str, model: str) -> str:
+    """The ledger of `namespace`/`model` kept in the operator's own namespace (cluster-wide
+    mode). Dots cannot occur in namespace or model names, so no two lines share a name."""
+    return f"retrainer-versions.{namespace}.{model}"
 
 
 def label_value(value: str) -> str:

@@ -126,7 +126,9 @@ def preflight(
     requested = (spec.get("baseModel") or {}).get("version")
     base_version: int | None = None
     if requested is not None:
-        base_version = versions.resolve_base(client, namespace, model, str(requested))
+        base_version = versions.resolve_base(
+            client, namespace, model, str(requested), config.ledger_namespace
+        )
         if base_version is None:
             which = (
                 "no Succeeded and verified version exists yet"

@@ -223,6 +223,10 @@ class OperatorConfig:
     # Image repositories (or prefixes ending in "/") spec.image may name; empty means the
     # repository of trainer_image only.
     allowed_trainer_images: tuple[str, ...] = ()
+    # Where the version ledgers live: "" keeps each in its RetrainJob's namespace (namespaced
+    # mode); the operator's own namespace in cluster-wide mode, so that the operator needs no
+    # ConfigMap rights anywhere else (RETRAINER_LEDGER_NAMESPACE).
+    ledger_namespace: str = ""
     # The training pod's and container's securityContext (chart: trainer.podSecurityContext,
     # trainer.securityContext), each replacing the restricted default above as a whole.
     trainer_pod_security_context: dict[str, Any] = dataclasses.field(
@@ -291,6 +295,7 @@ class OperatorConfig:
                 env, "RETRAINER_TRAINER_WORKDIR_SIZE_LIMIT", d.trainer_workdir_size_limit
             ),
             allowed_trainer_images=_allowed_images(env, "RETRAINER_ALLOWED_TRAINER_IMAGES"),
+            ledger_namespace=env.get("RETRAINER_LEDGER_NAMESPACE", "").strip(),
             trainer_pod_security_context=_json_object(
                 env, "RETRAINER_TRAINER_POD_SECURITY_CONTEXT", POD_SECURITY_CONTEXT
             ),

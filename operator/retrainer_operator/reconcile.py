@@ -120,7 +120,8 @@ def _start(
     `used_attempts`: pods a lost Job already ran, taken off the new Job's backoffLimit."""
     meta, spec = body["metadata"], body["spec"]
     ns, uid, model = meta["namespace"], meta["uid"], spec["model"]
-    allocation = versions.find(deps.cluster, ns, model, uid)
+    ledger = deps.config.ledger_namespace
+    allocation = versions.find(deps.cluster, ns, model, uid, ledger)
     if allocation is None:
         outcome = checks.preflight(deps.cluster, body, deps.config)
         if isinstance(outcome, checks.CheckFailure):
@@ -137,6 +138,7 @@ def _start(
             recover=lambda: recovery.highest_version(
                 deps.cluster, deps.mlflow, ns, model, tracking.experiment_name(spec)
             ),
+            ledger_namespace=ledger,
         )
     faults.point(faults.AFTER_ALLOCATION)
     try:
@@ -313,7 +315,12 @@ def _verify(deps: Deps, body: Mapping[str, Any], step: _Step, pods: list[Any]) -
     )
     model = spec["model"]
     versions.mark_verified(
-        deps.cluster, meta["namespace"], model, version, str(production.get("sha256", ""))
+        deps.cluster,
+        meta["namespace"],
+        model,
+        version,
+        str(production.get("sha256", "")),
+        deps.config.ledger_namespace,
     )
     checked = len(status["verification"]["checks"])
     step.cond(VERIFIED, True, Reason.VERIFIED, f"version {version}: {checked} checks passed")

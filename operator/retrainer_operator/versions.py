@@ -310,8 +310,16 @@ def compact_in(
 # ---- cluster operations --------------------------------------------------------------------
 
 
-def _name(model: str) -> str:
-    return api.versions_configmap_name(model)
+# On a shared ledger (cluster-wide mode): which model line it records, for people.
+LINE_ANNOTATION = f"{api.GROUP}/model-line"
+
+
+def _place(namespace: str, model: str, ledger_namespace: str) -> tuple[str, str]:
+    """(namespace, name) of the ledger of model line `namespace`/`model`: beside its
+    RetrainJobs, or in `ledger_namespace` (the operator's own) when that is set."""
+    if ledger_namespace:
+        return ledger_namespace, api.shared_ledger_name(namespace, model)
+    return namespace, api.versions_configmap_name(model)
 
 
 def _data(configmap: Mapping[str, Any] | None) -> dict[str, str]:
@@ -328,9 +336,14 @@ def _update(
     namespace: str,
     model: str,
     change: Any,
+    ledger_namespace: str = "",
 ) -> Any:
-    """Read-modify-write the ledger with `change(data) -> (new_data, result)` until it sticks."""
-    name = _name(model)
+    """Read-modify-write the ledger with `change(data) -> (new_data, result)` until it sticks.
+
+    `namespace` is the model line's (its RetrainJobs'); the ConfigMap itself may live in
+    `ledger_namespace` (see `_place`)."""
+    line_namespace = namespace
+    namespace, name = _place(line_namespace, model, ledger_namespace)
     live: frozenset[str] | None = None
     listed = False
     for attempt in range(MAX_TRIES):
@@ -339,7 +352,7 @@ def _update(
         new_data, result = change(data)
         if ledger_size(new_data) > COMPACT_THRESHOLD:
             if not listed:
-                live, listed = _live_uids(client, namespace), True
+                live, listed = _live_uids(client, line_namespace), True
             new_data = compact_in(
                 new_data, live, threshold=COMPACT_THRESHOLD, keep_recent=KEEP_RECENT
             )
@@ -369,6 +382,7 @@ def _update(
                                 api.LABEL_MANAGED_BY: api.MANAGED_BY,
                                 api.LABEL_MODEL: model,
                             },
+                            "annotations": {LINE_ANNOTATION: f"{line_namespace}/{model}"},
                         },
                         "data": new_data,
                     },
@@ -403,9 +417,17 @@ def _live_uids(client: ConfigMapClient, namespace: str) -> frozenset[str] | None
     )
 
 
-def find(client: ConfigMapClient, namespace: str, model: str, uid: str) -> Allocation | None:
+def _read(
+    client: ConfigMapClient, namespace: str, model: str, ledger_namespace: str
+) -> dict[str, Any] | None:
+    return client.read_configmap(*_place(namespace, model, ledger_namespace))
+
+
+def find(
+    client: ConfigMapClient, namespace: str, model: str, uid: str, ledger_namespace: str = ""
+) -> Allocation | None:
     """The allocation already recorded for `uid` (after a restart), or None."""
-    return find_in(_data(client.read_configmap(namespace, _name(model))), uid)
+    return find_in(_data(_read(client, namespace, model, ledger_namespace)), uid)
 
 
 def allocate(
@@ -416,6 +438,7 @@ def allocate(
     name: str,
     base_version: int | None,
     recover: Callable[[], int] | None = None,
+    ledger_namespace: str = "",
 ) -> Allocation:
     """Allocate the next version for `uid` (idempotent: the same uid gets the same version).
 
@@ -423,16 +446,25 @@ def allocate(
     names the highest version with durable evidence, and numbering continues above it.
     """
     floor = 1
-    if recover is not None and client.read_configmap(namespace, _name(model)) is None:
+    if recover is not None and _read(client, namespace, model, ledger_namespace) is None:
         floor = recover() + 1
     result: Allocation = _update(
-        client, namespace, model, lambda data: allocate_in(data, uid, name, base_version, floor)
+        client,
+        namespace,
+        model,
+        lambda data: allocate_in(data, uid, name, base_version, floor),
+        ledger_namespace,
     )
     return result
 
 
 def mark_verified(
-    client: ConfigMapClient, namespace: str, model: str, version: int, sha256: str
+    client: ConfigMapClient,
+    namespace: str,
+    model: str,
+    version: int,
+    sha256: str,
+    ledger_namespace: str = "",
 ) -> None:
     """Record that `version` succeeded and was verified."""
     _update(
@@ -440,10 +472,13 @@ def mark_verified(
         namespace,
         model,
         lambda data: (mark_verified_in(data, version, sha256), None),
+        ledger_namespace,
     )
 
 
-def resolve_base(client: ConfigMapClient, namespace: str, model: str, requested: str) -> int | None:
+def resolve_base(
+    client: ConfigMapClient, namespace: str, model: str, requested: str, ledger_namespace: str = ""
+) -> int | None:
     """Resolve spec.baseModel.version against the ledger (None: no such verified version)."""
-    data = _data(client.read_configmap(namespace, _name(model)))
+    data = _data(_read(client, namespace, model, ledger_namespace))
     return resolve_base_in(data, requested)

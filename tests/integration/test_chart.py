@@ -48,8 +48,10 @@ NAMESPACED_NEEDS = {
     ("", "persistentvolumeclaims"): {"get"},
     ("", "secrets"): {"get"},
 }
+LEDGER_NEEDS = {("", "configmaps"): {"get", "list", "watch", "create", "update", "patch"}}
+# Cluster-wide: no ConfigMap rights anywhere but the release namespace (the ledgers live there).
 CLUSTER_NEEDS = {
-    **NAMESPACED_NEEDS,
+    **{k: v for k, v in NAMESPACED_NEEDS.items() if k not in LEDGER_NEEDS},
     ("", "namespaces"): {"list", "watch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch", "get"},
 }
@@ -108,6 +110,7 @@ def test_defaults_render_the_operator_config_with_the_documented_defaults(helm: 
         "RETRAINER_S3_ENDPOINT": "http://retrainer-minio:9000",
         "RETRAINER_S3_SECRET_NAME": SECRET,
         "RETRAINER_NAMESPACES": "",
+        "RETRAINER_LEDGER_NAMESPACE": "retrainer-system",
         "RETRAINER_TRAINER_SERVICE_ACCOUNT": "retrainer-trainer",
         "RETRAINER_ALLOWED_TRAINER_IMAGES": "ghcr.io/retrainer/trainer",
         "RETRAINER_TRAINER_ACTIVE_DEADLINE_SECONDS": "86400",
@@ -119,7 +122,12 @@ def test_defaults_render_the_operator_config_with_the_documented_defaults(helm: 
     }
     (trainer_sa,) = find(objects, "ServiceAccount", name="retrainer-trainer")
     assert trainer_sa["automountServiceAccountToken"] is False
-    assert find(objects, "RoleBinding") == [] and find(objects, "Role") == []
+    # The only namespaced grant: the version ledgers, in the release namespace.
+    (role,) = find(objects, "Role")
+    assert role["metadata"]["namespace"] == "retrainer-system"
+    assert rules_granted(role["rules"]) == LEDGER_NEEDS
+    (binding,) = find(objects, "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert find(objects, "PersistentVolumeClaim") == []
     assert find(objects, "Secret") == []
 
@@ -187,6 +195,7 @@ def test_namespaced_mode_grants_roles_only_in_the_watched_namespaces(helm: HelmR
     bindings = find(objects, "RoleBinding")
     assert {b["subjects"][0]["namespace"] for b in bindings} == {"retrainer-system"}
     assert config_map_data(objects)["RETRAINER_NAMESPACES"] == "team-a,team-b"
+    assert config_map_data(objects)["RETRAINER_LEDGER_NAMESPACE"] == ""
     provisioned = {"retrainer-system", "team-a", "team-b"}
     trainer_sas = find(objects, "ServiceAccount", name="retrainer-trainer")
     assert {sa["metadata"]["namespace"] for sa in trainer_sas} == provisioned

@@ -110,13 +110,16 @@ def test_install_lets_the_operator_do_what_it_needs_everywhere(
         ("watch", "pods"),
         ("create", "events"),
         ("patch", "events.events.k8s.io"),
-        ("create", "configmaps"),
-        ("update", "configmaps"),
         ("get", "persistentvolumeclaims"),
         ("get", f"secrets/{SECRET}"),
     ]
     for verb, resource in allowed:
         assert can_i(kubectl, user, verb, resource, *elsewhere), (verb, resource)
+    # The version ledgers live in the release namespace: ConfigMap rights there only.
+    for verb in ("create", "update"):
+        assert can_i(kubectl, user, verb, "configmaps", "-n", namespace), verb
+        for where in ("default", "kube-system"):
+            assert not can_i(kubectl, user, verb, "configmaps", "-n", where), (verb, where)
     assert can_i(kubectl, user, "list", "namespaces")
     assert can_i(kubectl, user, "watch", "customresourcedefinitions.apiextensions.k8s.io")
     claim = kubectl("get", "pvc", "retrainer-models", "-n", namespace, "-o", "name")

@@ -7,6 +7,7 @@ suspended, so these tests see allocation and Job creation without running the tr
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -130,3 +131,32 @@ def test_reapplying_the_same_manifest_changes_nothing(
     assert second["status"]["conditions"] == first["status"]["conditions"]
     assert len(jobs_of(kube, namespace, "again")) == 1
     assert versions_ledger(kube, namespace, "shapes")["next"] == "2"
+
+
+def test_with_a_ledger_namespace_the_sequence_lives_there_not_beside_the_retrainjobs(
+    world: World, namespace: str, kube: client.ApiClient, crd: object, tmp_path: Path
+) -> None:
+    """Cluster-wide mode: ConfigMap rights only in the operator's namespace, ledgers there."""
+    core = client.CoreV1Api(kube)
+    ledgers = f"{namespace[:50]}-ops"
+    core.create_namespace({"metadata": {"name": ledgers}})
+    try:
+        with operator_in_prepared_namespace(
+            world, kube, namespace, tmp_path, RETRAINER_LEDGER_NAMESPACE=ledgers
+        ) as operator:
+            for name in ("one", "two"):
+                create(kube, namespace, retrainjob(name, "s3://datasets/none", **QUEUED))
+
+            def both_accepted() -> list[dict[str, Any]] | None:
+                found = [get(kube, namespace, n) for n in ("one", "two")]
+                ok = all(condition(o, "Accepted").get("status") == "True" for o in found)
+                return found if ok else None
+
+            objs = wait_for("2 accepted RetrainJobs", both_accepted, 60, operator)
+        assert sorted(o["status"]["version"] for o in objs) == [1, 2]
+        shared = core.read_namespaced_config_map(f"retrainer-versions.{namespace}.shapes", ledgers)
+        assert shared.data["next"] == "3"
+        beside = [m.metadata.name for m in core.list_namespaced_config_map(namespace).items]
+        assert not [n for n in beside if n.startswith("retrainer-versions")], beside
+    finally:
+        core.delete_namespace(ledgers)

@@ -128,6 +128,14 @@ watched namespace, comma-separated, without duplicates.
 The namespaced rules of the operator, shared by the ClusterRole (cluster-wide
 mode) and each Role (namespaced mode). One rule per need, as config.md lists them.
 */}}
+{{- define "retrainer.ledgerRules" -}}
+# Allocate version numbers in the version ledgers (ConfigMaps retrainer-versions-*): in each
+# watched namespace, or only in the release namespace in cluster-wide mode.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, watch, create, update, patch]
+{{- end }}
+
 {{- define "retrainer.operatorRules" -}}
 # Watch RetrainJobs; patch them for Kopf's finalizer and its bookkeeping annotations.
 - apiGroups: [retrainer.dev]
@@ -150,10 +158,6 @@ mode) and each Role (namespaced mode). One rule per need, as config.md lists the
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create, patch, list]
-# Allocate version numbers in the per-model ConfigMap retrainer-versions-<model>.
-- apiGroups: [""]
-  resources: [configmaps]
-  verbs: [get, list, watch, create, update, patch]
 # Check that a RetrainJob's models claim exists before launching its Job.
 - apiGroups: [""]
   resources: [persistentvolumeclaims]

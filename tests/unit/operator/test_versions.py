@@ -315,3 +315,40 @@ def test_compacted_and_whole_ledgers_give_the_same_answers_step_by_step() -> Non
     assert [v for v, ok in evidence(small) if ok] == [v for v, ok in evidence(whole) if ok]
     for number in [0, *rng.sample(range(1, 1_150), 150), *range(1_150, 1_202)]:
         assert resolve_base_in(small, str(number)) == resolve_base_in(whole, str(number))
+
+
+class PlacedClient:
+    """An in-memory ConfigMap store that records where each ledger was written."""
+
+    def __init__(self) -> None:
+        self.maps: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def read_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.maps.get((namespace, name))
+
+    def create_configmap(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        stored = {**body, "metadata": {**body["metadata"], "resourceVersion": "1"}}
+        self.maps[(namespace, body["metadata"]["name"])] = stored
+        return stored
+
+    def replace_configmap(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.maps[(namespace, name)] = body
+        return body
+
+    def list_retrainjobs(self, namespace: str) -> list[dict[str, Any]]:
+        return []
+
+
+def test_with_a_ledger_namespace_every_line_keeps_its_own_ledger_there() -> None:
+    store = PlacedClient()
+    first = versions.allocate(store, "team-a", "shapes", "u1", "a", None, ledger_namespace="ops")
+    other = versions.allocate(store, "team-b", "shapes", "u2", "b", None, ledger_namespace="ops")
+    assert first.version == other.version == 1  # two lines, two sequences
+    assert set(store.maps) == {
+        ("ops", "retrainer-versions.team-a.shapes"),
+        ("ops", "retrainer-versions.team-b.shapes"),
+    }
+    versions.mark_verified(store, "team-a", "shapes", 1, "sha", ledger_namespace="ops")
+    assert versions.resolve_base(store, "team-a", "shapes", "latest", "ops") == 1
+    assert versions.resolve_base(store, "team-b", "shapes", "latest", "ops") is None
+    assert versions.find(store, "team-a", "shapes", "u1", "ops") == first
