@@ -211,6 +211,26 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
+def wait_accepted(
+    kube: client.ApiClient,
+    namespace: str,
+    names: list[str],
+    timeout: float,
+    operator: Operator | None = None,
+) -> list[dict[str, Any]]:
+    """Wait until every RetrainJob in `names` is Accepted; returns them in that order."""
+
+    def all_accepted() -> list[dict[str, Any]] | None:
+        objs = [get(kube, namespace, n) for n in names]
+        ok = all(condition(o, "Accepted").get("status") == "True" for o in objs)
+        return objs if ok else None
+
+    accepted: list[dict[str, Any]] = wait_for(
+        f"{len(names)} accepted RetrainJobs", all_accepted, timeout, operator
+    )
+    return accepted
+
+
 def wait_phase(
     kube: client.ApiClient,
     namespace: str,

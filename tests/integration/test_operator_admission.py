@@ -7,7 +7,6 @@ suspended, so these tests see allocation and Job creation without running the tr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes import client
@@ -21,6 +20,7 @@ from operator_support import (
     retrainjob,
     running_operator,
     versions_ledger,
+    wait_accepted,
     wait_for,
     wait_phase,
 )
@@ -38,21 +38,15 @@ def test_twenty_retrainjobs_at_once_get_versions_1_to_20_each_once(
     with operator_in_prepared_namespace(world, kube, namespace, tmp_path) as operator:
         for name in names:
             create(kube, namespace, retrainjob(name, "s3://datasets/none", **QUEUED))
-
-        def all_accepted() -> list[dict[str, object]] | None:
-            objs = [get(kube, namespace, n) for n in names]
-            ok = all(condition(o, "Accepted").get("status") == "True" for o in objs)
-            return objs if ok else None
-
-        objs = wait_for("20 accepted RetrainJobs", all_accepted, 120, operator)
-    versions = sorted(o["status"]["version"] for o in objs)  # type: ignore[index]
+        objs = wait_accepted(kube, namespace, names, 120, operator)
+    versions = sorted(o["status"]["version"] for o in objs)
     assert versions == list(range(1, 21))
     jobs = client.BatchV1Api(kube).list_namespaced_job(namespace).items
     assert sorted(j.metadata.name for j in jobs) == sorted(f"retrain-shapes-v{v}" for v in versions)
     for obj in objs:
-        status = obj["status"]  # type: ignore[index]
-        assert status["jobName"] == f"retrain-shapes-v{status['version']}"  # type: ignore[index]
-        assert status["phase"] == "Pending"  # type: ignore[index]
+        status = obj["status"]
+        assert status["jobName"] == f"retrain-shapes-v{status['version']}"
+        assert status["phase"] == "Pending"
     assert versions_ledger(kube, namespace, "shapes")["next"] == "21"
 
 
@@ -146,13 +140,7 @@ def test_with_a_ledger_namespace_the_sequence_lives_there_not_beside_the_retrain
         ) as operator:
             for name in ("one", "two"):
                 create(kube, namespace, retrainjob(name, "s3://datasets/none", **QUEUED))
-
-            def both_accepted() -> list[dict[str, Any]] | None:
-                found = [get(kube, namespace, n) for n in ("one", "two")]
-                ok = all(condition(o, "Accepted").get("status") == "True" for o in found)
-                return found if ok else None
-
-            objs = wait_for("2 accepted RetrainJobs", both_accepted, 60, operator)
+            objs = wait_accepted(kube, namespace, ["one", "two"], 60, operator)
         assert sorted(o["status"]["version"] for o in objs) == [1, 2]
         shared = core.read_namespaced_config_map(f"retrainer-versions.{namespace}.shapes", ledgers)
         assert shared.data["next"] == "3"

@@ -39,6 +39,7 @@ from operator_support import (
     storage_root,
     upload_dataset,
     versions_ledger,
+    wait_accepted,
     wait_finished,
     wait_for,
     wait_phase,
@@ -232,13 +233,7 @@ def test_two_operators_at_once_give_each_retrainjob_its_own_version_and_one_job(
     ):
         for name in names:
             create(kube, namespace, retrainjob(name, "s3://datasets/none", **queued))
-
-        def all_accepted() -> list[dict[str, Any]] | None:
-            objs = [get(kube, namespace, n) for n in names]
-            ok = all(condition(o, "Accepted").get("status") == "True" for o in objs)
-            return objs if ok else None
-
-        objs: list[dict[str, Any]] = wait_for("8 accepted RetrainJobs", all_accepted, 120, first)
+        objs = wait_accepted(kube, namespace, names, 120, first)
     versions = sorted(o["status"]["version"] for o in objs)
     assert versions == list(range(1, 9))
     jobs = client.BatchV1Api(kube).list_namespaced_job(namespace).items
