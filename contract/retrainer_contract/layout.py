@@ -134,6 +134,16 @@ class VersionPaths:
     def uri(self, claim_name: str, path: Path) -> str:
         return pvc_uri(claim_name, self.relative(path))
 
+    def weight_uris(self, claim_name: str, artifact_root: str) -> dict[str, str]:
+        """The URIs of the four weight copies by artifact name: three on the claim, one in
+        the MLflow run whose artifact root is `artifact_root`."""
+        return {
+            PRODUCTION: self.uri(claim_name, self.production),
+            QUICK_ACCESS: self.uri(claim_name, self.quick_access),
+            TRAINING_RUN: self.uri(claim_name, self.training_run),
+            MLFLOW: mlflow_weights_uri(artifact_root, self.version),
+        }
+
     @classmethod
     def for_version(cls, root: str | os.PathLike[str], model: str, version: int) -> VersionPaths:
         if version < 1:

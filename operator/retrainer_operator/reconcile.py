@@ -101,6 +101,8 @@ class _Step:
     status: dict[str, Any]
     generation: int | None
     annotations: dict[str, str] = dataclasses.field(default_factory=dict)
+    # The manifest lookup already made this step (a lost Job's), so verifying reuses it.
+    found: _Found | None = None
 
     def cond(self, type_: str, value: bool | None, reason: str, message: str) -> None:
         self.status = set_condition(self.status, type_, value, reason, message, self.generation)
@@ -208,6 +210,7 @@ def _lost_job(deps: Deps, body: Mapping[str, Any], step: _Step) -> dict[str, Any
         return None
     found = _manifest(deps, body, int(status["version"]), pods)
     if found.manifest is not None:
+        step.found = found
         return _COMPLETED
     if found.error:
         step.cond(RUNNING, False, Reason.MANIFEST_UNAVAILABLE, found.error)
@@ -274,7 +277,7 @@ def _age_seconds(iso: str | None) -> float:
 def _verify(deps: Deps, body: Mapping[str, Any], step: _Step, pods: list[Any]) -> None:
     meta, spec, status = body["metadata"], body["spec"], step.status
     version = int(status["version"])
-    found = _manifest(deps, body, version, pods)
+    found = step.found or _manifest(deps, body, version, pods)
     manifest, run = found.manifest, found.run
     if manifest is None and found.error:
         # MLflow or MinIO down: the copies may all exist; never terminal for an outage.

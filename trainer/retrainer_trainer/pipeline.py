@@ -169,11 +169,10 @@ def _weight_copies(
     config: Config, paths: layout.VersionPaths, run_ref: RunRef
 ) -> list[repair.Copy]:
     """Where copies of best.pt were stored, in the order a repair tries them."""
-    claim = config.claim_name
+    uris = paths.weight_uris(config.claim_name, run_ref.artifact_uri)
     return [
-        repair.Copy(layout.PRODUCTION, paths.uri(claim, paths.production)),
-        repair.Copy(layout.QUICK_ACCESS, paths.uri(claim, paths.quick_access)),
-        repair.Copy(layout.MLFLOW, layout.mlflow_weights_uri(run_ref.artifact_uri, config.version)),
+        repair.Copy(name, uris[name])
+        for name in (layout.PRODUCTION, layout.QUICK_ACCESS, layout.MLFLOW)
     ]
 
 
@@ -275,10 +274,7 @@ def _backfill_epochs(tracker: Tracker, run: RunRef, paths: layout.VersionPaths) 
 
 
 def _store_version(
-    config: Config,
-    paths: layout.VersionPaths,
-    run_ref: RunRef,
-    metadata: dict[str, Any],
+    config: Config, paths: layout.VersionPaths, metadata: dict[str, Any]
 ) -> list[integrity.Artifact]:
     """Write models/ (metadata, then the production copy); the five artifacts as written."""
     store.write_models(paths, metadata)
@@ -291,7 +287,7 @@ def _store_version(
     artifacts.append(
         integrity.Artifact(
             name=layout.MLFLOW,
-            uri=layout.mlflow_weights_uri(run_ref.artifact_uri, config.version),
+            uri=metadata["locations"][layout.MLFLOW],  # the same URI the metadata records
             sha256=weights["sha256"],
             size=weights["size"],
         )
@@ -311,7 +307,6 @@ def _metadata(
     lineage: dict[str, Any],
 ) -> dict[str, Any]:
     """models/retrained_vN_metadata.json of this version (the contract's shape)."""
-    claim = config.claim_name
     return documents.metadata(
         model=config.spec.model,
         version=config.version,
@@ -323,12 +318,7 @@ def _metadata(
         training={**_params(config, base, device), "resumed": result.resumed},
         dataset=prep.metadata,
         mlflow=mlflow_info,
-        locations={
-            layout.PRODUCTION: paths.uri(claim, paths.production),
-            layout.QUICK_ACCESS: paths.uri(claim, paths.quick_access),
-            layout.TRAINING_RUN: paths.uri(claim, paths.training_run),
-            layout.MLFLOW: layout.mlflow_weights_uri(run_ref.artifact_uri, config.version),
-        },
+        locations=paths.weight_uris(config.claim_name, run_ref.artifact_uri),
     )
 
 
@@ -400,7 +390,7 @@ def _produce(
     metadata = _metadata(
         config, paths, run_ref, result, resolved.base, device, prep, mlflow_info, lineage
     )
-    artifacts = _store_version(config, paths, run_ref, metadata)
+    artifacts = _store_version(config, paths, metadata)
     verification = verify(
         artifacts, storage_root=config.storage_root, client=client, tracking_uri=config.tracking_uri
     )
