@@ -32,9 +32,11 @@ world-up: venv tools ## Start the local world (apiserver, controllers, pod runne
 world-down: ## Stop the local world; leaves no process behind
 	@if [ -x $(PY) ]; then $(PY) -m retrainer_world down; fi
 
-crds-sync: ## Copy crds/ into the chart and regenerate docs/api.md
-	cp crds/retrainer.dev_retrainjobs.yaml charts/retrainer/crds/
+crds-sync: ## Fill the ModelLine CRD's generated parts, copy crds/ into the chart, regenerate docs/api*.md
+	$(PY) -m retrainer_docgen.crdgen
+	cp crds/retrainer.dev_retrainjobs.yaml crds/retrainer.dev_modellines.yaml charts/retrainer/crds/
 	$(PY) -m retrainer_docgen.apidocs crds/retrainer.dev_retrainjobs.yaml > docs/api.md
+	$(PY) -m retrainer_docgen.apidocs crds/retrainer.dev_modellines.yaml > docs/api-modelline.md
 
 lint: venv ## ruff check + format check, mypy on operator/, trainer/ and tools/
 	.venv/bin/ruff check .
