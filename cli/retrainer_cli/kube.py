@@ -12,7 +12,7 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
-from retrainer_contract.api import GROUP, KIND, PLURAL, VERSION
+from retrainer_contract.api import GROUP, KIND, LINE_PLURAL, PLURAL, VERSION
 
 __all__ = [
     "CliError",
@@ -87,6 +87,23 @@ def list_retrainjobs(api: client.ApiClient, namespace: str | None) -> list[dict[
             body = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
     except client.ApiException as exc:
         raise _api_error(exc, PLURAL) from None
+    return list(body.get("items", []))
+
+
+def list_modellines(api: client.ApiClient, namespace: str | None) -> list[dict[str, Any]]:
+    """ModelLines of one namespace, or of all namespaces when `namespace` is None; [] when the
+    ModelLine CRD is not installed (an older cluster), so `versions` still lists RetrainJobs."""
+    custom = client.CustomObjectsApi(api)
+    body: Any
+    try:
+        if namespace is None:
+            body = custom.list_cluster_custom_object(GROUP, VERSION, LINE_PLURAL)
+        else:
+            body = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, LINE_PLURAL)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return []
+        raise _api_error(exc, LINE_PLURAL) from None
     return list(body.get("items", []))
 
 

@@ -1,8 +1,11 @@
-"""`retrainer versions`: the versions of each model line, as the cluster's RetrainJobs record them.
+"""`retrainer versions`: every version of each model line, from the durable record.
 
-A model line's history is spread over many RetrainJobs; this groups them per (namespace, model)
-and prints one table each, newest version last, so "which version is verified and how good is
-it" is one command.
+A RetrainJob can be deleted (by hand, by a ModelLine's history limit) while its version's
+weights and MLflow run stay; the line's ModelLine keeps the sequence (status.verifiedVersions
+lists every verified version, status.versions the newest ones with their RetrainJob). So the
+rows are the union: each RetrainJob that still exists, plus a row for each version only the
+ModelLine remembers ("deleted" in the PHASE column). One table per (namespace, model), newest
+version last: "which version is verified and how good is it" is one command.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from retrainer_contract import metrics as metric_keys
+from retrainer_contract import versions as contract_versions
 
 from retrainer_cli import kube, table
 
@@ -61,6 +65,62 @@ def _sort_key(item: dict[str, Any]) -> tuple[int, int, str]:
     return (1, 0, str(meta.get("creationTimestamp", "")) + meta.get("name", ""))
 
 
+# The PHASE of a version whose RetrainJob is gone (its weights and MLflow run are not).
+DELETED = "Deleted"
+
+
+def _remembered(line: dict[str, Any]) -> list[dict[str, Any]]:
+    """Stand-in rows (RetrainJob-shaped) for every version a ModelLine records."""
+    meta, status = line.get("metadata") or {}, line.get("status") or {}
+    verified = set(contract_versions.expand_ranges(str(status.get("verifiedVersions") or "")))
+    listed = {int(v["version"]): v for v in status.get("versions") or [] if "version" in v}
+    rows = []
+    for number in sorted(verified | set(listed)):
+        entry = listed.get(number, {})
+        ok = number in verified or entry.get("state") == "verified"
+        rows.append(
+            {
+                "metadata": {
+                    "name": str(entry.get("retrainJob") or table.NONE),
+                    "namespace": meta.get("namespace", ""),
+                },
+                "spec": {"model": meta.get("name", "")},
+                "status": {
+                    "version": number,
+                    "phase": DELETED,
+                    "conditions": [{"type": "Verified", "status": "True" if ok else "Unknown"}],
+                },
+            }
+        )
+    return rows
+
+
+def merge_durable(
+    retrainjobs: Iterable[dict[str, Any]], lines: Iterable[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The RetrainJobs, plus a row for each version a ModelLine records whose RetrainJob is
+    gone."""
+    items = list(retrainjobs)
+    present = {
+        (
+            (item.get("metadata") or {}).get("namespace", ""),
+            (item.get("spec") or {}).get("model", ""),
+            (item.get("status") or {}).get("version"),
+        )
+        for item in items
+    }
+    for line in lines:
+        for row in _remembered(line):
+            key = (
+                row["metadata"]["namespace"],
+                row["spec"]["model"],
+                row["status"]["version"],
+            )
+            if key not in present:
+                items.append(row)
+    return items
+
+
 def group_versions(
     items: Iterable[dict[str, Any]], model: str | None = None
 ) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -100,7 +160,10 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "versions",
         help="list the versions of each model line",
-        description="List model versions (one table per model line) from the RetrainJobs.",
+        description=(
+            "List model versions (one table per model line) from the RetrainJobs and the "
+            "ModelLines, which remember versions whose RetrainJob was deleted."
+        ),
     )
     parser.add_argument("model", nargs="?", help="only this model line (spec.model)")
     scope = parser.add_mutually_exclusive_group()
@@ -118,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
     namespace = None if args.all_namespaces else args.namespace
     if namespace is None and not args.all_namespaces:
         namespace = kube.current_namespace(args.context)
-    items = kube.list_retrainjobs(api, namespace)
+    items = merge_durable(
+        kube.list_retrainjobs(api, namespace), kube.list_modellines(api, namespace)
+    )
     print(render_versions(items, args.model, show_namespace=args.all_namespaces))
     return 0

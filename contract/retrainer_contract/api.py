@@ -20,18 +20,21 @@ __all__ = [
     "LABEL_MODEL",
     "LABEL_NAME",
     "LABEL_RETRAINJOB",
+    "LABEL_TRIGGER",
     "LABEL_VERSION",
+    "LINE_KIND",
+    "LINE_PLURAL",
     "MANAGED_BY",
     "PLURAL",
     "QUEUE_LABEL",
+    "SCHEDULED_TIME_ANNOTATION",
     "TRAINER_NAME",
     "UID_ANNOTATION",
     "VERSION",
     "job_labels",
     "job_name",
     "label_value",
-    "shared_ledger_name",
-    "versions_configmap_name",
+    "run_name",
 ]
 
 GROUP = "retrainer.dev"
@@ -39,6 +42,9 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "RetrainJob"
 PLURAL = "retrainjobs"
+# The model line as a resource: named after the line, one per namespace and line.
+LINE_KIND = "ModelLine"
+LINE_PLURAL = "modellines"
 
 # The training Job's one container (podFailurePolicy rules name it).
 CONTAINER_NAME = "trainer"
@@ -56,6 +62,10 @@ UID_ANNOTATION = f"{GROUP}/uid"
 # Pod uids that ever ran for a RetrainJob's Job (evicted pods vanish from the API).
 ATTEMPTS_ANNOTATION = f"{GROUP}/attempt-pods"
 FINALIZER = f"{GROUP}/finalizer"
+# On a RetrainJob a ModelLine started: what started it (schedule or corrections), and the
+# schedule slot it is the run of.
+LABEL_TRIGGER = f"{GROUP}/trigger"
+SCHEDULED_TIME_ANNOTATION = f"{GROUP}/scheduled-time"
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -66,15 +76,11 @@ def job_name(model: str, version: int) -> str:
     return f"retrain-{model}-v{version}"
 
 
-def versions_configmap_name(model: str) -> str:
-    """The per-model ConfigMap recording allocated versions (the ledger)."""
-    return f"retrainer-versions-{model}"
-
-
-def shared_ledger_name(namespace: str, model: str) -> str:
-    """The ledger of `namespace`/`model` kept in the operator's own namespace (cluster-wide
-    mode). Dots cannot occur in namespace or model names, so no two lines share a name."""
-    return f"retrainer-versions.{namespace}.{model}"
+def run_name(line: str, trigger: str, key: str) -> str:
+    """The RetrainJob a ModelLine starts for one trigger event: deterministic, so an operator
+    restarted between creating it and recording it never starts the same slot twice.
+    `key` is the slot (UTC, yyyymmddhhmm) or the corrections count's fingerprint."""
+    return f"{line}-{trigger}-{key}"[:63].rstrip("-")
 
 
 def label_value(value: str) -> str:

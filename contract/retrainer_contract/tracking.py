@@ -18,6 +18,7 @@ __all__ = [
     "TAG_SHA_PREFIX",
     "TAG_UID",
     "TAG_VERSION",
+    "allocated_tag",
     "experiment_name",
     "model_filter",
     "quote",
@@ -36,6 +37,15 @@ TAG_BASE = "retrainer.baseModel"
 TAG_NAMESPACE = "retrainer.namespace"
 # `retrainer.sha256/<artifact path>`: the sha256 of what was uploaded there (a rerun skips it).
 TAG_SHA_PREFIX = "retrainer.sha256/"
+
+
+def allocated_tag(namespace: str, model: str) -> str:
+    """The experiment tag holding the highest version the operator handed out to
+    `namespace`/`model`: MLflow keeps it when the ModelLine (the sequence) is deleted, and it
+    counts even for versions that never trained (their RetrainJob and Job gone too)."""
+    return f"retrainer.allocated/{namespace}/{model}"
+
+
 # The manifest's artifact path at the root of the run.
 MANIFEST_ARTIFACT = "manifest.json"
 

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 
-class PreflightClient(versions.ConfigMapClient, Protocol):
+class PreflightClient(versions.LedgerClient, Protocol):
     """What the checks read from the cluster (kube.Cluster implements it)."""
 
     def claim_exists(self, namespace: str, name: str) -> bool: ...
@@ -126,15 +126,17 @@ def preflight(
     requested = (spec.get("baseModel") or {}).get("version")
     base_version: int | None = None
     if requested is not None:
-        base_version = versions.resolve_base(
-            client, namespace, model, str(requested), config.ledger_namespace
-        )
+        base_version = versions.resolve_base(client, namespace, model, str(requested))
         if base_version is None:
-            which = (
-                "no Succeeded and verified version exists yet"
-                if requested == contract_versions.LATEST
-                else f"version {requested} does not exist or is not Succeeded and verified"
-            )
+            if requested == contract_versions.LATEST:
+                which = "no Succeeded and verified version exists yet"
+            elif requested == contract_versions.CHAMPION:
+                which = (
+                    f"the ModelLine {model!r} names no champion (or its champion is not "
+                    "verified); promote one (`retrainer promote MODEL N`) or use latest"
+                )
+            else:
+                which = f"version {requested} does not exist or is not Succeeded and verified"
             return CheckFailure(
                 Reason.BASE_MODEL_NOT_FOUND,
                 f"spec.baseModel.version={requested!r}: {which} for model {model!r} in "

@@ -49,6 +49,9 @@ class Reason:
     """CamelCase reasons, one per transition the operator reports."""
 
     ACCEPTED = "Accepted"
+    # ModelLine (Ready condition).
+    LINE_READY = "LineReady"
+    INVALID_SCHEDULE = "InvalidSchedule"
     JOB_CREATED = "JobCreated"
     JOB_SUSPENDED = "JobSuspended"
     POD_RUNNING = "PodRunning"

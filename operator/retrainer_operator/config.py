@@ -212,6 +212,8 @@ class OperatorConfig:
     metrics_port: int = 8080
     health_port: int = 8081
     progress_interval: float = 10.0
+    # Seconds between two passes over each ModelLine (schedule, corrections, history).
+    line_interval: float = 10.0
     log_format: str = "json"
     # Wall-clock limit of a training Job whose spec.retry.activeDeadlineSeconds is unset: Jobs
     # retry disruptions (evictions, preemptions, SIGTERM) without counting them, so this is
@@ -223,10 +225,6 @@ class OperatorConfig:
     # Image repositories (or prefixes ending in "/") spec.image may name; empty means the
     # repository of trainer_image only.
     allowed_trainer_images: tuple[str, ...] = ()
-    # Where the version ledgers live: "" keeps each in its RetrainJob's namespace (namespaced
-    # mode); the operator's own namespace in cluster-wide mode, so that the operator needs no
-    # ConfigMap rights anywhere else (RETRAINER_LEDGER_NAMESPACE).
-    ledger_namespace: str = ""
     # The training pod's and container's securityContext (chart: trainer.podSecurityContext,
     # trainer.securityContext), each replacing the restricted default above as a whole.
     trainer_pod_security_context: dict[str, Any] = dataclasses.field(
@@ -283,6 +281,7 @@ class OperatorConfig:
             metrics_port=_int(env, "RETRAINER_METRICS_PORT", d.metrics_port),
             health_port=_int(env, "RETRAINER_HEALTH_PORT", d.health_port),
             progress_interval=_float(env, "RETRAINER_PROGRESS_INTERVAL", d.progress_interval),
+            line_interval=_float(env, "RETRAINER_LINE_INTERVAL", d.line_interval),
             log_format=log_format,
             trainer_active_deadline_seconds=_int(
                 env,
@@ -295,7 +294,6 @@ class OperatorConfig:
                 env, "RETRAINER_TRAINER_WORKDIR_SIZE_LIMIT", d.trainer_workdir_size_limit
             ),
             allowed_trainer_images=_allowed_images(env, "RETRAINER_ALLOWED_TRAINER_IMAGES"),
-            ledger_namespace=env.get("RETRAINER_LEDGER_NAMESPACE", "").strip(),
             trainer_pod_security_context=_json_object(
                 env, "RETRAINER_TRAINER_POD_SECURITY_CONTEXT", POD_SECURITY_CONTEXT
             ),

@@ -11,13 +11,23 @@ from __future__ import annotations
 import os
 import signal
 
-__all__ = ["AFTER_ALLOCATION", "AFTER_JOB_CREATE", "BEFORE_STATUS_PATCH", "ENV", "POINTS", "point"]
+__all__ = [
+    "AFTER_ALLOCATION",
+    "AFTER_JOB_CREATE",
+    "AFTER_RUN_CREATE",
+    "BEFORE_STATUS_PATCH",
+    "ENV",
+    "POINTS",
+    "point",
+]
 
 ENV = "RETRAINER_FAULT_POINT"
 AFTER_ALLOCATION = "after-allocation"  # version N in the ledger, no Job yet
 AFTER_JOB_CREATE = "after-job-create"  # Job created, the status does not name it yet
 BEFORE_STATUS_PATCH = "before-status-patch"  # a whole new status computed, not yet written
-POINTS = (AFTER_ALLOCATION, AFTER_JOB_CREATE, BEFORE_STATUS_PATCH)
+# A ModelLine's run (a RetrainJob) created, the line's status does not record its slot yet.
+AFTER_RUN_CREATE = "after-run-create"
+POINTS = (AFTER_ALLOCATION, AFTER_JOB_CREATE, BEFORE_STATUS_PATCH, AFTER_RUN_CREATE)
 
 
 def point(name: str) -> None:

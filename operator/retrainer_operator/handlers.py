@@ -14,7 +14,7 @@ from typing import Any
 import kopf
 from retrainer_contract import api
 
-from retrainer_operator import reconcile
+from retrainer_operator import lines, reconcile
 from retrainer_operator.conditions import TERMINAL_PHASES
 from retrainer_operator.config import OperatorConfig
 from retrainer_operator.ticker import Ticker
@@ -29,7 +29,9 @@ def _owner(meta: Mapping[str, Any]) -> str | None:
     return None
 
 
-def build_registry(deps: reconcile.Deps, ticker: Ticker) -> kopf.OperatorRegistry:
+def build_registry(
+    deps: reconcile.Deps, ticker: Ticker, line_interval: float = 10.0
+) -> kopf.OperatorRegistry:
     """A registry with the operator's handlers bound to `deps` and `ticker`."""
     registry = kopf.OperatorRegistry()
 
@@ -89,13 +91,47 @@ def build_registry(deps: reconcile.Deps, ticker: Ticker) -> kopf.OperatorRegistr
         if namespace and owner is not None and type != "DELETED":
             step(namespace, owner)
 
+    def line_step(namespace: str | None, name: str) -> None:
+        if namespace:
+            with deps.locks.hold(f"{api.LINE_PLURAL}/{namespace}/{name}"):
+                lines.reconcile_line(deps, namespace, name)
+
+    @kopf.on.resume(
+        api.GROUP, api.VERSION, api.LINE_PLURAL, id="modelline_resume", registry=registry
+    )
+    @kopf.on.create(
+        api.GROUP, api.VERSION, api.LINE_PLURAL, id="modelline_create", registry=registry
+    )
+    @kopf.on.update(
+        api.GROUP,
+        api.VERSION,
+        api.LINE_PLURAL,
+        field="spec",
+        id="modelline_update",
+        registry=registry,
+    )
+    def modelline_change(namespace: str | None, name: str, **_: Any) -> None:
+        line_step(namespace, name)
+
+    # Time-driven work (schedule slots, corrections polls, history) on a fixed period.
+    @kopf.timer(
+        api.GROUP,
+        api.VERSION,
+        api.LINE_PLURAL,
+        interval=line_interval,
+        id="modelline_tick",
+        registry=registry,
+    )
+    def modelline_tick(namespace: str | None, name: str, **_: Any) -> None:
+        line_step(namespace, name)
+
     return registry
 
 
 def run(deps: reconcile.Deps, ticker: Ticker, config: OperatorConfig) -> None:
     """Run Kopf standalone (no peering) until stopped."""
     kopf.run(
-        registry=build_registry(deps, ticker),
+        registry=build_registry(deps, ticker, config.line_interval),
         standalone=True,
         clusterwide=config.clusterwide,
         namespaces=list(config.namespaces),

@@ -187,23 +187,35 @@ class Cluster:
             raise
         return True
 
-    # ---- the version ledger (versions.ConfigMapClient) -----------------------------------
+    # ---- ModelLines (the ledger: versions.LedgerClient; the line reconciler) -------------
 
-    def read_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def read_modelline(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return _decode(
-                self.core.read_namespaced_config_map(name, namespace, _preload_content=False)
+                self.custom.get_namespaced_custom_object(
+                    api.GROUP,
+                    api.VERSION,
+                    namespace,
+                    api.LINE_PLURAL,
+                    name,
+                    _preload_content=False,
+                )
             )
         except ApiException as error:
             if _missing(error):
                 return None
             raise
 
-    def create_configmap(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    def create_modelline(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
             return _decode(
-                self.core.create_namespaced_config_map(
-                    namespace, _body(body), _preload_content=False
+                self.custom.create_namespaced_custom_object(
+                    api.GROUP,
+                    api.VERSION,
+                    namespace,
+                    api.LINE_PLURAL,
+                    dict(body),
+                    _preload_content=False,
                 )
             )
         except ApiException as error:
@@ -211,24 +223,76 @@ class Cluster:
                 raise Conflict(str(error.reason)) from error
             raise
 
-    def replace_configmap(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    def replace_modelline_status(
+        self, namespace: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
         try:
             return _decode(
-                self.core.replace_namespaced_config_map(
-                    name, namespace, _body(body), _preload_content=False
+                self.custom.replace_namespaced_custom_object_status(
+                    api.GROUP,
+                    api.VERSION,
+                    namespace,
+                    api.LINE_PLURAL,
+                    name,
+                    dict(body),
+                    _preload_content=False,
                 )
             )
         except ApiException as error:
             if error.status == 409:
                 raise Conflict(str(error.reason)) from error
             raise
+
+    def patch_modelline_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Merge-patch fields the line reconciler owns (never `ledger`: versions.py replaces
+        it under optimistic concurrency)."""
+        self.custom.patch_namespaced_custom_object_status(
+            api.GROUP,
+            api.VERSION,
+            namespace,
+            api.LINE_PLURAL,
+            name,
+            {"status": dict(status)},
+            _preload_content=False,
+        )
+
+    def create_retrainjob(self, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create a RetrainJob; (object, True) when created now, (existing, False) on 409."""
+        meta = body["metadata"]
+        try:
+            created = _decode(
+                self.custom.create_namespaced_custom_object(
+                    api.GROUP,
+                    api.VERSION,
+                    meta["namespace"],
+                    api.PLURAL,
+                    dict(body),
+                    _preload_content=False,
+                )
+            )
+            return created, True
+        except ApiException as error:
+            if error.status != 409:
+                raise
+        existing = self.read_retrainjob(meta["namespace"], meta["name"])
+        return existing or {}, False
+
+    def delete_retrainjob(self, namespace: str, name: str) -> None:
+        try:
+            self.custom.delete_namespaced_custom_object(
+                api.GROUP, api.VERSION, namespace, api.PLURAL, name, _preload_content=False
+            )
+        except ApiException as error:
+            if not _missing(error):
+                raise
 
     # ---- events ---------------------------------------------------------------------------
 
     def emit_event(
         self, body: Mapping[str, Any], reason: str, message: str, warning: bool = False
     ) -> None:
-        """A core/v1 Event on the RetrainJob; failures are logged, never raised."""
+        """A core/v1 Event on `body` (a RetrainJob or a ModelLine); failures are logged,
+        never raised."""
         meta = body["metadata"]
         now = now_iso()
         event = {
@@ -237,7 +301,7 @@ class Cluster:
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
             "involvedObject": {
                 "apiVersion": api.API_VERSION,
-                "kind": api.KIND,
+                "kind": body.get("kind") or api.KIND,
                 "name": meta["name"],
                 "namespace": meta["namespace"],
                 "uid": meta["uid"],

@@ -121,6 +121,36 @@ class MlflowRest:
             if not token:
                 return found
 
+    def record_allocated(self, experiment: str, namespace: str, model: str, version: int) -> None:
+        """Raise the experiment's allocated-version tag of the line to `version` (creating the
+        experiment when it does not exist yet; the trainer uses the same one)."""
+        experiment_id = self.experiment_id(experiment)
+        if experiment_id is None:
+            created = self._call("POST", "/api/2.0/mlflow/experiments/create", {"name": experiment})
+            experiment_id = str((created or {}).get("experiment_id") or "") or self.experiment_id(
+                experiment
+            )
+        if not experiment_id:
+            raise MlflowError(f"experiment {experiment!r} could not be created")
+        key = tracking.allocated_tag(namespace, model)
+        if self.allocated(experiment, namespace, model) >= version:
+            return
+        self._call(
+            "POST",
+            "/api/2.0/mlflow/experiments/set-experiment-tag",
+            {"experiment_id": experiment_id, "key": key, "value": str(version)},
+        )
+
+    def allocated(self, experiment: str, namespace: str, model: str) -> int:
+        """The highest version the experiment's tag records for the line (0: none)."""
+        query = urllib.parse.urlencode({"experiment_name": experiment})
+        answer = self._call("GET", f"/api/2.0/mlflow/experiments/get-by-name?{query}") or {}
+        key = tracking.allocated_tag(namespace, model)
+        for tag in (answer.get("experiment") or {}).get("tags") or []:
+            if tag.get("key") == key and str(tag.get("value", "")).isdigit():
+                return int(tag["value"])
+        return 0
+
     def read_artifact(self, run: Run, path: str) -> bytes | None:
         """The bytes of artifact `path` of `run` (None: not there)."""
         root = run.artifact_uri.rstrip("/")

@@ -122,8 +122,7 @@ def _start(
     `used_attempts`: pods a lost Job already ran, taken off the new Job's backoffLimit."""
     meta, spec = body["metadata"], body["spec"]
     ns, uid, model = meta["namespace"], meta["uid"], spec["model"]
-    ledger = deps.config.ledger_namespace
-    allocation = versions.find(deps.cluster, ns, model, uid, ledger)
+    allocation = versions.find(deps.cluster, ns, model, uid)
     if allocation is None:
         outcome = checks.preflight(deps.cluster, body, deps.config)
         if isinstance(outcome, checks.CheckFailure):
@@ -140,8 +139,8 @@ def _start(
             recover=lambda: recovery.highest_version(
                 deps.cluster, deps.mlflow, ns, model, tracking.experiment_name(spec)
             ),
-            ledger_namespace=ledger,
         )
+    _record_allocated(deps, spec, ns, model, allocation.version)
     faults.point(faults.AFTER_ALLOCATION)
     try:
         manifest = build_job_spec(body, allocation.version, allocation.base_version, deps.config)
@@ -176,6 +175,17 @@ def _start(
     base = f" from version {allocation.base_version}" if allocation.base_version else ""
     step.cond(ACCEPTED, True, Reason.JOB_CREATED, f"version {allocation.version}{base}: Job {name}")
     return job
+
+
+def _record_allocated(
+    deps: Deps, spec: Mapping[str, Any], namespace: str, model: str, version: int
+) -> None:
+    """The allocation's durable backup in MLflow (best effort: the ledger is the record, and a
+    later allocation raises the tag past this one anyway)."""
+    try:
+        deps.mlflow.record_allocated(tracking.experiment_name(spec), namespace, model, version)
+    except MlflowError as error:
+        logger.warning("allocated tag not written model=%s version=%s: %s", model, version, error)
 
 
 def _job(deps: Deps, body: Mapping[str, Any], step: _Step) -> dict[str, Any] | None:
@@ -323,7 +333,6 @@ def _verify(deps: Deps, body: Mapping[str, Any], step: _Step, pods: list[Any]) -
         model,
         version,
         str(production.get("sha256", "")),
-        deps.config.ledger_namespace,
     )
     checked = len(status["verification"]["checks"])
     step.cond(VERIFIED, True, Reason.VERIFIED, f"version {version}: {checked} checks passed")

@@ -1,11 +1,13 @@
 """Recovering a model line's version sequence from durable evidence when its ledger is lost.
 
-The ledger (a ConfigMap) is the fast path, but it is not the only record of which numbers were
-handed out: every version leaves a Job (label retrainer.dev/version), a RetrainJob status, and
-an MLflow run tagged with its version, which MLflow never deletes. When the ledger is missing,
-the next number starts above the highest of them, so a number with evidence is never handed out
-again. (The claim's own folders are the trainer's last line: it refuses a version folder owned
-by another RetrainJob, see retrainer_trainer.store.claim_version.)
+The ledger (the ModelLine's status) is the fast path, but it is not the only record of which
+numbers were handed out: every version leaves a Job (label retrainer.dev/version), a RetrainJob
+status, an MLflow run tagged with its version, and the experiment's allocated-version tag
+(written at each allocation, even for a version that never trains); MLflow never deletes them.
+When the ledger is missing, the next number starts above the highest of them, so a number with
+evidence is never handed out again. (The claim's own folders are the trainer's last line: it
+refuses a version folder owned by another RetrainJob, see
+retrainer_trainer.store.claim_version.)
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class RunSearch(Protocol):
     """The MLflow read recovery needs (mlflow_rest.MlflowRest implements it)."""
 
     def versions_of(self, experiment: str, namespace: str, model: str) -> list[int]: ...
+
+    def allocated(self, experiment: str, namespace: str, model: str) -> int: ...
 
 
 def versions_in(
@@ -58,4 +62,5 @@ def highest_version(
     jobs = cluster.list_jobs(namespace, f"{api.LABEL_MODEL}={model}")
     found = versions_in(model, jobs, cluster.list_retrainjobs(namespace))
     found.extend(runs.versions_of(experiment, namespace, model))
+    found.append(runs.allocated(experiment, namespace, model))
     return max(found, default=0)

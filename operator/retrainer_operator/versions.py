@@ -1,7 +1,7 @@
 """Version allocation: one number per RetrainJob, never reused, never allocated twice.
 
-Each model line has a ConfigMap `retrainer-versions-<model>` in the namespace. Its data is the
-ledger (all values strings, as ConfigMaps require):
+Each model line is a ModelLine object (named after the line, in the line's namespace); its
+`status.ledger` is the sequence (all values strings, a flat map kept small):
 
 - `next`: the next number to hand out;
 - `uid.<uid>`: the version given to the RetrainJob with that uid (so a restart finds it again);
@@ -9,16 +9,19 @@ ledger (all values strings, as ConfigMaps require):
 - `verified`: after compaction, the verified versions whose entries were folded away, as
   ranges (`1-40,42,45-900`).
 
-Updates use optimistic concurrency (replace with the read resourceVersion; retry on 409), so
-concurrent allocations, even from two operator processes, never hand out a number twice.
-The ledger outlives the RetrainJobs: deleting one never frees or reuses its number.
+Updates use optimistic concurrency (replace the status subresource with the read
+resourceVersion; retry on 409), so concurrent allocations, even from two operator processes,
+never hand out a number twice. The ledger outlives the RetrainJobs: deleting one never frees or
+reuses its number. A RetrainJob of a line without a ModelLine gets a bare one (no schedule, no
+trigger); a deleted ModelLine's sequence is recovered from durable evidence (recovery.py).
+Every write also refreshes the status fields people read (`summary_of`).
 
-A ConfigMap holds at most 1 MiB, and each version costs ~250 bytes, so every write whose data
-passes COMPACT_THRESHOLD (256 KiB) is compacted first (`compact_in`, pure): `next` stays; the
-entries of the newest KEEP_RECENT versions and of every RetrainJob that still exists and is not
-finished stay whole; the other verified versions become numbers in `verified`; the other
-entries (versions whose RetrainJob failed or was deleted) are dropped. So `find` answers for
-every RetrainJob that can still ask, `latest` and `N` resolve exactly as before, and numbers
+An object holds at most ~1.5 MiB in etcd, and each version costs ~250 bytes, so every write
+whose data passes COMPACT_THRESHOLD (256 KiB) is compacted first (`compact_in`, pure): `next`
+stays; the entries of the newest KEEP_RECENT versions and of every RetrainJob that still exists
+and is not finished stay whole; the other verified versions become numbers in `verified`; the
+other entries (versions whose RetrainJob failed or was deleted) are dropped. So `find` answers
+for every RetrainJob that can still ask, `latest` and `N` resolve exactly as before, and numbers
 are still never reused. The data then stays near KEEP_RECENT entries plus the ranges (a few
 bytes per failed version), whatever the number of versions.
 """
@@ -26,12 +29,13 @@ bytes per failed version), whatever the number of versions.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import dataclasses
 import json
 import logging
 import random
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from retrainer_contract import api
@@ -44,8 +48,8 @@ __all__ = [
     "CONFIGMAP_LIMIT",
     "KEEP_RECENT",
     "Allocation",
-    "ConfigMapClient",
     "Conflict",
+    "LedgerClient",
     "RetrainJobLister",
     "allocate",
     "allocate_in",
@@ -60,12 +64,14 @@ __all__ = [
     "parse_ranges",
     "resolve_base",
     "resolve_base_in",
+    "summary_of",
 ]
 
 logger = logging.getLogger("retrainer.operator")
 
 MAX_TRIES = 60
-# The apiserver refuses a ConfigMap whose data (keys + values) passes 1 MiB.
+# The ledger's budget inside the ModelLine (etcd refuses objects past ~1.5 MiB; the rest of the
+# object, the spec and the readable status, stays far below the remainder).
 CONFIGMAP_LIMIT = 1024 * 1024
 # A write whose data passes this is compacted first: a quarter of the limit, so a compaction
 # is rare (about every 800 versions) and a ledger full of unfinished RetrainJobs still fits.
@@ -78,7 +84,7 @@ VERIFIED_KEY = "verified"
 
 
 class Conflict(Exception):
-    """The ConfigMap changed (409) between our read and our write: read again and retry."""
+    """The ModelLine changed (409) between our read and our write: read again and retry."""
 
 
 @runtime_checkable
@@ -89,17 +95,19 @@ class RetrainJobLister(Protocol):
     def list_retrainjobs(self, namespace: str) -> list[dict[str, Any]]: ...
 
 
-class ConfigMapClient(Protocol):
-    """The three ConfigMap calls the ledger needs (kube.Cluster implements them)."""
+class LedgerClient(Protocol):
+    """The three ModelLine calls the ledger needs (kube.Cluster implements them)."""
 
-    def read_configmap(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def read_modelline(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
-    def create_configmap(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    def create_modelline(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create; raise Conflict when it already exists."""
         ...
 
-    def replace_configmap(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Replace honouring body.metadata.resourceVersion; raise Conflict on 409."""
+    def replace_modelline_status(
+        self, namespace: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Replace the status honouring body.metadata.resourceVersion; Conflict on 409."""
         ...
 
 
@@ -131,33 +139,9 @@ def _version_key(key: str) -> int | None:
     return None
 
 
-def parse_ranges(text: str) -> list[tuple[int, int]]:
-    """`"1-40,42"` -> `[(1, 40), (42, 42)]`, sorted and merged; malformed parts are skipped."""
-    ranges: list[tuple[int, int]] = []
-    for part in text.split(","):
-        low, _, high = part.strip().partition("-")
-        if not low.isdigit() or not (high or low).isdigit():
-            continue
-        first, last = int(low), int(high or low)
-        if first <= last:
-            ranges.append((first, last))
-    ranges.sort()
-    merged: list[tuple[int, int]] = []
-    for first, last in ranges:
-        if merged and first <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
-        else:
-            merged.append((first, last))
-    return merged
-
-
-def _ranges_text(ranges: Iterable[tuple[int, int]]) -> str:
-    return ",".join(str(first) if first == last else f"{first}-{last}" for first, last in ranges)
-
-
-def format_ranges(numbers: Iterable[int]) -> str:
-    """`[1, 2, 3, 5]` -> `"1-3,5"`: the compact form of a set of version numbers."""
-    return _ranges_text(parse_ranges(",".join(str(n) for n in set(numbers))))
+parse_ranges = contract_versions.parse_ranges
+format_ranges = contract_versions.format_ranges
+_ranges_text = contract_versions.ranges_text
 
 
 def _in_ranges(ranges: list[tuple[int, int]], version: int) -> bool:
@@ -309,21 +293,57 @@ def compact_in(
 
 # ---- cluster operations --------------------------------------------------------------------
 
-
-# On a shared ledger (cluster-wide mode): which model line it records, for people.
-LINE_ANNOTATION = f"{api.GROUP}/model-line"
-
-
-def _place(namespace: str, model: str, ledger_namespace: str) -> tuple[str, str]:
-    """(namespace, name) of the ledger of model line `namespace`/`model`: beside its
-    RetrainJobs, or in `ledger_namespace` (the operator's own) when that is set."""
-    if ledger_namespace:
-        return ledger_namespace, api.shared_ledger_name(namespace, model)
-    return namespace, api.versions_configmap_name(model)
+# The newest versions listed whole in status.versions (every verified one is in
+# status.verifiedVersions, and in the ledger's entries or ranges).
+LISTED_VERSIONS = 50
 
 
-def _data(configmap: Mapping[str, Any] | None) -> dict[str, str]:
-    return dict((configmap or {}).get("data") or {})
+def summary_of(data: Mapping[str, str]) -> dict[str, Any]:
+    """The status fields people read, from the ledger alone: the highest version handed out,
+    the newest verified one, every verified one as ranges, and the newest entries."""
+    found = evidence(data)
+    verified = [number for number, ok in found if ok]
+    try:
+        latest = max(int(data.get("next", "1")) - 1, max((n for n, _ in found), default=0))
+    except ValueError:
+        latest = max((n for n, _ in found), default=0)
+    listed = []
+    for number, ok in sorted(found, reverse=True)[:LISTED_VERSIONS]:
+        entry = _entry(data, number)
+        row: dict[str, Any] = {"version": number, "state": "verified" if ok else "allocated"}
+        if entry.get("name"):
+            row["retrainJob"] = str(entry["name"])
+        if entry.get("sha256"):
+            row["sha256"] = str(entry["sha256"])
+        listed.append(row)
+    summary: dict[str, Any] = {
+        "latestVersion": latest,
+        "verifiedVersions": format_ranges(verified),
+        "versions": listed,
+    }
+    if verified:
+        summary["latestVerified"] = max(verified)
+    return summary
+
+
+def _data(line: Mapping[str, Any] | None) -> dict[str, str]:
+    ledger = ((line or {}).get("status") or {}).get("ledger") or {}
+    return {str(key): str(value) for key, value in ledger.items()}
+
+
+def bare_line(namespace: str, model: str) -> dict[str, Any]:
+    """The ModelLine the operator creates for a line that has none: no schedule, no trigger,
+    only the sequence (a RetrainJob applied alone stays the simplest path)."""
+    return {
+        "apiVersion": api.API_VERSION,
+        "kind": api.LINE_KIND,
+        "metadata": {
+            "name": model,
+            "namespace": namespace,
+            "labels": {api.LABEL_MANAGED_BY: api.MANAGED_BY, api.LABEL_MODEL: model},
+        },
+        "spec": {},
+    }
 
 
 def _backoff(attempt: int) -> None:
@@ -331,28 +351,22 @@ def _backoff(attempt: int) -> None:
     time.sleep(random.uniform(0.0, min(0.5, 0.02 * (attempt + 1))))
 
 
-def _update(
-    client: ConfigMapClient,
-    namespace: str,
-    model: str,
-    change: Any,
-    ledger_namespace: str = "",
-) -> Any:
-    """Read-modify-write the ledger with `change(data) -> (new_data, result)` until it sticks.
-
-    `namespace` is the model line's (its RetrainJobs'); the ConfigMap itself may live in
-    `ledger_namespace` (see `_place`)."""
-    line_namespace = namespace
-    namespace, name = _place(line_namespace, model, ledger_namespace)
+def _update(client: LedgerClient, namespace: str, model: str, change: Any) -> Any:
+    """Read-modify-write the ledger with `change(data) -> (new_data, result)` until it sticks."""
     live: frozenset[str] | None = None
     listed = False
     for attempt in range(MAX_TRIES):
-        current = client.read_configmap(namespace, name)
+        current = client.read_modelline(namespace, model)
+        if current is None:
+            # Conflict: created meanwhile (by a person or another allocation): read it.
+            with contextlib.suppress(Conflict):
+                client.create_modelline(namespace, bare_line(namespace, model))
+            continue
         data = _data(current)
         new_data, result = change(data)
         if ledger_size(new_data) > COMPACT_THRESHOLD:
             if not listed:
-                live, listed = _live_uids(client, line_namespace), True
+                live, listed = _live_uids(client, namespace), True
             new_data = compact_in(
                 new_data, live, threshold=COMPACT_THRESHOLD, keep_recent=KEEP_RECENT
             )
@@ -360,53 +374,39 @@ def _update(
                 logger.warning(
                     "ledger %s/%s holds %d bytes after compaction (limit %d): %s",
                     namespace,
-                    name,
+                    model,
                     ledger_size(new_data),
                     CONFIGMAP_LIMIT,
                     "too many unfinished RetrainJobs of one model line"
                     if live is not None
                     else "the client cannot list RetrainJobs, so unverified entries stay",
                 )
-        if current is not None and new_data == data:
+        if new_data == data and "ledger" in (current.get("status") or {}):
             return result
+        body = {
+            "apiVersion": api.API_VERSION,
+            "kind": api.LINE_KIND,
+            "metadata": {
+                "name": model,
+                "namespace": namespace,
+                "resourceVersion": current["metadata"]["resourceVersion"],
+            },
+            "status": {
+                **(current.get("status") or {}),
+                "ledger": new_data,
+                **summary_of(new_data),
+            },
+        }
         try:
-            if current is None:
-                client.create_configmap(
-                    namespace,
-                    {
-                        "apiVersion": "v1",
-                        "kind": "ConfigMap",
-                        "metadata": {
-                            "name": name,
-                            "labels": {
-                                api.LABEL_MANAGED_BY: api.MANAGED_BY,
-                                api.LABEL_MODEL: model,
-                            },
-                            "annotations": {LINE_ANNOTATION: f"{line_namespace}/{model}"},
-                        },
-                        "data": new_data,
-                    },
-                )
-            else:
-                body = {
-                    "apiVersion": "v1",
-                    "kind": "ConfigMap",
-                    "metadata": {
-                        "name": name,
-                        "resourceVersion": current["metadata"]["resourceVersion"],
-                        "labels": (current["metadata"].get("labels") or {}),
-                    },
-                    "data": new_data,
-                }
-                client.replace_configmap(namespace, name, body)
+            client.replace_modelline_status(namespace, model, body)
         except Conflict:
             _backoff(attempt)
             continue
         return result
-    raise Conflict(f"ConfigMap {namespace}/{name}: gave up after {MAX_TRIES} conflicting writes")
+    raise Conflict(f"ModelLine {namespace}/{model}: gave up after {MAX_TRIES} conflicting writes")
 
 
-def _live_uids(client: ConfigMapClient, namespace: str) -> frozenset[str] | None:
+def _live_uids(client: LedgerClient, namespace: str) -> frozenset[str] | None:
     """The uids of the namespace's RetrainJobs that are not finished (None: cannot tell)."""
     if not isinstance(client, RetrainJobLister):
         return None
@@ -417,68 +417,54 @@ def _live_uids(client: ConfigMapClient, namespace: str) -> frozenset[str] | None
     )
 
 
-def _read(
-    client: ConfigMapClient, namespace: str, model: str, ledger_namespace: str
-) -> dict[str, Any] | None:
-    return client.read_configmap(*_place(namespace, model, ledger_namespace))
+def _has_ledger(line: Mapping[str, Any] | None) -> bool:
+    return line is not None and "ledger" in (line.get("status") or {})
 
 
-def find(
-    client: ConfigMapClient, namespace: str, model: str, uid: str, ledger_namespace: str = ""
-) -> Allocation | None:
+def find(client: LedgerClient, namespace: str, model: str, uid: str) -> Allocation | None:
     """The allocation already recorded for `uid` (after a restart), or None."""
-    return find_in(_data(_read(client, namespace, model, ledger_namespace)), uid)
+    return find_in(_data(client.read_modelline(namespace, model)), uid)
 
 
 def allocate(
-    client: ConfigMapClient,
+    client: LedgerClient,
     namespace: str,
     model: str,
     uid: str,
     name: str,
     base_version: int | None,
     recover: Callable[[], int] | None = None,
-    ledger_namespace: str = "",
 ) -> Allocation:
     """Allocate the next version for `uid` (idempotent: the same uid gets the same version).
 
-    When the ledger does not exist (a new model line, or its ConfigMap was deleted), `recover`
+    When the ledger does not exist (a new model line, or its ModelLine was deleted), `recover`
     names the highest version with durable evidence, and numbering continues above it.
     """
     floor = 1
-    if recover is not None and _read(client, namespace, model, ledger_namespace) is None:
+    if recover is not None and not _has_ledger(client.read_modelline(namespace, model)):
         floor = recover() + 1
     result: Allocation = _update(
-        client,
-        namespace,
-        model,
-        lambda data: allocate_in(data, uid, name, base_version, floor),
-        ledger_namespace,
+        client, namespace, model, lambda data: allocate_in(data, uid, name, base_version, floor)
     )
     return result
 
 
 def mark_verified(
-    client: ConfigMapClient,
-    namespace: str,
-    model: str,
-    version: int,
-    sha256: str,
-    ledger_namespace: str = "",
+    client: LedgerClient, namespace: str, model: str, version: int, sha256: str
 ) -> None:
     """Record that `version` succeeded and was verified."""
-    _update(
-        client,
-        namespace,
-        model,
-        lambda data: (mark_verified_in(data, version, sha256), None),
-        ledger_namespace,
-    )
+    _update(client, namespace, model, lambda data: (mark_verified_in(data, version, sha256), None))
 
 
-def resolve_base(
-    client: ConfigMapClient, namespace: str, model: str, requested: str, ledger_namespace: str = ""
-) -> int | None:
-    """Resolve spec.baseModel.version against the ledger (None: no such verified version)."""
-    data = _data(_read(client, namespace, model, ledger_namespace))
+def resolve_base(client: LedgerClient, namespace: str, model: str, requested: str) -> int | None:
+    """Resolve spec.baseModel.version against the line: `latest`, N, or `champion` (the
+    version status.champion names, when it is verified)."""
+    line = client.read_modelline(namespace, model)
+    data = _data(line)
+    if requested == contract_versions.CHAMPION:
+        champion = ((line or {}).get("status") or {}).get("champion") or {}
+        number = champion.get("version")
+        if not isinstance(number, int):
+            return None
+        return resolve_base_in(data, str(number))
     return resolve_base_in(data, requested)

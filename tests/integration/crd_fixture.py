@@ -17,6 +17,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / "retrainer.dev_retrainjobs.yaml"
 CRD_NAME = "retrainjobs.retrainer.dev"
+# The ModelLine CRD: the operator needs both (the version sequence lives in ModelLines).
+LINE_CRD_PATH = ROOT / "crds" / "retrainer.dev_modellines.yaml"
+LINE_CRD_NAME = "modellines.retrainer.dev"
 FIELD_MANAGER = "retrainer-tests"
 
 
@@ -35,15 +38,25 @@ def apply_crd(kubectl: Kubectl) -> subprocess.CompletedProcess[str]:
         f"--field-manager={FIELD_MANAGER}",
         "-f",
         str(CRD_PATH),
+        "-f",
+        str(LINE_CRD_PATH),
     )
 
 
 def wait_until_served(kubectl: Kubectl, timeout: float = 60.0) -> None:
     """Established, and listed by discovery (kubectl resolves `retrainjobs` by discovery)."""
-    kubectl("wait", "--for=condition=Established", f"--timeout={int(timeout)}s", f"crd/{CRD_NAME}")
+    kubectl(
+        "wait",
+        "--for=condition=Established",
+        f"--timeout={int(timeout)}s",
+        f"crd/{CRD_NAME}",
+        f"crd/{LINE_CRD_NAME}",
+    )
     deadline = time.monotonic() + timeout
     while True:
-        probe = kubectl("get", "retrainjobs", "--all-namespaces", "-o", "name", check=False)
+        probe = kubectl(
+            "get", "retrainjobs,modellines", "--all-namespaces", "-o", "name", check=False
+        )
         if probe.returncode == 0:
             return
         if time.monotonic() > deadline:

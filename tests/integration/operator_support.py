@@ -296,9 +296,19 @@ def wait_training_complete(
     )
 
 
+LINE_PLURAL = "modellines"
+
+
+def get_line(kube: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    line: dict[str, Any] = client.CustomObjectsApi(kube).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, LINE_PLURAL, name
+    )
+    return line
+
+
 def versions_ledger(kube: client.ApiClient, namespace: str, model: str) -> dict[str, str]:
-    cm = client.CoreV1Api(kube).read_namespaced_config_map(f"retrainer-versions-{model}", namespace)
-    return dict(cm.data or {})
+    """The version sequence of a line: its ModelLine's status.ledger."""
+    return dict((get_line(kube, namespace, model).get("status") or {}).get("ledger") or {})
 
 
 def mlflow_json(world: World, path: str, payload: dict[str, Any] | None = None) -> Any:

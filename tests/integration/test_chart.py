@@ -38,20 +38,21 @@ LABELS = (
 )
 # (apiGroup, resource) -> verbs: the operator's needs as config.md lists them.
 NAMESPACED_NEEDS = {
-    ("retrainer.dev", "retrainjobs"): {"get", "list", "watch", "patch"},
+    ("retrainer.dev", "retrainjobs"): {"get", "list", "watch", "patch", "create", "delete"},
     ("retrainer.dev", "retrainjobs/status"): {"get", "patch", "update"},
+    ("retrainer.dev", "modellines"): {"get", "list", "watch", "create", "patch"},
+    ("retrainer.dev", "modellines/status"): {"get", "patch", "update"},
     ("batch", "jobs"): {"get", "list", "watch", "create"},
     ("", "pods"): {"get", "list", "watch"},
     ("", "events"): {"create", "patch", "list"},
     ("events.k8s.io", "events"): {"create", "patch", "list"},
-    ("", "configmaps"): {"get", "list", "watch", "create", "update", "patch"},
     ("", "persistentvolumeclaims"): {"get"},
     ("", "secrets"): {"get"},
 }
-LEDGER_NEEDS = {("", "configmaps"): {"get", "list", "watch", "create", "update", "patch"}}
-# Cluster-wide: no ConfigMap rights anywhere but the release namespace (the ledgers live there).
+# Cluster-wide: the same, plus namespace and CRD discovery. No ConfigMap rights anywhere: the
+# version sequence lives in each ModelLine's status.
 CLUSTER_NEEDS = {
-    **{k: v for k, v in NAMESPACED_NEEDS.items() if k not in LEDGER_NEEDS},
+    **NAMESPACED_NEEDS,
     ("", "namespaces"): {"list", "watch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch", "get"},
 }
@@ -110,7 +111,6 @@ def test_defaults_render_the_operator_config_with_the_documented_defaults(helm: 
         "RETRAINER_S3_ENDPOINT": "http://retrainer-minio:9000",
         "RETRAINER_S3_SECRET_NAME": SECRET,
         "RETRAINER_NAMESPACES": "",
-        "RETRAINER_LEDGER_NAMESPACE": "retrainer-system",
         "RETRAINER_TRAINER_SERVICE_ACCOUNT": "retrainer-trainer",
         "RETRAINER_ALLOWED_TRAINER_IMAGES": "ghcr.io/retrainer/trainer",
         "RETRAINER_TRAINER_ACTIVE_DEADLINE_SECONDS": "86400",
@@ -118,16 +118,13 @@ def test_defaults_render_the_operator_config_with_the_documented_defaults(helm: 
         "RETRAINER_METRICS_PORT": "8080",
         "RETRAINER_HEALTH_PORT": "8081",
         "RETRAINER_PROGRESS_INTERVAL": "10",
+        "RETRAINER_LINE_INTERVAL": "10",
         "RETRAINER_LOG_FORMAT": "json",
     }
     (trainer_sa,) = find(objects, "ServiceAccount", name="retrainer-trainer")
     assert trainer_sa["automountServiceAccountToken"] is False
-    # The only namespaced grant: the version ledgers, in the release namespace.
-    (role,) = find(objects, "Role")
-    assert role["metadata"]["namespace"] == "retrainer-system"
-    assert rules_granted(role["rules"]) == LEDGER_NEEDS
-    (binding,) = find(objects, "RoleBinding")
-    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    # Nothing namespaced: no Role, no ConfigMap rights anywhere.
+    assert find(objects, "Role") == [] and find(objects, "RoleBinding") == []
     assert find(objects, "PersistentVolumeClaim") == []
     assert find(objects, "Secret") == []
 
@@ -195,7 +192,6 @@ def test_namespaced_mode_grants_roles_only_in_the_watched_namespaces(helm: HelmR
     bindings = find(objects, "RoleBinding")
     assert {b["subjects"][0]["namespace"] for b in bindings} == {"retrainer-system"}
     assert config_map_data(objects)["RETRAINER_NAMESPACES"] == "team-a,team-b"
-    assert config_map_data(objects)["RETRAINER_LEDGER_NAMESPACE"] == ""
     provisioned = {"retrainer-system", "team-a", "team-b"}
     trainer_sas = find(objects, "ServiceAccount", name="retrainer-trainer")
     assert {sa["metadata"]["namespace"] for sa in trainer_sas} == provisioned
@@ -310,9 +306,12 @@ def test_bad_value_is_rejected_with_a_message_naming_it(
 # -- files, no helm needed -----------------------------------------------------------------
 
 
-def test_chart_crd_is_an_exact_copy_of_the_source_crd() -> None:
-    source = (ROOT / "crds" / "retrainer.dev_retrainjobs.yaml").read_text()
-    copy = (CHART / "crds" / "retrainer.dev_retrainjobs.yaml").read_text()
+@pytest.mark.parametrize(
+    "name", ["retrainer.dev_retrainjobs.yaml", "retrainer.dev_modellines.yaml"]
+)
+def test_chart_crd_is_an_exact_copy_of_the_source_crd(name: str) -> None:
+    source = (ROOT / "crds" / name).read_text()
+    copy = (CHART / "crds" / name).read_text()
     assert copy == source, "charts/retrainer/crds/ drifted from crds/: run `make crds-sync`"
 
 

@@ -115,10 +115,10 @@ def test_install_lets_the_operator_do_what_it_needs_everywhere(
     ]
     for verb, resource in allowed:
         assert can_i(kubectl, user, verb, resource, *elsewhere), (verb, resource)
-    # The version ledgers live in the release namespace: ConfigMap rights there only.
+    # The version sequence lives in ModelLine status: no ConfigMap rights anywhere.
     for verb in ("create", "update"):
-        assert can_i(kubectl, user, verb, "configmaps", "-n", namespace), verb
-        for where in ("default", "kube-system"):
+        assert can_i(kubectl, user, verb, "modellines.retrainer.dev", "--subresource=status"), verb
+        for where in (namespace, "default", "kube-system"):
             assert not can_i(kubectl, user, verb, "configmaps", "-n", where), (verb, where)
     assert can_i(kubectl, user, "list", "namespaces")
     assert can_i(kubectl, user, "watch", "customresourcedefinitions.apiextensions.k8s.io")
@@ -140,7 +140,8 @@ def test_install_denies_other_secrets_claim_deletion_and_cluster_admin(
         ("delete", "jobs.batch", namespace),
         ("create", "pods", namespace),
         ("update", "retrainjobs.retrainer.dev", namespace),
-        ("delete", "retrainjobs.retrainer.dev", namespace),
+        ("update", "modellines.retrainer.dev", namespace),
+        ("delete", "modellines.retrainer.dev", namespace),
         ("delete", "configmaps", namespace),
     ]
     for verb, resource, where in denied:
@@ -171,7 +172,7 @@ def test_namespaced_install_confines_the_operator_to_its_watched_namespaces(
         ("get", f"secrets/{SECRET}"),
         ("create", "jobs.batch"),
         ("patch", "retrainjobs.retrainer.dev"),
-        ("create", "configmaps"),
+        ("create", "modellines.retrainer.dev"),
         ("create", "events"),
     ]:
         assert can_i(kubectl, user, verb, resource, *watched), (verb, resource)

@@ -32,9 +32,15 @@ def retrainjob_crd(world: World) -> None:
     env = {**os.environ, **world.env()}
     kubectl = str(world.bin_dir / "kubectl")
     crd = str(REPO / "crds" / "retrainer.dev_retrainjobs.yaml")
+    line_crd = str(REPO / "crds" / "retrainer.dev_modellines.yaml")
     for args in (
-        ["apply", "--server-side", "--force-conflicts", "-f", crd],
-        ["wait", "--for=condition=Established", "crd/retrainjobs.retrainer.dev"],
+        ["apply", "--server-side", "--force-conflicts", "-f", crd, "-f", line_crd],
+        [
+            "wait",
+            "--for=condition=Established",
+            "crd/retrainjobs.retrainer.dev",
+            "crd/modellines.retrainer.dev",
+        ],
     ):
         subprocess.run([kubectl, *args], env=env, check=True, capture_output=True, timeout=120)
 

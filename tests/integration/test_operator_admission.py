@@ -125,26 +125,3 @@ def test_reapplying_the_same_manifest_changes_nothing(
     assert second["status"]["conditions"] == first["status"]["conditions"]
     assert len(jobs_of(kube, namespace, "again")) == 1
     assert versions_ledger(kube, namespace, "shapes")["next"] == "2"
-
-
-def test_with_a_ledger_namespace_the_sequence_lives_there_not_beside_the_retrainjobs(
-    world: World, namespace: str, kube: client.ApiClient, crd: object, tmp_path: Path
-) -> None:
-    """Cluster-wide mode: ConfigMap rights only in the operator's namespace, ledgers there."""
-    core = client.CoreV1Api(kube)
-    ledgers = f"{namespace[:50]}-ops"
-    core.create_namespace({"metadata": {"name": ledgers}})
-    try:
-        with operator_in_prepared_namespace(
-            world, kube, namespace, tmp_path, RETRAINER_LEDGER_NAMESPACE=ledgers
-        ) as operator:
-            for name in ("one", "two"):
-                create(kube, namespace, retrainjob(name, "s3://datasets/none", **QUEUED))
-            objs = wait_accepted(kube, namespace, ["one", "two"], 60, operator)
-        assert sorted(o["status"]["version"] for o in objs) == [1, 2]
-        shared = core.read_namespaced_config_map(f"retrainer-versions.{namespace}.shapes", ledgers)
-        assert shared.data["next"] == "3"
-        beside = [m.metadata.name for m in core.list_namespaced_config_map(namespace).items]
-        assert not [n for n in beside if n.startswith("retrainer-versions")], beside
-    finally:
-        core.delete_namespace(ledgers)

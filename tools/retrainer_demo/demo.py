@@ -128,12 +128,22 @@ def _reset(api: client.ApiClient, w: worldmod.World, env: dict[str, str]) -> Non
 
 def _install(api: client.ApiClient, w: worldmod.World, env: dict[str, str]) -> None:
     kubectl, helm = str(w.bin_dir / "kubectl"), str(w.bin_dir / "helm")
-    crd = REPO / "crds" / "retrainer.dev_retrainjobs.yaml"
-    _run([kubectl, "apply", "--server-side", "-f", str(crd)], env, "applying the CRD")
+    crds = [
+        REPO / "crds" / "retrainer.dev_retrainjobs.yaml",
+        REPO / "crds" / "retrainer.dev_modellines.yaml",
+    ]
+    files = [arg for crd in crds for arg in ("-f", str(crd))]
+    _run([kubectl, "apply", "--server-side", *files], env, "applying the CRDs")
     _run(
-        [kubectl, "wait", "--for=condition=Established", "crd/retrainjobs.retrainer.dev"],
+        [
+            kubectl,
+            "wait",
+            "--for=condition=Established",
+            "crd/retrainjobs.retrainer.dev",
+            "crd/modellines.retrainer.dev",
+        ],
         env,
-        "waiting for the CRD",
+        "waiting for the CRDs",
     )
     say(f"helm install {RELEASE} charts/retrainer -n {NAMESPACE} (storage.create=true)")
     values = {

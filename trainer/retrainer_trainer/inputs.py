@@ -142,6 +142,12 @@ def resolve_base(config: Config) -> BaseModel:
     number = config.resolved_base_version
     if number is None and spec.base_version and spec.base_version.isdigit():
         number = int(spec.base_version)
+    if number is None and spec.base_version == versions.CHAMPION:
+        # Only the ModelLine knows its champion; the operator resolves it into the env.
+        raise BadInput(
+            "spec.baseModel.version: champion needs the operator's resolution "
+            f"(the environment names no resolved base version for model line {spec.model!r})"
+        )
     if number is None:  # "latest" without the operator's resolution: the newest on the claim
         claim = ((n, True) for n in layout.claim_versions(config.storage_root, spec.model))
         number = versions.latest_verified(claim)

@@ -128,19 +128,22 @@ watched namespace, comma-separated, without duplicates.
 The namespaced rules of the operator, shared by the ClusterRole (cluster-wide
 mode) and each Role (namespaced mode). One rule per need, as config.md lists them.
 */}}
-{{- define "retrainer.ledgerRules" -}}
-# Allocate version numbers in the version ledgers (ConfigMaps retrainer-versions-*): in each
-# watched namespace, or only in the release namespace in cluster-wide mode.
-- apiGroups: [""]
-  resources: [configmaps]
-  verbs: [get, list, watch, create, update, patch]
-{{- end }}
-
 {{- define "retrainer.operatorRules" -}}
-# Watch RetrainJobs; patch them for Kopf's finalizer and its bookkeeping annotations.
+# Watch RetrainJobs; patch them for Kopf's finalizer and its bookkeeping annotations; create
+# the runs a ModelLine starts and delete those past its history limits.
 - apiGroups: [retrainer.dev]
   resources: [retrainjobs]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch, patch, create, delete]
+# Watch ModelLines (schedule, corrections); create a bare one for a line that has none; patch
+# them for Kopf's bookkeeping annotations.
+- apiGroups: [retrainer.dev]
+  resources: [modellines]
+  verbs: [get, list, watch, create, patch]
+# Keep the version sequence and the line's state in its status (replaced under optimistic
+# concurrency, so a version number is never handed out twice).
+- apiGroups: [retrainer.dev]
+  resources: [modellines/status]
+  verbs: [get, patch, update]
 # Record phase, conditions, progress, locations and verification in the status.
 - apiGroups: [retrainer.dev]
   resources: [retrainjobs/status]

@@ -59,3 +59,32 @@ def test_all_namespaces_separates_the_same_model_in_two_namespaces() -> None:
 
 def test_nothing_found_says_so_instead_of_an_empty_table() -> None:
     assert versions.render_versions([], model="cars") == "No RetrainJobs found for model 'cars'."
+
+
+def test_a_version_whose_retrainjob_was_deleted_is_listed_from_the_modelline() -> None:
+    from retrainer_cli import versions as cli_versions
+
+    kept = {
+        "metadata": {"name": "run-2", "namespace": "team"},
+        "spec": {"model": "shapes"},
+        "status": {"version": 2, "phase": "Succeeded"},
+    }
+    line = {
+        "metadata": {"name": "shapes", "namespace": "team"},
+        "status": {
+            "verifiedVersions": "1-2",
+            "versions": [
+                {"version": 3, "state": "allocated", "retrainJob": "run-3"},
+                {"version": 2, "state": "verified", "retrainJob": "run-2"},
+                {"version": 1, "state": "verified", "retrainJob": "run-1"},
+            ],
+        },
+    }
+    rows = cli_versions.merge_durable([kept], [line])
+    by_version = {r["status"]["version"]: r for r in rows}
+    assert sorted(by_version) == [1, 2, 3]
+    assert by_version[2] is kept  # the live RetrainJob wins
+    assert by_version[1]["metadata"]["name"] == "run-1"
+    assert by_version[1]["status"]["phase"] == cli_versions.DELETED
+    text = cli_versions.render_versions(rows, "shapes")
+    assert "run-1" in text and "Deleted" in text and "run-3" in text

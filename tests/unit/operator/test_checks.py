@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from lines_fake import FakeLines
 from retrainer_operator import checks, versions
 from retrainer_operator.conditions import Reason
 from retrainer_operator.config import OperatorConfig
@@ -13,34 +14,19 @@ from retrainer_operator.config import OperatorConfig
 CONFIG = OperatorConfig.from_env({})
 
 
-class FakeCluster:
-    """Claims, Secrets and ledgers in memory; counts ConfigMap writes."""
+class FakeCluster(FakeLines):
+    """Claims, Secrets and ModelLines in memory; counts ledger writes."""
 
     def __init__(self, claims: bool = True, secrets: bool = True) -> None:
+        super().__init__()
         self.claims = claims
         self.secrets = secrets
-        self.configmaps: dict[tuple[str, str], dict[str, Any]] = {}
-        self.writes = 0
 
     def claim_exists(self, namespace: str, name: str) -> bool:
         return self.claims
 
     def secret_exists(self, namespace: str, name: str) -> bool:
         return self.secrets
-
-    def read_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.configmaps.get((namespace, name))
-
-    def create_configmap(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.writes += 1
-        body = {**body, "metadata": {**body["metadata"], "resourceVersion": "1"}}
-        self.configmaps[(namespace, body["metadata"]["name"])] = body
-        return body
-
-    def replace_configmap(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.writes += 1
-        self.configmaps[(namespace, name)] = body
-        return body
 
 
 def retrainjob(**spec: Any) -> dict[str, Any]:

@@ -167,9 +167,3 @@ def test_a_security_context_that_is_not_a_json_object_is_refused_naming_the_vari
 ) -> None:
     with pytest.raises(ConfigError, match="RETRAINER_TRAINER_POD_SECURITY_CONTEXT"):
         OperatorConfig.from_env({"RETRAINER_TRAINER_POD_SECURITY_CONTEXT": raw})
-
-
-def test_the_ledger_namespace_is_empty_unless_the_chart_sets_it() -> None:
-    assert OperatorConfig.from_env({}).ledger_namespace == ""
-    config = OperatorConfig.from_env({"RETRAINER_LEDGER_NAMESPACE": " retrainer-system "})
-    assert config.ledger_namespace == "retrainer-system"

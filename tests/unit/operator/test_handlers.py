@@ -24,4 +24,12 @@ def test_handlers_are_registered_under_stable_ids() -> None:
     registry = handlers.build_registry(None, ticker)  # type: ignore[arg-type]
     ids = {h.id for h in registry._changing.get_all_handlers()}
     ids |= {h.id for h in registry._watching.get_all_handlers()}
-    assert ids == {"retrainjob_create", "retrainjob_job_event"}
+    assert ids == {
+        "retrainjob_create",
+        "retrainjob_job_event",
+        "modelline_create",
+        "modelline_resume",
+        "modelline_update/spec",
+    }
+    timers = {h.id for h in registry._spawning.get_all_handlers()}
+    assert timers == {"modelline_tick"}

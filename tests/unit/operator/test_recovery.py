@@ -21,8 +21,10 @@ def retrainjob(model: str, version: int | None) -> dict[str, Any]:
 class Evidence:
     """Plain stand-ins for the cluster and MLflow reads (recovery.EvidenceClient, RunSearch)."""
 
-    def __init__(self, jobs: list[Any], objs: list[Any], runs: list[int] | Exception) -> None:
-        self.jobs, self.objs, self.runs = jobs, objs, runs
+    def __init__(
+        self, jobs: list[Any], objs: list[Any], runs: list[int] | Exception, tag: int = 0
+    ) -> None:
+        self.jobs, self.objs, self.runs, self.tag = jobs, objs, runs, tag
         self.selectors: list[str] = []
 
     def list_jobs(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
@@ -36,6 +38,14 @@ class Evidence:
         if isinstance(self.runs, Exception):
             raise self.runs
         return self.runs
+
+    def allocated(self, experiment: str, namespace: str, model: str) -> int:
+        return self.tag
+
+
+def test_the_experiments_allocated_tag_counts_for_versions_that_never_trained() -> None:
+    evidence = Evidence([], [retrainjob("shapes", 1)], [], tag=2)
+    assert recovery.highest_version(evidence, evidence, "ns", "shapes", "shapes") == 2
 
 
 def test_jobs_and_statuses_of_other_model_lines_are_not_evidence() -> None:

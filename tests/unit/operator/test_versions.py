@@ -6,6 +6,7 @@ import random
 from typing import Any
 
 import pytest
+from lines_fake import FakeLines
 from retrainer_operator import versions
 from retrainer_operator.versions import (
     COMPACT_THRESHOLD,
@@ -170,42 +171,19 @@ def test_compaction_is_applied_on_writes_and_reads_which_retrainjobs_still_run(
     monkeypatch.setattr(versions, "COMPACT_THRESHOLD", 16 * 1024)
     monkeypatch.setattr(versions, "KEEP_RECENT", 10)
 
-    class Cluster:
-        def __init__(self) -> None:
-            self.cm: dict[str, Any] | None = None
-            self.lists = 0
-            self.retrainjobs: list[dict[str, Any]] = [
-                {"metadata": {"uid": "uid-3"}, "status": {}},
-                {
-                    "metadata": {"uid": "uid-4"},
-                    "status": {"conditions": [{"type": "Failed", "status": "True"}]},
-                },
-            ]
-
-        def read_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
-            return self.cm
-
-        def create_configmap(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-            self.cm = {**body, "metadata": {**body["metadata"], "resourceVersion": "1"}}
-            return self.cm
-
-        def replace_configmap(
-            self, namespace: str, name: str, body: dict[str, Any]
-        ) -> dict[str, Any]:
-            self.cm = body
-            return body
-
-        def list_retrainjobs(self, namespace: str) -> list[dict[str, Any]]:
-            self.lists += 1
-            return self.retrainjobs
-
-    cluster = Cluster()
+    cluster = FakeLines()
+    cluster.retrainjobs = [
+        {"metadata": {"uid": "uid-3"}, "status": {}},
+        {
+            "metadata": {"uid": "uid-4"},
+            "status": {"conditions": [{"type": "Failed", "status": "True"}]},
+        },
+    ]
     for i in range(1, 500):
         allocate(cluster, "team", "shapes", f"uid-{i}", f"run-{i}", None)
         if i not in (3, 4):
             mark_verified(cluster, "team", "shapes", i, "0" * 64)
-        assert cluster.cm is not None
-        assert ledger_size(cluster.cm["data"]) <= 16 * 1024
+        assert ledger_size(cluster.ledger("team", "shapes")) <= 16 * 1024
     assert 1 <= cluster.lists < 20  # once per compaction, not per write
     assert find(cluster, "team", "shapes", "uid-3") == Allocation(3, None)  # still running
     assert find(cluster, "team", "shapes", "uid-4") is None  # failed: dropped
@@ -317,38 +295,62 @@ def test_compacted_and_whole_ledgers_give_the_same_answers_step_by_step() -> Non
         assert resolve_base_in(small, str(number)) == resolve_base_in(whole, str(number))
 
 
-class PlacedClient:
-    """An in-memory ConfigMap store that records where each ledger was written."""
-
-    def __init__(self) -> None:
-        self.maps: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def read_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.maps.get((namespace, name))
-
-    def create_configmap(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        stored = {**body, "metadata": {**body["metadata"], "resourceVersion": "1"}}
-        self.maps[(namespace, body["metadata"]["name"])] = stored
-        return stored
-
-    def replace_configmap(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.maps[(namespace, name)] = body
-        return body
-
-    def list_retrainjobs(self, namespace: str) -> list[dict[str, Any]]:
-        return []
-
-
-def test_with_a_ledger_namespace_every_line_keeps_its_own_ledger_there() -> None:
-    store = PlacedClient()
-    first = versions.allocate(store, "team-a", "shapes", "u1", "a", None, ledger_namespace="ops")
-    other = versions.allocate(store, "team-b", "shapes", "u2", "b", None, ledger_namespace="ops")
+def test_every_line_keeps_its_own_sequence_in_its_own_modelline() -> None:
+    store = FakeLines()
+    first = versions.allocate(store, "team-a", "shapes", "u1", "a", None)
+    other = versions.allocate(store, "team-b", "shapes", "u2", "b", None)
     assert first.version == other.version == 1  # two lines, two sequences
-    assert set(store.maps) == {
-        ("ops", "retrainer-versions.team-a.shapes"),
-        ("ops", "retrainer-versions.team-b.shapes"),
-    }
-    versions.mark_verified(store, "team-a", "shapes", 1, "sha", ledger_namespace="ops")
-    assert versions.resolve_base(store, "team-a", "shapes", "latest", "ops") == 1
-    assert versions.resolve_base(store, "team-b", "shapes", "latest", "ops") is None
-    assert versions.find(store, "team-a", "shapes", "u1", "ops") == first
+    assert set(store.lines) == {("team-a", "shapes"), ("team-b", "shapes")}
+    assert store.lines[("team-a", "shapes")]["spec"] == {}  # a bare line, created for the run
+    versions.mark_verified(store, "team-a", "shapes", 1, "sha")
+    assert versions.resolve_base(store, "team-a", "shapes", "latest") == 1
+    assert versions.resolve_base(store, "team-b", "shapes", "latest") is None
+    assert versions.find(store, "team-a", "shapes", "u1") == first
+
+
+def test_the_status_people_read_is_derived_from_the_ledger_on_every_write() -> None:
+    store = FakeLines()
+    for i in (1, 2, 3):
+        versions.allocate(store, "team", "shapes", f"u{i}", f"run-{i}", None)
+    versions.mark_verified(store, "team", "shapes", 1, "a" * 64)
+    versions.mark_verified(store, "team", "shapes", 3, "c" * 64)
+    status = store.lines[("team", "shapes")]["status"]
+    assert status["latestVersion"] == 3
+    assert status["latestVerified"] == 3
+    assert status["verifiedVersions"] == "1,3"
+    assert [(v["version"], v["state"], v.get("retrainJob")) for v in status["versions"]] == [
+        (3, "verified", "run-3"),
+        (2, "allocated", "run-2"),
+        (1, "verified", "run-1"),
+    ]
+
+
+def test_champion_resolves_to_the_version_the_line_names_when_it_is_verified() -> None:
+    store = FakeLines()
+    for i in (1, 2):
+        versions.allocate(store, "team", "shapes", f"u{i}", f"run-{i}", None)
+    versions.mark_verified(store, "team", "shapes", 1, "a" * 64)
+    assert versions.resolve_base(store, "team", "shapes", "champion") is None  # none named
+    store.lines[("team", "shapes")]["status"]["champion"] = {"version": 2}
+    assert versions.resolve_base(store, "team", "shapes", "champion") is None  # not verified
+    store.lines[("team", "shapes")]["status"]["champion"] = {"version": 1}
+    assert versions.resolve_base(store, "team", "shapes", "champion") == 1
+
+
+def test_a_concurrent_write_is_retried_never_lost() -> None:
+    store = FakeLines()
+    versions.allocate(store, "team", "shapes", "u1", "run-1", None)
+    real_read = store.read_modelline
+    raced = {"done": False}
+
+    def read_then_race(namespace: str, name: str) -> dict[str, Any] | None:
+        seen = real_read(namespace, name)
+        if not raced["done"]:
+            raced["done"] = True  # another allocator writes between our read and our write
+            versions.allocate(store, "team", "shapes", "u2", "run-2", None)
+        return seen
+
+    store.read_modelline = read_then_race  # type: ignore[method-assign]
+    third = versions.allocate(store, "team", "shapes", "u3", "run-3", None)
+    assert third.version == 3
+    assert versions.find(store, "team", "shapes", "u2") == Allocation(2, None)

@@ -1,0 +1,253 @@
+"""The line reconciler: from a ModelLine and the cluster, the runs to start and its status.
+
+Called on every change of a ModelLine and on a timer (handlers.py), with `now` from the clock
+(clock.py, which tests set). It decides the schedule's due slot (schedule.py), counts the
+corrections (triggers.py), starts at most one RetrainJob per slot or per set of corrections
+under a deterministic name (so a restarted operator finds it, never a second one), trims the
+line's finished RetrainJobs to the history limits, and merge-patches the fields it owns. The
+sequence itself (status.ledger and the fields derived from it) is versions.py's, written
+under optimistic concurrency; this module never writes it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from retrainer_contract import api
+
+from retrainer_operator import clock, faults, schedule, triggers
+from retrainer_operator.conditions import Reason, get_condition, is_terminal, set_condition
+
+__all__ = ["READY", "Outcome", "history_to_delete", "reconcile_line", "run_body"]
+
+logger = logging.getLogger("retrainer.operator")
+
+READY = "Ready"
+SCHEDULE = "schedule"
+CORRECTIONS = "corrections"
+
+
+def _iso(value: datetime.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclasses.dataclass
+class Outcome:
+    """The status fields this reconcile sets and the Events it posts."""
+
+    status: dict[str, Any]
+    events: list[tuple[str, str, bool]] = dataclasses.field(default_factory=list)
+    created: list[str] = dataclasses.field(default_factory=list)
+
+
+def run_body(
+    line: Mapping[str, Any], trigger: str, key: str, slot: datetime.datetime | None = None
+) -> dict[str, Any]:
+    """The RetrainJob the line starts for one trigger event: its template with `model` set,
+    the line's corrections folder when the template names none, owned by the line."""
+    meta = line["metadata"]
+    spec_in = line.get("spec") or {}
+    spec = copy.deepcopy(dict(spec_in.get("template") or {}))
+    spec["model"] = meta["name"]
+    watched = spec_in.get(CORRECTIONS) or {}
+    if watched.get("uri") and "corrections" not in spec:
+        spec["corrections"] = {"uri": watched["uri"]}
+    annotations = {api.SCHEDULED_TIME_ANNOTATION: _iso(slot) or ""} if slot else {}
+    return {
+        "apiVersion": api.API_VERSION,
+        "kind": api.KIND,
+        "metadata": {
+            "name": api.run_name(meta["name"], trigger, key),
+            "namespace": meta["namespace"],
+            "labels": {
+                api.LABEL_MANAGED_BY: api.MANAGED_BY,
+                api.LABEL_MODEL: meta["name"],
+                api.LABEL_TRIGGER: trigger,
+            },
+            "annotations": annotations,
+            "ownerReferences": [
+                {
+                    "apiVersion": api.API_VERSION,
+                    "kind": api.LINE_KIND,
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": False,
+                }
+            ],
+        },
+        "spec": spec,
+    }
+
+
+def _owned_by(obj: Mapping[str, Any], line: Mapping[str, Any]) -> bool:
+    uid = line["metadata"]["uid"]
+    return any(
+        ref.get("uid") == uid for ref in (obj.get("metadata") or {}).get("ownerReferences") or []
+    )
+
+
+def history_to_delete(runs: list[Mapping[str, Any]], line: Mapping[str, Any]) -> list[str]:
+    """Names of the line's own finished RetrainJobs beyond spec.historyLimits, oldest first.
+    RetrainJobs a person applied are never the line's to delete."""
+    limits = (line.get("spec") or {}).get("historyLimits") or {}
+    keep = {"Succeeded": int(limits.get("succeeded", 3)), "Failed": int(limits.get("failed", 1))}
+    doomed: list[str] = []
+    for phase, limit in keep.items():
+        finished = [
+            r for r in runs if _owned_by(r, line) and (r.get("status") or {}).get("phase") == phase
+        ]
+        finished.sort(
+            key=lambda r: (
+                (r.get("status") or {}).get("completionTime") or "",
+                r["metadata"].get("creationTimestamp") or "",
+            ),
+            reverse=True,
+        )
+        doomed += [r["metadata"]["name"] for r in finished[limit:]]
+    return sorted(doomed)
+
+
+def _schedule_step(
+    cluster: Any, line: Mapping[str, Any], now: datetime.datetime, active: bool, out: Outcome
+) -> tuple[bool, str] | None:
+    spec_schedule = (line.get("spec") or {}).get("schedule")
+    status = line.get("status") or {}
+    if not spec_schedule:
+        out.status["nextRunTime"] = None
+        return None
+    since = schedule.parse_time(status.get("lastScheduleTime")) or schedule.parse_time(
+        line["metadata"].get("creationTimestamp")
+    )
+    try:
+        decision = schedule.decide(spec_schedule, now, since or now, active)
+    except schedule.ScheduleError as error:
+        out.status["nextRunTime"] = None
+        return False, str(error)
+    out.status["nextRunTime"] = _iso(decision.next_run)
+    if decision.slot is None:
+        return None
+    key = schedule.slot_key(decision.slot)
+    if decision.action == schedule.STARTED:
+        name = _start(cluster, line, SCHEDULE, key, decision.slot, out)
+        out.events.append(("RunStarted", f"slot {_iso(decision.slot)}: RetrainJob {name}", False))
+    elif decision.action == schedule.SKIPPED:
+        out.events.append(
+            (
+                "SlotSkipped",
+                f"slot {_iso(decision.slot)} skipped: a run of the line is active "
+                "(concurrencyPolicy Forbid)",
+                False,
+            )
+        )
+    elif decision.action == schedule.MISSED:
+        out.events.append(
+            (
+                "SlotMissed",
+                f"slot {_iso(decision.slot)} missed by more than startingDeadlineSeconds "
+                f"({spec_schedule.get('startingDeadlineSeconds')}s): not started",
+                True,
+            )
+        )
+    out.status["lastScheduleTime"] = _iso(decision.slot)
+    return None
+
+
+def _start(
+    cluster: Any,
+    line: Mapping[str, Any],
+    trigger: str,
+    key: str,
+    slot: datetime.datetime | None,
+    out: Outcome,
+) -> str:
+    body = run_body(line, trigger, key, slot)
+    _, created = cluster.create_retrainjob(body)
+    faults.point(faults.AFTER_RUN_CREATE)
+    name = str(body["metadata"]["name"])
+    if created:
+        out.created.append(name)
+    out.status["lastRunName"] = name
+    return name
+
+
+def _corrections_step(
+    deps: Any, line: Mapping[str, Any], now: datetime.datetime, active: bool, out: Outcome
+) -> None:
+    watched = (line.get("spec") or {}).get(CORRECTIONS)
+    status = line.get("status") or {}
+    if not watched:
+        out.status["pendingCorrections"] = None
+        return
+    checked = schedule.parse_time(status.get("correctionsCheckTime"))
+    interval = float(watched.get("pollIntervalSeconds", 300))
+    if checked is not None and (now - checked).total_seconds() < interval:
+        return
+    if deps.store is None:
+        return
+    try:
+        waiting = triggers.pending(deps.store, deps.mlflow, line)
+    except Exception as error:  # MlflowError, OSError, minio's S3Error: the count is unknown
+        out.events.append(("CorrectionsUncounted", f"corrections not counted: {error}", True))
+        return
+    out.status["pendingCorrections"] = len(waiting)
+    out.status["correctionsCheckTime"] = _iso(now)
+    if len(waiting) >= int(watched["minNew"]) and not active:
+        name = _start(deps.cluster, line, CORRECTIONS, triggers.fingerprint(waiting), None, out)
+        out.events.append(
+            (
+                "RunStarted",
+                f"{len(waiting)} new corrections (minNew {watched['minNew']}): RetrainJob {name}",
+                False,
+            )
+        )
+
+
+def reconcile_line(
+    deps: Any, namespace: str, name: str, now: datetime.datetime | None = None
+) -> Outcome | None:
+    """One pass over ModelLine `namespace`/`name`; returns what it did (None: no such line)."""
+    cluster = deps.cluster
+    line = cluster.read_modelline(namespace, name)
+    if line is None:
+        return None
+    now = now or clock.now()
+    out = Outcome(status={})
+    runs = [
+        r for r in cluster.list_retrainjobs(namespace) if (r.get("spec") or {}).get("model") == name
+    ]
+    active = any(not is_terminal(r.get("status") or {}) for r in runs)
+    problem = _schedule_step(cluster, line, now, active, out)
+    active = active or bool(out.created)
+    _corrections_step(deps, line, now, active, out)
+    for doomed in history_to_delete(runs, line):
+        cluster.delete_retrainjob(namespace, doomed)
+    generation = line["metadata"].get("generation")
+    current = line.get("status") or {}
+    if problem is not None:
+        conditions = set_condition(
+            current, READY, False, Reason.INVALID_SCHEDULE, problem[1], generation
+        )
+    else:
+        conditions = set_condition(
+            current, READY, True, Reason.LINE_READY, "the spec is usable", generation
+        )
+    out.status["conditions"] = conditions["conditions"]
+    out.status["observedGeneration"] = generation
+    changed = {k: v for k, v in out.status.items() if current.get(k) != v}
+    if changed:
+        cluster.patch_modelline_status(namespace, name, changed)
+    before = get_condition(current, READY) or {}
+    if problem is not None and before.get("status") != "False":
+        out.events.append((Reason.INVALID_SCHEDULE, problem[1], True))
+    for reason, message, warning in out.events:
+        cluster.emit_event(line, reason, message, warning)
+        logger.info("line event line=%s/%s reason=%s message=%s", namespace, name, reason, message)
+    return out
