@@ -1,5 +1,5 @@
-"""Every RetrainJob in examples/ is admitted by a real apiserver with strict field validation,
-keeps its values as written, and re-applying it changes nothing (as Argo CD would)."""
+"""Every RetrainJob and ModelLine in examples/ is admitted by a real apiserver with strict field
+validation, keeps its values as written, and re-applying it changes nothing (as Argo CD would)."""
 
 from __future__ import annotations
 
@@ -17,11 +17,14 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
 
+KINDS = {"RetrainJob": "retrainjob", "ModelLine": "modelline"}
+
+
 def retrainjob_files() -> list[Path]:
     found = []
     for path in sorted(EXAMPLES.rglob("*.yaml")):
         docs = yaml.safe_load_all(path.read_text(encoding="utf-8"))
-        if any(d and d.get("kind") == "RetrainJob" for d in docs):
+        if any(d and d.get("kind") in KINDS for d in docs):
             found.append(path)
     return found
 
@@ -52,6 +55,8 @@ def test_the_examples_folder_has_the_documented_retrainjobs() -> None:
         "cpu-minimal.yaml",
         "gpu-promotion-kueue.yaml",
         "retrain-latest-corrections.yaml",
+        "modelline-weekly.yaml",
+        "modelline-corrections.yaml",
     } <= names
     assert any(name.startswith("gitops/retrainjobs/") for name in names)
 
@@ -70,7 +75,7 @@ def test_example_is_admitted_strictly_and_stored_as_written(
     for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
         name = doc["metadata"]["name"]
         stored = json.loads(
-            kubectl("get", "retrainjob", name, "-n", namespace, "-o", "json").stdout
+            kubectl("get", KINDS[doc["kind"]], name, "-n", namespace, "-o", "json").stdout
         )
         assert contained(doc["spec"], stored["spec"])
     again = kubectl("apply", "--validate=strict", "-n", namespace, "-f", str(path))

@@ -15,6 +15,7 @@ import pytest
 from kubernetes import client
 from operator_support import (
     GROUP,
+    LINE_PLURAL,
     PLURAL,
     TRAIN_TIMEOUT,
     VERSION,
@@ -124,7 +125,7 @@ def test_a_lost_version_sequence_continues_above_every_trained_version(
         assert_verified_version(world, namespace, first, 1)
         first_run = first["status"]["mlflow"]["runId"]
 
-        # Fault: every Kubernetes record of version 1 is removed, the ledger included.
+        # Fault: every Kubernetes record of version 1 is removed, the ModelLine included.
         custom.delete_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, "first", propagation_policy="Foreground"
         )
@@ -143,13 +144,13 @@ def test_a_lost_version_sequence_continues_above_every_trained_version(
             120,
             operator,
         )
-        client.CoreV1Api(kube).delete_namespaced_config_map("retrainer-versions-shapes", namespace)
+        custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, LINE_PLURAL, "shapes")
 
         create(kube, namespace, retrainjob("second", dataset))
         second = wait_finished(kube, namespace, "second", operator)
 
-        # Fault again, after v1 and v2: only the ledger goes; v2's RetrainJob and Job remain.
-        client.CoreV1Api(kube).delete_namespaced_config_map("retrainer-versions-shapes", namespace)
+        # Fault again, after v1 and v2: only the ModelLine goes; v2's RetrainJob and Job remain.
+        custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, LINE_PLURAL, "shapes")
         create(kube, namespace, retrainjob("third", dataset))
         third = wait_finished(kube, namespace, "third", operator)
 

@@ -151,3 +151,55 @@ def test_argocd_cm_embeds_the_health_script_verbatim() -> None:
     configmap = yaml.safe_load(ARGOCD_CM.read_text(encoding="utf-8"))
     assert configmap["metadata"]["name"] == "argocd-cm"
     assert configmap["data"][HEALTH_KEY] == LUA.read_text(encoding="utf-8")
+
+
+LINE_LUA = ROOT / "examples" / "gitops" / "modelline-health.lua"
+LINE_KEY = "resource.customizations.health.retrainer.dev_ModelLine"
+
+
+def line_health(status: dict[str, Any] | None, generation: int = 1) -> tuple[str, str]:
+    obj: dict[str, Any] = {
+        "apiVersion": "retrainer.dev/v1alpha1",
+        "kind": "ModelLine",
+        "metadata": {"name": "shapes", "namespace": "ml", "generation": generation},
+        "spec": {},
+    }
+    if status is not None:
+        obj["status"] = status
+    runtime = lua51.LuaRuntime(unpack_returned_tuples=True)
+    runtime.globals().obj = runtime.table_from(obj, recursive=True)
+    result = runtime.execute(LINE_LUA.read_text(encoding="utf-8"))
+    return str(result["status"]), str(result["message"])
+
+
+def test_a_line_without_status_or_with_a_stale_one_is_progressing() -> None:
+    assert line_health(None)[0] == "Progressing"
+    stale = {"observedGeneration": 1, "conditions": [condition("Ready", "True")]}
+    assert line_health(stale, generation=2)[0] == "Progressing"
+
+
+def test_a_ready_line_is_healthy_and_names_its_latest_and_champion() -> None:
+    status = {
+        "observedGeneration": 1,
+        "conditions": [condition("Ready", "True")],
+        "latestVerified": 4,
+        "champion": {"version": 3},
+    }
+    assert line_health(status) == ("Healthy", "latest verified v4, champion v3")
+
+
+@pytest.mark.parametrize("type_", ["Ready", "Scrubbed"])
+def test_an_unusable_schedule_or_a_failed_scrub_is_degraded_with_its_message(type_: str) -> None:
+    status = {
+        "observedGeneration": 1,
+        "conditions": [
+            *([condition("Ready", "True")] if type_ != "Ready" else []),
+            condition(type_, "False", "v1 best.pt changed"),
+        ],
+    }
+    assert line_health(status) == ("Degraded", "v1 best.pt changed")
+
+
+def test_argocd_cm_embeds_the_line_health_script_verbatim() -> None:
+    configmap = yaml.safe_load(ARGOCD_CM.read_text(encoding="utf-8"))
+    assert configmap["data"][LINE_KEY] == LINE_LUA.read_text(encoding="utf-8")
