@@ -55,3 +55,19 @@ def test_demo_trains_two_verified_versions(world: World) -> None:
     assert items["shapes-initial"]["version"] == 1
     assert items["shapes-corrected"]["version"] == 2
     assert items["shapes-corrected"]["lineage"]["baseVersion"] == 1
+    # The model line, shown after each version: its LATEST column moves from 1 to 2.
+    assert "the model line after version 1:" in proc.stdout
+    assert "the model line after version 2:" in proc.stdout
+    after_two = proc.stdout.split("the model line after version 2:", 1)[1]
+    header, row = after_two.strip().splitlines()[:2]
+    assert header.split()[:3] == ["NAME", "LATEST", "CHAMPION"]
+    assert row.split()[:2] == ["shapes", "2"]
+    line = subprocess.run(
+        [kubectl, "get", "modelline", "shapes", "-n", "retrainer-demo", "-o", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    status = json.loads(line.stdout)["status"]
+    assert status["latestVerified"] == 2 and status["verifiedVersions"] == "1-2"

@@ -2,7 +2,8 @@
 
 Starts (or reuses) the world, installs the chart, runs the operator locally (so its log is a
 file you can read), trains version 1 of a tiny shapes detector from scratch and version 2 from
-`latest` with label corrections, then shows `kubectl get retrainjobs` and an in-cluster
+`latest` with label corrections, showing the model line (`kubectl get modelline`, the ModelLine
+the operator keeps for the line) after each, then `kubectl get retrainjobs` and an in-cluster
 `retrainer verify` of both versions. The world is left running; `make world-down` stops it and
 the operator (which carries the world's member marker, so `down` finds it).
 
@@ -331,19 +332,24 @@ def run(epochs: int, timeout: float) -> None:
     _install(api, w, env)
     op_log = _start_operator(api, w, env)
     _upload_data(w)
+    kubectl = str(w.bin_dir / "kubectl")
+    line = [kubectl, "get", "modelline", MODEL, "-n", NAMESPACE, "-o", "wide"]
     first = _train(
         api,
         retrainjob(f"{MODEL}-initial", {"architecture": "yolo11n.yaml"}, epochs, False),
         timeout,
         op_log,
     )
+    say(f"the model line after version {first['status']['version']}:")
+    print(_run(line, env, "kubectl get modelline"))
     second = _train(
         api,
         retrainjob(f"{MODEL}-corrected", {"version": "latest"}, epochs, True),
         timeout,
         op_log,
     )
-    kubectl = str(w.bin_dir / "kubectl")
+    say(f"the model line after version {second['status']['version']}:")
+    print(_run(line, env, "kubectl get modelline"))
     print(_run([kubectl, "get", "retrainjobs", "-n", NAMESPACE, "-o", "wide"], env, "kubectl get"))
     retrainer = str(Path(sys.executable).parent / "retrainer")
     for obj in (first, second):
