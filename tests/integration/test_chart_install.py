@@ -116,8 +116,12 @@ def test_install_lets_the_operator_do_what_it_needs_everywhere(
     for verb, resource in allowed:
         assert can_i(kubectl, user, verb, resource, *elsewhere), (verb, resource)
     # The version sequence lives in ModelLine status: no ConfigMap rights anywhere.
+    assert can_i(kubectl, user, "create", "modellines.retrainer.dev", *elsewhere)
+    for verb in ("update", "patch"):
+        assert can_i(
+            kubectl, user, verb, "modellines.retrainer.dev", "--subresource=status", *elsewhere
+        ), verb
     for verb in ("create", "update"):
-        assert can_i(kubectl, user, verb, "modellines.retrainer.dev", "--subresource=status"), verb
         for where in (namespace, "default", "kube-system"):
             assert not can_i(kubectl, user, verb, "configmaps", "-n", where), (verb, where)
     assert can_i(kubectl, user, "list", "namespaces")

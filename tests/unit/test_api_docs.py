@@ -24,6 +24,14 @@ def test_api_md_matches_a_fresh_generation_from_the_crd() -> None:
     )
 
 
+def test_the_modelline_reference_matches_a_fresh_generation() -> None:
+    source = "crds/retrainer.dev_modellines.yaml"
+    fresh = apidocs.render(apidocs.load_crd(ROOT / source), source)
+    assert (ROOT / "docs" / "api-modelline.md").read_text(encoding="utf-8") == fresh, (
+        "docs/api-modelline.md is stale: run `make crds-sync`"
+    )
+
+
 def test_every_spec_and_status_field_has_a_row() -> None:
     page = generate()
     schema = yaml.safe_load(CRD.read_text(encoding="utf-8"))
