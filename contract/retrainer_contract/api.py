@@ -21,6 +21,8 @@ __all__ = [
     "LABEL_NAME",
     "LABEL_RETRAINJOB",
     "LABEL_VERSION",
+    "LINE_KIND",
+    "LINE_PLURAL",
     "MANAGED_BY",
     "PLURAL",
     "QUEUE_LABEL",
@@ -39,6 +41,9 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "RetrainJob"
 PLURAL = "retrainjobs"
+# The model line (crds/retrainer.dev_modellines.yaml): same group and version.
+LINE_KIND = "ModelLine"
+LINE_PLURAL = "modellines"
 
 # The training Job's one container (podFailurePolicy rules name it).
 CONTAINER_NAME = "trainer"
