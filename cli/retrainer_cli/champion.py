@@ -25,7 +25,7 @@ from retrainer_contract import env as trainer_env
 from retrainer_cli import kube, verify_job
 from retrainer_cli.mlflow_rest import MlflowError, MlflowRest
 
-__all__ = ["add_parsers", "promote", "rollback", "version_facts"]
+__all__ = ["add_parsers", "promote", "record", "rollback", "version_facts"]
 
 _ATTEMPTS = 8
 
@@ -152,7 +152,7 @@ def version_facts(
     return metrics, (str(registered_version) if registered_version else None)
 
 
-def _record(
+def record(
     api: client.ApiClient,
     namespace: str,
     model: str,
@@ -167,7 +167,8 @@ def _record(
         new = champion.move(old, version, reason=reason, since=_now(), metrics=metrics)
         try:
             rv = str(line["metadata"]["resourceVersion"])
-            updated = kube.patch_modelline_status(api, namespace, model, {"champion": new}, rv)
+            change = {"champion": champion.patch(old, new)}
+            updated = kube.patch_modelline_status(api, namespace, model, change, rv)
             return updated, old
         except kube.Conflict:
             continue
@@ -230,7 +231,7 @@ def _move(
     if current == target:
         print(f"{model} v{target} is already the champion")
     else:
-        updated, old = _record(api, namespace, model, target, reason, metrics)
+        updated, old = record(api, namespace, model, target, reason, metrics)
         before = f"v{old['version']}" if old.get("version") else "none"
         message = f"champion of {model}: v{target} (was {before}), by {reason}"
         kube.post_line_event(api, updated, reason, message)

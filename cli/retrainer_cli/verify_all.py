@@ -31,9 +31,13 @@ class ScrubResult:
 
 
 def kind(row: VerifyRow) -> str:
-    """Whether a failed copy is missing (gone from the claim or MinIO) or changed."""
-    missing = row.message.startswith("missing") or "NoSuchKey" in row.message
-    return upkeep.MISSING if missing else upkeep.CHANGED
+    """Whether a failed copy is missing (gone from the claim or MinIO), could not be read now
+    (MinIO down, no credentials), or changed."""
+    if row.message.startswith("missing") or "NoSuchKey" in row.message:
+        return upkeep.MISSING
+    if row.message.startswith(("unreadable", "no MinIO")):
+        return upkeep.UNREADABLE
+    return upkeep.CHANGED
 
 
 def _relative(location: str, root: Path) -> str:

@@ -4,8 +4,11 @@ A person's laptop rarely mounts the models volume; a short Job can. It mounts th
 read-only, runs `retrainer verify --root /data` in the operator image (which installs this
 package beside the operator for that purpose) with the MinIO credentials from the namespace's
 Secret, and reports back through its termination message (readable without a kubelet log
-proxy). The CLI prints it and exits with the pod's exit code. The Job's environment uses the
-contract's names (retrainer_contract.env), the ones `retrainer verify` reads.
+proxy). The CLI prints it and exits with the pod's exit code. The Job's shape is the
+contract's (retrainer_contract.claimjob, shared with the operator's scrub and retention Jobs),
+its environment uses the contract's names (retrainer_contract.env), the ones `retrainer
+verify` reads. `retrainer promote` and `rollback` run the same Job (verify_in_cluster) before
+they move the champion.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ __all__ = [
     "ROLLED_BACK",
     "alias",
     "move",
+    "patch",
     "registered_model",
     "rollback_target",
 ]
@@ -98,6 +99,18 @@ def move(
         "previous": previous,
         "history": new_history,
     }
+
+
+def patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch of status.champion that turns `old` into `new` exactly: keys of
+    `old` (and of its metrics) that `new` lacks become None, so none survives the merge."""
+    old = old or {}
+    result: dict[str, Any] = {key: None for key in old}
+    result.update(new)
+    old_metrics = old.get("metrics")
+    if isinstance(new.get("metrics"), Mapping) and isinstance(old_metrics, Mapping):
+        result["metrics"] = {**{k: None for k in old_metrics}, **new["metrics"]}
+    return result
 
 
 def registered_model(template: Mapping[str, Any] | None) -> str | None:

@@ -23,6 +23,7 @@ from retrainer_contract.layout import VersionPaths
 __all__ = [
     "CHANGED",
     "MISSING",
+    "UNREADABLE",
     "parse_retain_report",
     "parse_scrub_report",
     "problem",
@@ -32,9 +33,11 @@ __all__ = [
     "scrub_report",
 ]
 
-# What is wrong with a copy a scrub checked.
+# What is wrong with a copy a scrub checked: gone, different, or not readable right now (an
+# outage or missing credentials: no evidence that the copy itself is bad).
 MISSING = "missing"
 CHANGED = "changed"
+UNREADABLE = "unreadable"
 # Room left under the kubelet's 4 KiB for the JSON around the lists.
 _BUDGET = TERMINATION_LIMIT - 96
 _WHAT_LIMIT = 160

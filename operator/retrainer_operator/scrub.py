@@ -86,9 +86,14 @@ def result_step(
         quiet = not last.get("problems") and last.get("time")
         events = () if quiet else (Event(Reason.COPIES_INTACT, text),)
         return UpkeepStep(patch, (upkeep.SCRUBBED, True, Reason.COPIES_INTACT, text), events)
-    changed = any(p.get("kind") != reports.MISSING for p in problems)
-    reason = Reason.COPY_CHANGED if changed else Reason.COPY_MISSING
+    kinds = {p.get("kind") for p in problems}
     text = _problem_message(problems, checked, int(report.get("omitted") or 0))
+    if kinds <= {reports.UNREADABLE}:
+        # Nothing found wrong with a copy: some could not be read (MinIO down, credentials).
+        unknown = (upkeep.SCRUBBED, None, Reason.COPY_UNREADABLE, text)
+        return UpkeepStep(patch, unknown, (Event(Reason.COPY_UNREADABLE, text, warning=True),))
+    reason = Reason.COPY_MISSING if kinds <= {reports.MISSING, reports.UNREADABLE} else None
+    reason = reason or Reason.COPY_CHANGED
     return UpkeepStep(
         patch, (upkeep.SCRUBBED, False, reason, text), (Event(reason, text, warning=True),)
     )

@@ -54,6 +54,7 @@ class Reason:
     COPIES_INTACT = "CopiesIntact"
     COPY_CHANGED = "CopyChanged"
     COPY_MISSING = "CopyMissing"
+    COPY_UNREADABLE = "CopyUnreadable"
     SCRUB_FAILED = "ScrubFailed"
     RETENTION_STARTED = "RetentionStarted"
     CLAIM_COPIES_REMOVED = "ClaimCopiesRemoved"

@@ -62,3 +62,11 @@ def test_alias_and_registered_model_come_from_the_template() -> None:
     assert champion.alias({"promotion": {"alias": "prod"}}) == "prod"
     assert champion.registered_model(None) is None
     assert champion.registered_model({"mlflow": {"registeredModel": "shapes"}}) == "shapes"
+
+
+def test_the_merge_patch_leaves_nothing_of_the_old_record_behind() -> None:
+    old = {"version": 2, "previous": 1, "history": [1], "metrics": {"mAP50": 0.3, "recall": 0.5}}
+    new = champion.move(old, 1, reason=champion.ROLLED_BACK, since=NOW, metrics={"mAP50": 0.2})
+    patch = champion.patch(old, new)
+    assert patch["previous"] is None
+    assert patch["metrics"] == {"mAP50": 0.2, "recall": None}

@@ -182,3 +182,10 @@ def test_apply_step_merges_like_a_merge_patch() -> None:
     status = {"scrub": {"jobName": "j", "time": "t0"}, "latestVerified": 3}
     new = upkeep.apply_step(status, upkeep.UpkeepStep({"scrub": {"jobName": None, "checked": 2}}))
     assert new == {"scrub": {"time": "t0", "checked": 2}, "latestVerified": 3}
+
+
+def test_copies_that_could_not_be_read_are_unknown_not_changed() -> None:
+    problems = [reports.problem(1, "mlflow", "s3://b/k", "unreadable: timeout", reports.UNREADABLE)]
+    step = scrub.result_step({}, 1, reports.scrub_report("shapes", [1], problems), T0)
+    assert step.condition is not None
+    assert step.condition[1:3] == (None, upkeep.Reason.COPY_UNREADABLE)
