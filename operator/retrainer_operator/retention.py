@@ -6,9 +6,10 @@ champion and its predecessor (the target of a rollback), and lists every other v
 version's copies as removable (status.retention.removable). Unverified versions (training, or
 failed) are never touched. With dryRun (the default) that list is all; otherwise the operator
 runs `retrainer retain MODEL N...` in a Job (`retrainer-retain-<model>`, the operator image,
-the claim mounted read-write), which removes exactly the contract's retention paths
-(retrainer_contract.upkeep: production copy, quick-access copy, run folder). The metadata
-file stays and MLflow is never touched: a removed version can still be read from its run.
+the claim mounted read-write; at most once per RETRY), which removes exactly the contract's
+retention paths (retrainer_contract.upkeep: production copy, quick-access copy, run folder).
+The metadata file stays and MLflow is never touched: a removed version can still be read from
+its run.
 
 `retention_plan` is the pure rule; `retention_step` is one idempotent step for the line
 reconciler, like scrub.scrub_step.
@@ -30,7 +31,11 @@ from retrainer_operator.kube import Cluster
 from retrainer_operator.upkeep import Event, Reason, UpkeepStep
 from retrainer_operator.versions import format_ranges, parse_ranges
 
-__all__ = ["job_name", "removable_uris", "retention_plan", "retention_step"]
+__all__ = ["RETRY", "job_name", "removable_uris", "retention_plan", "retention_step"]
+
+# A removal Job starts at most once per RETRY (counted from status.retention.time), so a path
+# that cannot be removed is retried calmly, not on every tick.
+RETRY = datetime.timedelta(minutes=10)
 
 
 def job_name(model: str) -> str:
@@ -147,6 +152,9 @@ def retention_step(
         if all(last.get(k) == v for k, v in wanted.items()):
             return UpkeepStep()
         return UpkeepStep({"retention": {**wanted, "time": upkeep.iso(now)}})
+    ran = upkeep.parse_time(last.get("time"))
+    if ran is not None and now - ran < RETRY:
+        return UpkeepStep()
     manifest = upkeep.build_upkeep_job(
         line,
         config,
@@ -157,7 +165,8 @@ def retention_step(
         with_s3=False,
         now=now,
     )
-    cluster.create_job(manifest)
+    if not cluster.create_job(manifest)[1]:
+        return UpkeepStep()  # the last one is still being deleted: next tick
     text = f"Job {name} removes the claim copies of versions {format_ranges(pending)} of {model}"
     return UpkeepStep(
         {"retention": {**wanted, "time": upkeep.iso(now)}},

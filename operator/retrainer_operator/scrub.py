@@ -132,7 +132,8 @@ def scrub_step(
         with_s3=True,
         now=now,
     )
-    cluster.create_job(manifest)
+    if not cluster.create_job(manifest)[1]:
+        return UpkeepStep()  # the last one is still being deleted: next tick
     started = Event(Reason.SCRUB_STARTED, f"Job {name} re-verifies every version of {model}")
     return UpkeepStep({"scrub": {"jobName": name}}, events=(started,))
 

@@ -189,3 +189,17 @@ def test_copies_that_could_not_be_read_are_unknown_not_changed() -> None:
     step = scrub.result_step({}, 1, reports.scrub_report("shapes", [1], problems), T0)
     assert step.condition is not None
     assert step.condition[1:3] == (None, upkeep.Reason.COPY_UNREADABLE)
+
+
+def test_a_failed_removal_is_retried_only_after_the_retry_interval() -> None:
+    cluster = FakeCluster()
+    spec = {"retention": {"keepLast": 1, "dryRun": False}}
+    failed = {"retention": {"time": "2026-01-01T00:00:00Z", "removable": ["pvc://models/x"]}}
+    soon = T0 + retention.RETRY - datetime.timedelta(seconds=1)
+    assert not retention.retention_step(cluster, line(spec, failed), CONFIG, [1, 2], soon)  # type: ignore[arg-type]
+    assert cluster.jobs == {}
+    later = retention.retention_step(
+        cluster, line(spec, failed), CONFIG, [1, 2], T0 + retention.RETRY
+    )  # type: ignore[arg-type]
+    assert [e.reason for e in later.events] == [upkeep.Reason.RETENTION_STARTED]
+    assert list(cluster.jobs) == [retention.job_name("shapes")]
