@@ -173,3 +173,11 @@ def test_the_ledger_namespace_is_empty_unless_the_chart_sets_it() -> None:
     assert OperatorConfig.from_env({}).ledger_namespace == ""
     config = OperatorConfig.from_env({"RETRAINER_LEDGER_NAMESPACE": " retrainer-system "})
     assert config.ledger_namespace == "retrainer-system"
+
+
+def test_the_operator_image_for_upkeep_jobs_is_read_and_checked() -> None:
+    assert OperatorConfig.from_env({}).operator_image == "ghcr.io/retrainer/operator:0.1.0"
+    given = OperatorConfig.from_env({"RETRAINER_OPERATOR_IMAGE": "registry.example.com/op:2.0"})
+    assert given.operator_image == "registry.example.com/op:2.0"
+    with pytest.raises(ConfigError, match="RETRAINER_OPERATOR_IMAGE"):
+        OperatorConfig.from_env({"RETRAINER_OPERATOR_IMAGE": "Not An Image"})
