@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from kubernetes import client
-from retrainer_contract import claimjob
+from retrainer_contract import claimjob, upkeep
 from retrainer_contract import env as trainer_env
 from retrainer_contract.api import LABEL_MANAGED_BY, LABEL_MODEL, LABEL_NAME, MANAGED_BY
 
@@ -182,8 +182,25 @@ def run(args: argparse.Namespace) -> int:
     """Create the verify Job, wait for it, print its result, return its exit code."""
     api = kube.api_client(args.context)
     namespace = args.namespace or kube.current_namespace(args.context)
-    outcome = verify_in_cluster(
-        api, args, namespace, args.version, all_versions=getattr(args, "all", False)
-    )
-    print(outcome.message)
+    all_versions = bool(getattr(args, "all", False))
+    outcome = verify_in_cluster(api, args, namespace, args.version, all_versions=all_versions)
+    print(_scrub_text(outcome.message) if all_versions else outcome.message)
     return outcome.exit_code
+
+
+def _scrub_text(message: str) -> str:
+    """The --all report (compact JSON in the termination message) as lines for a person."""
+    try:
+        report = upkeep.parse_scrub_report(message)
+    except ValueError:
+        return message
+    lines = [f"  {upkeep.problem_text(p)}" for p in report["problems"]]
+    if report["omitted"]:
+        lines.append(f"  ... and {report['omitted']} more")
+    failed = len(report["problems"]) + int(report["omitted"])
+    verdict = (
+        f"FAILED: {report['model']}: {failed} copies failed in {report['checked']} versions"
+        if failed
+        else f"OK: {report['model']}: {report['checked']} versions verified"
+    )
+    return "\n".join([*lines, verdict])

@@ -9,6 +9,8 @@ ModelLine's status through the status subresource and post its Events, as the re
 from __future__ import annotations
 
 import datetime
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from upkeep_support import (
 pytestmark = pytest.mark.integration
 
 MODEL = "shapes"
+REPO = Path(__file__).resolve().parents[2]
 T0 = datetime.datetime(2026, 1, 1, 3, 0, tzinfo=datetime.UTC)
 HOUR = datetime.timedelta(hours=1)
 
@@ -224,3 +227,24 @@ def test_retention_dry_run_lists_and_its_run_removes_exactly_the_expected_claim_
     line = get_line(kube, namespace, MODEL)
     assert not retention.retention_step(cluster, line, config, verified, T0 + 2 * HOUR)
     assert cluster.read_job(namespace, retention.job_name(MODEL)) is None
+
+
+def test_verify_all_in_cluster_names_the_flipped_copy_and_exits_1(
+    world: World, kube: client.ApiClient, namespace: str
+) -> None:
+    root = claim_root(kube, namespace)
+    experiment_id = experiment(world, f"verify-all-{namespace}")
+    for version in (1, 2):
+        store_version(world, root, namespace, MODEL, version, experiment_id)
+    flip_byte(layout.VersionPaths.for_version(root, MODEL, 2).production)
+    env = {**os.environ, **world.env()}
+    proc = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "retrainer"), "verify", MODEL, "--all", "--in-cluster",
+         "-n", namespace, "--s3-endpoint", world.minio_endpoint, "--timeout", "120"],
+        env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[-1].startswith("FAILED: shapes:") and "in 2 versions" in lines[-1]
+    assert any(line.startswith("  v2 production shapes/models/retrained_v2.pt") for line in lines)
+    assert not any(line.startswith("  v1 ") for line in lines)

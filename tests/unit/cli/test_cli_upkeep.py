@@ -98,3 +98,13 @@ def test_retain_removes_exactly_the_retention_paths_and_keeps_the_metadata(
     assert cli.main([*argv, "--termination-message-path", str(message)]) == 0
     assert upkeep.parse_retain_report(message.read_text())["versions"] == [1, 3]
     assert _files(root) == before - gone
+
+
+def test_the_in_cluster_scrub_report_reads_as_lines() -> None:
+    problem = upkeep.problem(1, "production", "shapes/models/retrained_v1.pt", "missing", "missing")
+    text = verify_job._scrub_text(upkeep.scrub_report("shapes", [1, 2], [problem]))
+    assert text.splitlines() == [
+        "  v1 production shapes/models/retrained_v1.pt: missing",
+        "FAILED: shapes: 1 copies failed in 2 versions",
+    ]
+    assert verify_job._scrub_text("not json") == "not json"
