@@ -92,8 +92,8 @@ def result_step(
         # Nothing found wrong with a copy: some could not be read (MinIO down, credentials).
         unknown = (upkeep.SCRUBBED, None, Reason.COPY_UNREADABLE, text)
         return UpkeepStep(patch, unknown, (Event(Reason.COPY_UNREADABLE, text, warning=True),))
-    reason = Reason.COPY_MISSING if kinds <= {reports.MISSING, reports.UNREADABLE} else None
-    reason = reason or Reason.COPY_CHANGED
+    missing_only = kinds <= {reports.MISSING, reports.UNREADABLE}
+    reason = Reason.COPY_MISSING if missing_only else Reason.COPY_CHANGED
     return UpkeepStep(
         patch, (upkeep.SCRUBBED, False, reason, text), (Event(reason, text, warning=True),)
     )
@@ -113,7 +113,8 @@ def scrub_step(
     job = cluster.read_job(namespace, name)
     if job is not None:
         if claimjob.result(job) is None:  # still running
-            return UpkeepStep() if last.get("jobName") == name else _running(name)
+            running = UpkeepStep({"scrub": {"jobName": name}})
+            return UpkeepStep() if last.get("jobName") == name else running
         if _recorded(last, job):
             cluster.delete_job(namespace, name)
             return UpkeepStep()
@@ -137,6 +138,3 @@ def scrub_step(
     started = Event(Reason.SCRUB_STARTED, f"Job {name} re-verifies every version of {model}")
     return UpkeepStep({"scrub": {"jobName": name}}, events=(started,))
 
-
-def _running(name: str) -> UpkeepStep:
-    return UpkeepStep({"scrub": {"jobName": name}})
