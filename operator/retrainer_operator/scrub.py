@@ -137,4 +137,3 @@ def scrub_step(
         return UpkeepStep()  # the last one is still being deleted: next tick
     started = Event(Reason.SCRUB_STARTED, f"Job {name} re-verifies every version of {model}")
     return UpkeepStep({"scrub": {"jobName": name}}, events=(started,))
-
