@@ -84,7 +84,7 @@ def _result_step(
         return UpkeepStep(events=(Event(Reason.RETENTION_FAILED, why, warning=True),))
     gone = {int(v) for v in report["versions"]}
     removed = _versions(last.get("removed")) | gone
-    still = [u for u in last.get("removable") or [] if _uri_version(u, model) not in gone]
+    still = [u for u in last.get("removable") or [] if _uri_version(u) not in gone]
     patch = {
         "retention": {
             "removed": format_ranges(removed),
@@ -106,7 +106,7 @@ def _result_step(
     return UpkeepStep(patch, events=tuple(events))
 
 
-def _uri_version(uri: str, model: str) -> int | None:
+def _uri_version(uri: str) -> int | None:
     """The version a removable URI belongs to (retrained_vN.pt or retrain_vN)."""
     for part in reversed(PurePosixPath(uri).parts):
         for prefix in ("retrained_v", "retrain_v"):
