@@ -8,19 +8,34 @@ service account, like kubectl. The RetrainJob's group, version and plural are th
 
 from __future__ import annotations
 
+import datetime
+import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
-from retrainer_contract.api import GROUP, KIND, LINE_PLURAL, PLURAL, VERSION
+from retrainer_contract.api import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    LINE_KIND,
+    LINE_PLURAL,
+    PLURAL,
+    VERSION,
+)
 
 __all__ = [
     "CliError",
+    "Conflict",
     "api_client",
     "current_namespace",
+    "get_modelline",
     "get_retrainjob",
     "list_events",
     "list_retrainjobs",
+    "patch_modelline_status",
+    "post_line_event",
 ]
 
 _SA_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -32,6 +47,10 @@ class CliError(Exception):
     def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class Conflict(Exception):
+    """The object changed since it was read (409): read it again and recompute."""
 
 
 def api_client(context: str | None = None) -> client.ApiClient:
@@ -144,3 +163,75 @@ def list_events(api: client.ApiClient, namespace: str, uid: str) -> list[dict[st
         )
 
     return sorted(items, key=when)
+
+
+# ---- ModelLines -----------------------------------------------------------------------------
+
+
+def get_modelline(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    """One ModelLine; CliError (exit 1) when it does not exist."""
+    custom = client.CustomObjectsApi(api)
+    try:
+        obj: Any = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, LINE_PLURAL, name)
+        return dict(obj)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            raise CliError(
+                f"model line {name!r} not found in namespace {namespace!r}: the operator creates "
+                f"its {LINE_KIND} when the line first runs (kubectl get {LINE_PLURAL} -n "
+                f"{namespace})",
+                exit_code=1,
+            ) from None
+        raise _api_error(exc, f"{LINE_KIND.lower()} {name}") from None
+
+
+def patch_modelline_status(
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    status: Mapping[str, Any],
+    resource_version: str,
+) -> dict[str, Any]:
+    """Merge-patch `status` into the ModelLine's status subresource, only if the object is
+    still at `resource_version` (Conflict otherwise); other status fields are left alone."""
+    custom = client.CustomObjectsApi(api)
+    body = {"metadata": {"resourceVersion": resource_version}, "status": dict(status)}
+    try:
+        obj: Any = custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, LINE_PLURAL, name, body
+        )
+        return dict(obj)
+    except client.ApiException as exc:
+        if exc.status == 409:
+            raise Conflict(str(exc.reason)) from None
+        raise _api_error(exc, f"{LINE_KIND.lower()} {name} status") from None
+
+
+def post_line_event(
+    api: client.ApiClient, line: Mapping[str, Any], reason: str, message: str
+) -> None:
+    """A Normal core Event on the ModelLine, from the CLI (best effort: RBAC may forbid it)."""
+    meta = line["metadata"]
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = {
+        "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}"},
+        "involvedObject": {
+            "apiVersion": API_VERSION,
+            "kind": LINE_KIND,
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+        },
+        "reason": reason,
+        "message": message[:1024],
+        "type": "Normal",
+        "source": {"component": "retrainer-cli"},
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    core: Any = client.CoreV1Api(api)  # a dict body: the typed model adds nothing here
+    try:
+        core.create_namespaced_event(meta["namespace"], event)
+    except client.ApiException as exc:
+        print(f"warning: event {reason} not posted ({exc.status} {exc.reason})")

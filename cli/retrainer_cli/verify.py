@@ -19,7 +19,7 @@ from typing import Any
 from retrainer_contract import env as trainer_env
 from retrainer_contract import layout
 
-from retrainer_cli import kube, table, verify_job
+from retrainer_cli import kube, table, verify_all, verify_job
 from retrainer_cli.verify_checks import VerifyRow, latest_version, remote_settings, verify_version
 
 __all__ = ["add_parser", "as_json", "render_rows", "run", "summary"]
@@ -112,6 +112,11 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--no-remote", action="store_true", help="do not check the MLflow artifact in MinIO"
     )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="check every version on the claim; report one line per copy that fails (a scrub)",
+    )
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
     parser.add_argument(
         "--termination-message-path",
@@ -141,6 +146,8 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Verify locally (or in a Job with --in-cluster); the exit code is the verdict."""
+    if args.all and args.version is not None:
+        raise kube.CliError("--all checks every version: give no VERSION with it")
     if args.in_cluster:
         return verify_job.run(args)
     if not args.root:
@@ -151,6 +158,13 @@ def run(args: argparse.Namespace) -> int:
             f"no model line {args.model!r} under --root {root} (expected {root / args.model}/)",
             exit_code=1,
         )
+    remote = None if args.no_remote else remote_settings(args.s3_endpoint)
+    if args.all:
+        scrub = verify_all.verify_all(root, args.model, remote)
+        print(scrub.text)
+        if args.termination_message_path:
+            _write_termination_message(args.termination_message_path, scrub.report)
+        return 1 if scrub.problems else 0
     version = args.version if args.version is not None else latest_version(root, args.model)
     if version is None:
         raise kube.CliError(
@@ -158,7 +172,6 @@ def run(args: argparse.Namespace) -> int:
         )
     if version < 1:
         raise kube.CliError(f"version must be 1 or more, got {version}")
-    remote = None if args.no_remote else remote_settings(args.s3_endpoint)
     rows = verify_version(root, args.model, version, remote)
     if args.output == "json":
         text = as_json(rows, args.model, version)

@@ -201,6 +201,9 @@ class OperatorConfig:
     """Everything the operator reads from its environment."""
 
     trainer_image: str = "ghcr.io/retrainer/trainer:0.1.0"
+    # The operator's own image: its `retrainer` command runs the ModelLine upkeep Jobs (scrub,
+    # retention) next to the claim (RETRAINER_OPERATOR_IMAGE; the chart sets its image).
+    operator_image: str = "ghcr.io/retrainer/operator:0.1.0"
     # The same names and defaults as the trainer's environment: one claim, one mount point.
     claim_name: str = trainer_env.DEFAULT_CLAIM_NAME
     storage_root: str = trainer_env.DEFAULT_STORAGE_ROOT
@@ -261,11 +264,18 @@ class OperatorConfig:
                 f"RETRAINER_TRAINER_IMAGE={trainer_image!r} is not an image reference; set it to "
                 f"e.g. {d.trainer_image} (chart values trainer.image.repository and tag)"
             )
+        operator_image = env.get("RETRAINER_OPERATOR_IMAGE", "").strip() or d.operator_image
+        if image_repository(operator_image) is None:
+            raise ConfigError(
+                f"RETRAINER_OPERATOR_IMAGE={operator_image!r} is not an image reference; set it "
+                f"to e.g. {d.operator_image} (chart values image.repository and tag)"
+            )
         namespaces = tuple(
             ns.strip() for ns in env.get("RETRAINER_NAMESPACES", "").split(",") if ns.strip()
         )
         return cls(
             trainer_image=trainer_image,
+            operator_image=operator_image,
             claim_name=env.get(trainer_env.CLAIM_NAME, "").strip() or d.claim_name,
             storage_root=env.get(trainer_env.STORAGE_ROOT, "").strip() or d.storage_root,
             mlflow_tracking_uri=(

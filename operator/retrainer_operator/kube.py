@@ -132,6 +132,16 @@ class Cluster:
             raise RuntimeError(f"Job {meta['namespace']}/{meta['name']} conflicted then vanished")
         return existing, False
 
+    def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a Job and (in the background) its pods; gone already is fine."""
+        try:
+            self.batch.delete_namespaced_job(
+                name, namespace, propagation_policy="Background", _preload_content=False
+            )
+        except ApiException as error:
+            if not _missing(error):
+                raise
+
     def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return _decode(self.batch.read_namespaced_job(name, namespace, _preload_content=False))
@@ -289,10 +299,15 @@ class Cluster:
     # ---- events ---------------------------------------------------------------------------
 
     def emit_event(
-        self, body: Mapping[str, Any], reason: str, message: str, warning: bool = False
+        self,
+        body: Mapping[str, Any],
+        reason: str,
+        message: str,
+        warning: bool = False,
+        kind: str | None = None,
     ) -> None:
-        """A core/v1 Event on `body` (a RetrainJob or a ModelLine); failures are logged,
-        never raised."""
+        """A core/v1 Event on the RetrainJob (or the object of `kind`, a ModelLine); failures
+        are logged, never raised."""
         meta = body["metadata"]
         now = now_iso()
         event = {
@@ -301,7 +316,7 @@ class Cluster:
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
             "involvedObject": {
                 "apiVersion": api.API_VERSION,
-                "kind": body.get("kind") or api.KIND,
+                "kind": kind or body.get("kind") or api.KIND,
                 "name": meta["name"],
                 "namespace": meta["namespace"],
                 "uid": meta["uid"],

@@ -1,4 +1,4 @@
-"""Session fixture `crd`: the RetrainJob CRD from crds/, applied once and ready for use.
+"""Session fixture `crd`: the RetrainJob and ModelLine CRDs from crds/, applied once and ready.
 
 Server-side apply with a fixed field manager makes it idempotent across sessions and lets it
 take over fields another manager (helm, an older session) set. Import the fixture where it is
@@ -17,9 +17,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / "retrainer.dev_retrainjobs.yaml"
 CRD_NAME = "retrainjobs.retrainer.dev"
-# The ModelLine CRD: the operator needs both (the version sequence lives in ModelLines).
 LINE_CRD_PATH = ROOT / "crds" / "retrainer.dev_modellines.yaml"
 LINE_CRD_NAME = "modellines.retrainer.dev"
+# Every CRD the fixture applies, with the plural kubectl must resolve once it is served.
+CRDS = ((CRD_PATH, CRD_NAME, "retrainjobs"), (LINE_CRD_PATH, LINE_CRD_NAME, "modellines"))
 FIELD_MANAGER = "retrainer-tests"
 
 
@@ -30,38 +31,25 @@ class Kubectl(Protocol):
 
 
 def apply_crd(kubectl: Kubectl) -> subprocess.CompletedProcess[str]:
-    """Server-side apply the CRD; the apiserver rejects it here if a CEL rule is too costly."""
+    """Server-side apply the CRDs; the apiserver rejects one here if a CEL rule is too costly."""
+    files = [arg for path, _, _ in CRDS for arg in ("-f", str(path))]
     return kubectl(
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        f"--field-manager={FIELD_MANAGER}",
-        "-f",
-        str(CRD_PATH),
-        "-f",
-        str(LINE_CRD_PATH),
+        "apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}", *files
     )
 
 
 def wait_until_served(kubectl: Kubectl, timeout: float = 60.0) -> None:
     """Established, and listed by discovery (kubectl resolves `retrainjobs` by discovery)."""
-    kubectl(
-        "wait",
-        "--for=condition=Established",
-        f"--timeout={int(timeout)}s",
-        f"crd/{CRD_NAME}",
-        f"crd/{LINE_CRD_NAME}",
-    )
-    deadline = time.monotonic() + timeout
-    while True:
-        probe = kubectl(
-            "get", "retrainjobs,modellines", "--all-namespaces", "-o", "name", check=False
-        )
-        if probe.returncode == 0:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"retrainjobs not served after {timeout}s: {probe.stderr}")
-        time.sleep(0.2)
+    for _, name, plural in CRDS:
+        kubectl("wait", "--for=condition=Established", f"--timeout={int(timeout)}s", f"crd/{name}")
+        deadline = time.monotonic() + timeout
+        while True:
+            probe = kubectl("get", plural, "--all-namespaces", "-o", "name", check=False)
+            if probe.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{plural} not served after {timeout}s: {probe.stderr}")
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

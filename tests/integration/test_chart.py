@@ -42,7 +42,7 @@ NAMESPACED_NEEDS = {
     ("retrainer.dev", "retrainjobs/status"): {"get", "patch", "update"},
     ("retrainer.dev", "modellines"): {"get", "list", "watch", "create", "patch"},
     ("retrainer.dev", "modellines/status"): {"get", "patch", "update"},
-    ("batch", "jobs"): {"get", "list", "watch", "create"},
+    ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
     ("", "pods"): {"get", "list", "watch"},
     ("", "events"): {"create", "patch", "list"},
     ("events.k8s.io", "events"): {"create", "patch", "list"},
@@ -105,6 +105,7 @@ def test_defaults_render_the_operator_config_with_the_documented_defaults(helm: 
     assert json.loads(data.pop("RETRAINER_TRAINER_SECURITY_CONTEXT")) == SECURITY_CONTEXT
     assert data == {
         "RETRAINER_TRAINER_IMAGE": "ghcr.io/retrainer/trainer:0.1.0",
+        "RETRAINER_OPERATOR_IMAGE": "ghcr.io/retrainer/operator:0.1.0",
         "RETRAINER_CLAIM_NAME": "retrainer-models",
         "RETRAINER_STORAGE_ROOT": "/var/lib/retrainer",
         "RETRAINER_MLFLOW_TRACKING_URI": "http://retrainer-mlflow:5000",

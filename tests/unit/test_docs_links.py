@@ -6,17 +6,23 @@ import re
 from pathlib import Path
 
 import pytest
-from retrainer_operator import conditions
+from retrainer_contract import champion
+from retrainer_operator import conditions, upkeep
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", REPO / "docs" / "cli.md", REPO / "docs" / "troubleshooting.md"]
 
 
 def _reasons() -> list[str]:
+    """The RetrainJob's reasons, the ModelLine upkeep's and the champion's."""
     return sorted(
-        v
-        for k, v in vars(conditions.Reason).items()
-        if not k.startswith("_") and isinstance(v, str)
+        {
+            v
+            for reasons in (conditions.Reason, upkeep.Reason)
+            for k, v in vars(reasons).items()
+            if not k.startswith("_") and isinstance(v, str)
+        }
+        | set(champion.REASONS)
     )
 
 

@@ -68,11 +68,8 @@ def template_schema(retrainjobs: dict[str, Any]) -> dict[str, Any]:
     spec = copy.deepcopy(root["properties"]["spec"])
     spec["properties"].pop("model")
     spec["required"] = [name for name in spec.get("required", []) if name != "model"]
-    spec["x-kubernetes-validations"] = [
-        rule
-        for rule in spec.get("x-kubernetes-validations", [])
-        if rule["rule"] != "self == oldSelf"
-    ]
+    rules = spec.get("x-kubernetes-validations", [])
+    spec["x-kubernetes-validations"] = [rule for rule in rules if rule["rule"] != "self == oldSelf"]
     spec["description"] = (
         "The RetrainJob spec (without model) of the runs the line starts; validated like a "
         "RetrainJob's spec (crds/retrainer.dev_retrainjobs.yaml)."

@@ -148,10 +148,11 @@ mode) and each Role (namespaced mode). One rule per need, as config.md lists the
 - apiGroups: [retrainer.dev]
   resources: [retrainjobs/status]
   verbs: [get, patch, update]
-# Launch the training Job of each version and follow it.
+# Launch the training Job of each version and follow it; start a model line's scrub and
+# retention Jobs and delete each once its result is recorded.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create]
+  verbs: [get, list, watch, create, delete]
 # Read training pods' state and termination messages (the trainer's manifest summary).
 - apiGroups: [""]
   resources: [pods]

@@ -167,3 +167,11 @@ def test_a_security_context_that_is_not_a_json_object_is_refused_naming_the_vari
 ) -> None:
     with pytest.raises(ConfigError, match="RETRAINER_TRAINER_POD_SECURITY_CONTEXT"):
         OperatorConfig.from_env({"RETRAINER_TRAINER_POD_SECURITY_CONTEXT": raw})
+
+
+def test_the_operator_image_for_upkeep_jobs_is_read_and_checked() -> None:
+    assert OperatorConfig.from_env({}).operator_image == "ghcr.io/retrainer/operator:0.1.0"
+    given = OperatorConfig.from_env({"RETRAINER_OPERATOR_IMAGE": "registry.example.com/op:2.0"})
+    assert given.operator_image == "registry.example.com/op:2.0"
+    with pytest.raises(ConfigError, match="RETRAINER_OPERATOR_IMAGE"):
+        OperatorConfig.from_env({"RETRAINER_OPERATOR_IMAGE": "Not An Image"})

@@ -84,7 +84,7 @@ def test_a_numbered_base_must_exist_and_be_verified() -> None:
     assert resolve_base_in(data, "9") is None  # never allocated
 
 
-def test_ledger_values_are_all_strings_as_configmaps_require() -> None:
+def test_ledger_values_are_all_strings_as_the_status_schema_requires() -> None:
     data, _ = allocate_in({}, "uid-a", "run-a", None)
     data = mark_verified_in(data, 1, "a")
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in data.items())

@@ -1,0 +1,199 @@
+"""What the ModelLine's upkeep (scrub.py, retention.py) shares: the step, its Jobs, its words.
+
+Each line tick the line reconciler calls `scrub.scrub_step` and `retention.retention_step`.
+A step may create or delete its Job, but never writes the ModelLine: it returns an
+`UpkeepStep` (a status merge patch, a condition, Events), and the reconciler folds it into the
+status it patches once (`apply_step`) and posts the Events (`post_events`). Both Jobs run the
+`retrainer` command of the operator image next to the claim; the manifest's shape is the
+contract's (retrainer_contract.claimjob), shared with the CLI's verify Job, and the reports
+they write as termination messages are the contract's too (retrainer_contract.upkeep).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from retrainer_contract import api, claimjob
+
+from retrainer_operator.conditions import set_condition
+from retrainer_operator.config import OperatorConfig
+from retrainer_operator.kube import Cluster
+
+__all__ = [
+    "SCRUBBED",
+    "Event",
+    "Reason",
+    "UpkeepStep",
+    "apply_step",
+    "build_upkeep_job",
+    "claim_of",
+    "finished_outcome",
+    "iso",
+    "parse_time",
+    "post_events",
+]
+
+# The ModelLine condition a scrub sets.
+SCRUBBED = "Scrubbed"
+# On an upkeep Job: when the operator started it (its `now`), to tell a result already
+# recorded from a new one without comparing with the apiserver's clock.
+STARTED_ANNOTATION = f"{api.GROUP}/started"
+# Upkeep Jobs stay this long after finishing if the operator does not delete them first.
+_TTL_SECONDS = 3600
+_DEADLINE_SECONDS = 3600
+
+
+class Reason:
+    """CamelCase reasons of the upkeep's condition and Events (docs/troubleshooting.md)."""
+
+    SCRUB_STARTED = "ScrubStarted"
+    COPIES_INTACT = "CopiesIntact"
+    COPY_CHANGED = "CopyChanged"
+    COPY_MISSING = "CopyMissing"
+    COPY_UNREADABLE = "CopyUnreadable"
+    SCRUB_FAILED = "ScrubFailed"
+    RETENTION_STARTED = "RetentionStarted"
+    CLAIM_COPIES_REMOVED = "ClaimCopiesRemoved"
+    RETENTION_FAILED = "RetentionFailed"
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """An Event to post on the ModelLine."""
+
+    reason: str
+    message: str
+    warning: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class UpkeepStep:
+    """What one upkeep step decided.
+
+    `patch` is a JSON merge patch of the ModelLine status (None removes a key), `condition`
+    (type, status True/False/None, reason, message) a condition to set, `events` to post.
+    An empty step changes nothing."""
+
+    patch: dict[str, Any] = dataclasses.field(default_factory=dict)
+    condition: tuple[str, bool | None, str, str] | None = None
+    events: tuple[Event, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.patch or self.condition or self.events)
+
+
+def iso(when: datetime.datetime) -> str:
+    """RFC 3339 in UTC, second precision (as Kubernetes writes times)."""
+    return when.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: Any) -> datetime.datetime | None:
+    """An RFC 3339 time from the status, or None when absent or unreadable."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
+
+
+def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    """RFC 7386: nested objects merge, None removes, anything else replaces."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, Mapping):
+            sub = target.get(key)
+            if not isinstance(sub, dict):
+                sub = target[key] = {}
+            _merge(sub, value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def apply_step(
+    status: Mapping[str, Any],
+    step: UpkeepStep,
+    generation: int | None = None,
+    now: str | None = None,
+) -> dict[str, Any]:
+    """A copy of `status` with the step's patch merged and its condition set."""
+    new = copy.deepcopy(dict(status))
+    _merge(new, step.patch)
+    if step.condition is not None:
+        type_, value, reason, message = step.condition
+        new = set_condition(new, type_, value, reason, message, generation, now)
+    return new
+
+
+def post_events(cluster: Cluster, line: Mapping[str, Any], step: UpkeepStep) -> None:
+    """Post the step's Events on the ModelLine (failures are logged, never raised)."""
+    for event in step.events:
+        cluster.emit_event(line, event.reason, event.message, event.warning, kind=api.LINE_KIND)
+
+
+def claim_of(line: Mapping[str, Any], config: OperatorConfig) -> str:
+    """The line's claim: spec.template.storage.claimName, else the operator's."""
+    template = (line.get("spec") or {}).get("template") or {}
+    return str((template.get("storage") or {}).get("claimName") or config.claim_name)
+
+
+def build_upkeep_job(
+    line: Mapping[str, Any],
+    config: OperatorConfig,
+    *,
+    name: str,
+    component: str,
+    args: Sequence[str],
+    read_only: bool,
+    with_s3: bool,
+    now: datetime.datetime,
+) -> dict[str, Any]:
+    """An upkeep Job of the line: `retrainer <args>` in the operator image, owned by the line."""
+    meta = line["metadata"]
+    labels = {
+        api.LABEL_NAME: component,
+        api.LABEL_MANAGED_BY: api.MANAGED_BY,
+        api.LABEL_MODEL: meta["name"],
+    }
+    job = claimjob.build(
+        name=name,
+        namespace=meta["namespace"],
+        labels=labels,
+        image=config.operator_image,
+        args=args,
+        claim=claim_of(line, config),
+        read_only=read_only,
+        env=claimjob.s3_env(config.s3_endpoint, config.s3_secret_name) if with_s3 else (),
+        ttl_seconds=_TTL_SECONDS,
+        active_deadline_seconds=_DEADLINE_SECONDS,
+        security_context=config.trainer_security_context,
+        pod_security_context=config.trainer_pod_security_context,
+    )
+    job["metadata"]["annotations"] = {STARTED_ANNOTATION: iso(now)}
+    job["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": api.API_VERSION,
+            "kind": api.LINE_KIND,
+            "name": meta["name"],
+            "uid": meta["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    return job
+
+
+def finished_outcome(cluster: Cluster, job: Mapping[str, Any]) -> tuple[int | None, str]:
+    """A finished Job's (exit code, termination message); (None, why) without a finished pod."""
+    meta = job["metadata"]
+    state = claimjob.terminated(cluster.list_job_pods(meta["namespace"], meta["name"]))
+    if state is None:
+        return None, f"Job {meta['name']} ended {claimjob.result(job)} without a finished pod"
+    code = state.get("exitCode")
+    return (int(code) if isinstance(code, int) else None), str(state.get("message") or "")
