@@ -19,8 +19,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from retrainer_contract import api
+from retrainer_contract import versions as contract_versions
 
-from retrainer_operator import clock, faults, schedule, triggers
+from retrainer_operator import clock, faults, retention, schedule, scrub, triggers, upkeep
 from retrainer_operator.conditions import Reason, get_condition, is_terminal, set_condition
 
 __all__ = ["READY", "Outcome", "history_to_delete", "reconcile_line", "run_body"]
@@ -28,6 +29,10 @@ __all__ = ["READY", "Outcome", "history_to_delete", "reconcile_line", "run_body"
 logger = logging.getLogger("retrainer.operator")
 
 READY = "Ready"
+# Status fields versions.py owns: the line reconciler never patches them.
+_LEDGER_FIELDS = frozenset(
+    {"ledger", "latestVersion", "latestVerified", "verifiedVersions", "versions", "champion"}
+)
 SCHEDULE = "schedule"
 CORRECTIONS = "corrections"
 
@@ -210,6 +215,38 @@ def _corrections_step(
         )
 
 
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns `old` into `new`: changed keys, nested objects
+    recursively, None for a key `new` lacks."""
+    patch: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif before != value or key not in old:
+            patch[key] = value
+    return patch
+
+
+def _upkeep(
+    deps: Any, line: Mapping[str, Any], status: dict[str, Any], now: datetime.datetime
+) -> tuple[dict[str, Any], list[upkeep.UpkeepStep]]:
+    """Scrub and retention (scrub.py, retention.py) folded into `status`."""
+    generation = line["metadata"].get("generation")
+    verified = contract_versions.expand_ranges(str(status.get("verifiedVersions") or ""))
+    steps = [
+        scrub.scrub_step(deps.cluster, line, deps.config, now),
+        retention.retention_step(deps.cluster, line, deps.config, verified, now),
+    ]
+    for step in steps:
+        status = upkeep.apply_step(status, step, generation)
+    return status, steps
+
+
 def reconcile_line(
     deps: Any, namespace: str, name: str, now: datetime.datetime | None = None
 ) -> Outcome | None:
@@ -230,20 +267,25 @@ def reconcile_line(
     for doomed in history_to_delete(runs, line):
         cluster.delete_retrainjob(namespace, doomed)
     generation = line["metadata"].get("generation")
-    current = line.get("status") or {}
+    current = dict(line.get("status") or {})
+    status = {k: v for k, v in {**current, **out.status}.items() if v is not None}
+    status, steps = _upkeep(deps, line, status, now)
     if problem is not None:
-        conditions = set_condition(
-            current, READY, False, Reason.INVALID_SCHEDULE, problem[1], generation
+        status = set_condition(
+            status, READY, False, Reason.INVALID_SCHEDULE, problem[1], generation
         )
     else:
-        conditions = set_condition(
-            current, READY, True, Reason.LINE_READY, "the spec is usable", generation
+        status = set_condition(
+            status, READY, True, Reason.LINE_READY, "the spec is usable", generation
         )
-    out.status["conditions"] = conditions["conditions"]
-    out.status["observedGeneration"] = generation
-    changed = {k: v for k, v in out.status.items() if current.get(k) != v}
+    status["observedGeneration"] = generation
+    # The ledger and what is derived from it are versions.py's (written under concurrency).
+    owned = {k: v for k, v in current.items() if k not in _LEDGER_FIELDS}
+    changed = merge_patch(owned, {k: v for k, v in status.items() if k not in _LEDGER_FIELDS})
     if changed:
         cluster.patch_modelline_status(namespace, name, changed)
+    for step in steps:
+        upkeep.post_events(cluster, line, step)
     before = get_condition(current, READY) or {}
     if problem is not None and before.get("status") != "False":
         out.events.append((Reason.INVALID_SCHEDULE, problem[1], True))

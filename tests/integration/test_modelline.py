@@ -327,3 +327,44 @@ def test_n_new_corrections_start_one_run_and_pending_returns_to_zero_once_verifi
         assert len(runs_of(kube, namespace, "corrections")) == 1
         assert get(kube, namespace, name)["status"]["version"] == 1
     assert line_status(kube, namespace, "shapes")["latestVerified"] == 1
+
+
+def test_the_running_operator_scrubs_a_line_on_its_clock_and_reports_a_flipped_byte(
+    world: World, namespace: str, kube: client.ApiClient, crd: object, tmp_path: Path
+) -> None:
+    """The line reconciler wires the scrub in: no direct calls, only the operator's ticks."""
+    from upkeep_support import claim_root, experiment, flip_byte, store_version
+
+    root = claim_root(kube, namespace)  # prepares the namespace too
+    experiment_id = experiment(world, f"wired-scrub-{namespace}")
+    for version in (1, 2):
+        store_version(world, root, namespace, "shapes", version, experiment_id)
+    clock = tmp_path / "clock"
+    start = datetime.datetime.now(datetime.UTC)
+    set_clock(clock, start)
+    create_line(kube, namespace, modelline("shapes", scrub={"intervalSeconds": 60}))
+
+    def scrubbed() -> dict[str, Any]:
+        return condition(get_line(kube, namespace, "shapes"), "Scrubbed")
+
+    with running_operator(world, namespace, tmp_path, **clock_env(clock)) as operator:
+        first = wait_for("the first scrub", lambda: scrubbed().get("status"), 120, operator)
+        assert first == "True", line_status(kube, namespace, "shapes")
+        flip_byte(layout_best(root, 1))
+        set_clock(clock, start + datetime.timedelta(seconds=61))  # one interval later
+        wait_for(
+            "the flipped byte reported",
+            lambda: scrubbed().get("status") == "False",
+            120,
+            operator,
+        )
+    found = scrubbed()
+    assert found["reason"] == "CopyChanged"
+    assert "version 1" in found["message"] or "v1" in found["message"], found
+    assert "CopyChanged" in line_events(kube, namespace, "shapes")
+
+
+def layout_best(root: Path, version: int) -> Path:
+    from retrainer_contract import layout
+
+    return layout.VersionPaths.for_version(root, "shapes", version).training_run

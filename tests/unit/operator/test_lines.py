@@ -103,3 +103,14 @@ def test_pending_is_what_the_last_verified_version_did_not_apply() -> None:
     assert triggers.applied_keys(applied) == {"train/a"}
     assert triggers.applied_keys(None) == set()
     assert triggers.fingerprint(["b", "a"]) == triggers.fingerprint(["a", "b"])
+
+
+def test_the_status_patch_removes_what_is_gone_and_merges_nested_objects() -> None:
+    old = {"scrub": {"jobName": "j", "time": "t0"}, "nextRunTime": "a", "kept": 1}
+    new = {"scrub": {"time": "t1"}, "kept": 1, "pendingCorrections": 3}
+    assert lines.merge_patch(old, new) == {
+        "scrub": {"jobName": None, "time": "t1"},
+        "nextRunTime": None,
+        "pendingCorrections": 3,
+    }
+    assert lines.merge_patch(new, new) == {}
