@@ -265,16 +265,25 @@ def pods_of(kube: client.ApiClient, namespace: str, job_name: str) -> list[Any]:
     )
 
 
-def event_reasons(kube: client.ApiClient, namespace: str, name: str) -> list[str]:
+def events_of(
+    kube: client.ApiClient, namespace: str, name: str, kind: str = "RetrainJob"
+) -> list[Any]:
+    """The core Events about object `name` of `kind`, oldest first."""
     events = (
         client.CoreV1Api(kube)
         .list_namespaced_event(
-            namespace, field_selector=f"involvedObject.name={name},involvedObject.kind=RetrainJob"
+            namespace, field_selector=f"involvedObject.name={name},involvedObject.kind={kind}"
         )
         .items
     )
     events.sort(key=lambda e: (e.first_timestamp or e.event_time, e.metadata.creation_timestamp))
-    return [e.reason for e in events]
+    return list(events)
+
+
+def event_reasons(
+    kube: client.ApiClient, namespace: str, name: str, kind: str = "RetrainJob"
+) -> list[str]:
+    return [e.reason for e in events_of(kube, namespace, name, kind)]
 
 
 def _complete(job: Any) -> bool:

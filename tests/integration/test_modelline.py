@@ -25,6 +25,7 @@ from operator_support import (
     VERSION,
     condition,
     create,
+    event_reasons,
     get,
     get_line,
     prepare_namespace,
@@ -102,14 +103,7 @@ def line_status(kube: client.ApiClient, namespace: str, name: str) -> dict[str, 
 
 
 def line_events(kube: client.ApiClient, namespace: str, name: str) -> list[str]:
-    events = (
-        client.CoreV1Api(kube)
-        .list_namespaced_event(
-            namespace, field_selector=f"involvedObject.name={name},involvedObject.kind=ModelLine"
-        )
-        .items
-    )
-    return [e.reason for e in events]
+    return event_reasons(kube, namespace, name, kind="ModelLine")
 
 
 def clock_env(clock: Path) -> dict[str, str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client
-from operator_support import CLAIM, GROUP, VERSION, mlflow_json, prepare_namespace
+from operator_support import CLAIM, GROUP, VERSION, events_of, mlflow_json, prepare_namespace
 from retrainer_contract import layout, tracking
 from retrainer_world.world import World
 
@@ -135,11 +135,4 @@ def patch_line_status(
 
 
 def line_events(kube: client.ApiClient, namespace: str, model: str) -> list[Any]:
-    events = (
-        client.CoreV1Api(kube)
-        .list_namespaced_event(
-            namespace, field_selector=f"involvedObject.name={model},involvedObject.kind=ModelLine"
-        )
-        .items
-    )
-    return list(events)
+    return events_of(kube, namespace, model, kind="ModelLine")
