@@ -122,6 +122,14 @@ def _start(
     `used_attempts`: pods a lost Job already ran, taken off the new Job's backoffLimit."""
     meta, spec = body["metadata"], body["spec"]
     ns, uid, model = meta["namespace"], meta["uid"], spec["model"]
+    versions.ensure(
+        deps.cluster,
+        ns,
+        model,
+        lambda: recovery.recover(
+            deps.cluster, deps.mlflow, ns, model, tracking.experiment_name(spec)
+        ),
+    )
     allocation = versions.find(deps.cluster, ns, model, uid)
     if allocation is None:
         outcome = checks.preflight(deps.cluster, body, deps.config)
@@ -136,9 +144,6 @@ def _start(
             uid,
             meta["name"],
             outcome.base_version,
-            recover=lambda: recovery.highest_version(
-                deps.cluster, deps.mlflow, ns, model, tracking.experiment_name(spec)
-            ),
         )
     _record_allocated(deps, spec, ns, model, allocation.version)
     faults.point(faults.AFTER_ALLOCATION)

@@ -15,9 +15,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from retrainer_contract import api
+from retrainer_contract import api, layout
 
-__all__ = ["EvidenceClient", "RunSearch", "highest_version", "versions_in"]
+from retrainer_operator.conditions import SUCCEEDED, VERIFIED
+
+__all__ = [
+    "EvidenceClient",
+    "RunSearch",
+    "highest_version",
+    "recover",
+    "verified_in",
+    "versions_in",
+]
 
 
 class EvidenceClient(Protocol):
@@ -51,6 +60,37 @@ def versions_in(
         if (obj.get("spec") or {}).get("model") == model and isinstance(version, int):
             found.append(version)
     return found
+
+
+def verified_in(model: str, retrainjobs: Iterable[Mapping[str, Any]]) -> dict[int, tuple[str, str]]:
+    """Versions of `model` whose RetrainJob says Succeeded and Verified=True: version ->
+    (production sha256, RetrainJob name)."""
+    found: dict[int, tuple[str, str]] = {}
+    for obj in retrainjobs:
+        status = obj.get("status") or {}
+        version = status.get("version")
+        if (obj.get("spec") or {}).get("model") != model or not isinstance(version, int):
+            continue
+        verified = any(
+            c.get("type") == VERIFIED and c.get("status") == "True"
+            for c in status.get("conditions") or []
+        )
+        if status.get("phase") != SUCCEEDED or not verified:
+            continue
+        production: Mapping[str, Any] = next(
+            (a for a in status.get("artifacts") or [] if a.get("name") == layout.PRODUCTION), {}
+        )
+        found[version] = (str(production.get("sha256", "")), str(obj["metadata"].get("name", "")))
+    return found
+
+
+def recover(
+    cluster: EvidenceClient, runs: RunSearch, namespace: str, model: str, experiment: str
+) -> tuple[int, dict[int, tuple[str, str]]]:
+    """What a rebuilt ledger starts from: the highest version with any evidence, and the
+    versions the cluster still shows verified."""
+    highest = highest_version(cluster, runs, namespace, model, experiment)
+    return highest, verified_in(model, cluster.list_retrainjobs(namespace))
 
 
 def highest_version(

@@ -418,7 +418,9 @@ def _live_uids(client: LedgerClient, namespace: str) -> frozenset[str] | None:
 
 
 def _has_ledger(line: Mapping[str, Any] | None) -> bool:
-    return line is not None and "ledger" in (line.get("status") or {})
+    # A ledger has `next`. Entries without it are a late write (a verification recorded after
+    # the ModelLine was deleted) on a line whose sequence still has to be rebuilt.
+    return "next" in _data(line)
 
 
 def find(client: LedgerClient, namespace: str, model: str, uid: str) -> Allocation | None:
@@ -433,20 +435,53 @@ def allocate(
     uid: str,
     name: str,
     base_version: int | None,
-    recover: Callable[[], int] | None = None,
 ) -> Allocation:
     """Allocate the next version for `uid` (idempotent: the same uid gets the same version).
-
-    When the ledger does not exist (a new model line, or its ModelLine was deleted), `recover`
-    names the highest version with durable evidence, and numbering continues above it.
-    """
-    floor = 1
-    if recover is not None and not _has_ledger(client.read_modelline(namespace, model)):
-        floor = recover() + 1
+    Call `ensure` first, so that a lost ledger is rebuilt from evidence before numbering."""
     result: Allocation = _update(
-        client, namespace, model, lambda data: allocate_in(data, uid, name, base_version, floor)
+        client, namespace, model, lambda data: allocate_in(data, uid, name, base_version)
     )
     return result
+
+
+def seed_in(
+    data: Mapping[str, str], highest: int, verified: Mapping[int, tuple[str, str]]
+) -> dict[str, str]:
+    """A ledger rebuilt from evidence: `next` above `highest`, and an entry for each version
+    known verified (version -> (production sha256, RetrainJob name)); unchanged when `data`
+    is a ledger already (another writer rebuilt it first)."""
+    if "next" in data:
+        return dict(data)
+    new = dict(data)
+    new["next"] = str(max(highest, *verified, 0) + 1)
+    for version, (sha256, name) in sorted(verified.items()):
+        new[f"v.{version}"] = json.dumps(
+            {"name": name, "sha256": sha256, "state": "verified"}, sort_keys=True
+        )
+    return new
+
+
+def ensure(
+    client: LedgerClient,
+    namespace: str,
+    model: str,
+    recover: Callable[[], tuple[int, Mapping[int, tuple[str, str]]]],
+) -> None:
+    """Make sure the line has a ledger. A new line, or one whose ModelLine was deleted (or that
+    was kept in a ConfigMap before ModelLines), gets one rebuilt from durable evidence:
+    `recover()` names the highest version with evidence and the versions known verified, so no
+    number is handed out twice and `latest` still resolves."""
+    if _has_ledger(client.read_modelline(namespace, model)):
+        return
+    highest, verified = recover()
+    logger.info(
+        "ledger rebuilt line=%s/%s highest=%s verified=%s",
+        namespace,
+        model,
+        highest,
+        format_ranges(verified),
+    )
+    _update(client, namespace, model, lambda data: (seed_in(data, highest, verified), None))
 
 
 def mark_verified(

@@ -151,12 +151,14 @@ def test_a_lost_version_sequence_continues_above_every_trained_version(
 
         # Fault again, after v1 and v2: only the ModelLine goes; v2's RetrainJob and Job remain.
         custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, LINE_PLURAL, "shapes")
-        create(kube, namespace, retrainjob("third", dataset))
+        # The rebuilt ledger knows v2 is verified (its RetrainJob says so): `latest` resolves.
+        create(kube, namespace, retrainjob("third", dataset, baseModel={"version": "latest"}))
         third = wait_finished(kube, namespace, "third", operator)
 
     assert_verified_version(world, namespace, second, 2)
     assert second["status"]["mlflow"]["runId"] != first_run
     assert_verified_version(world, namespace, third, 3)
+    assert third["status"]["lineage"]["baseVersion"] == 2
     runs = {first_run, second["status"]["mlflow"]["runId"], third["status"]["mlflow"]["runId"]}
     assert len(runs) == 3, "a run was reused"
     assert versions_ledger(kube, namespace, "shapes")["next"] == "4"

@@ -83,3 +83,45 @@ def test_allocation_starts_above_the_floor_and_keeps_counting_from_the_ledger() 
     assert again.version == 3
     _, fourth = versions.allocate_in(data, "uid-4", "fourth", None, floor=1)
     assert fourth.version == 4
+
+
+def test_a_rebuilt_ledger_continues_above_the_evidence_and_keeps_latest_resolvable() -> None:
+    seeded = versions.seed_in({}, 5, {3: ("a" * 64, "run-3")})
+    assert seeded["next"] == "6"
+    assert versions.resolve_base_in(seeded, "latest") == 3
+    assert versions.seed_in({"next": "9"}, 5, {3: ("a" * 64, "run-3")}) == {"next": "9"}
+
+
+def test_only_succeeded_and_verified_retrainjobs_count_as_verified() -> None:
+    def obj(name: str, version: int, phase: str, verified: str) -> dict[str, Any]:
+        return {
+            "metadata": {"name": name},
+            "spec": {"model": "shapes"},
+            "status": {
+                "version": version,
+                "phase": phase,
+                "conditions": [{"type": "Verified", "status": verified}],
+                "artifacts": [{"name": "production", "sha256": "b" * 64}],
+            },
+        }
+
+    found = recovery.verified_in(
+        "shapes",
+        [
+            obj("a", 1, "Succeeded", "True"),
+            obj("b", 2, "Failed", "False"),
+            obj("c", 3, "Succeeded", "Unknown"),
+        ],
+    )
+    assert found == {1: ("b" * 64, "a")}
+
+
+def test_a_late_verification_on_a_deleted_line_does_not_pass_for_a_ledger() -> None:
+    from lines_fake import FakeLines
+
+    store = FakeLines()
+    versions.mark_verified(store, "team", "shapes", 1, "a" * 64)  # after the line was deleted
+    versions.ensure(store, "team", "shapes", lambda: (1, {}))
+    allocation = versions.allocate(store, "team", "shapes", "uid-2", "second", None)
+    assert allocation.version == 2
+    assert versions.resolve_base(store, "team", "shapes", "latest") == 1
