@@ -23,6 +23,16 @@ __all__ = ["MlflowError", "MlflowRest", "Run"]
 TIMEOUT = 15.0
 
 
+def _not_found(error: urllib.error.HTTPError) -> bool:
+    """MLflow answers an alias that is not set with HTTP 400 and "... alias X not found."."""
+    try:
+        body = json.loads(error.read() or b"{}")
+    except (OSError, ValueError):
+        return False
+    message = str(body.get("message", "")) if isinstance(body, dict) else ""
+    return error.code == 400 and message.endswith("not found.")
+
+
 class MlflowError(RuntimeError):
     """MLflow answered with an error or could not be reached (transient: retry later)."""
 
@@ -67,7 +77,7 @@ class MlflowRest:
                 body: dict[str, Any] = json.loads(response.read() or b"{}")
                 return body
         except urllib.error.HTTPError as error:
-            if error.code == 404:
+            if error.code == 404 or _not_found(error):
                 return None
             raise MlflowError(f"MLflow {method} {path}: HTTP {error.code}") from error
         except (urllib.error.URLError, OSError, ValueError) as error:
