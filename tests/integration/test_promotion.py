@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import shutil
+import urllib.error
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +65,15 @@ def promoted_job(
 
 
 def alias_run(world: World, registered: str) -> str | None:
-    answer = mlflow_json(world, f"/api/2.0/mlflow/registered-models/get?name={registered}")[
-        "registered_model"
-    ]
+    """The run the champion alias points at (None: no alias, or not even a registered model)."""
+    try:
+        answer = mlflow_json(world, f"/api/2.0/mlflow/registered-models/get?name={registered}")[
+            "registered_model"
+        ]
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            return None
+        raise
     aliases = {a["alias"]: a["version"] for a in answer.get("aliases") or []}
     if "champion" not in aliases:
         return None
