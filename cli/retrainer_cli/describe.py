@@ -45,7 +45,7 @@ def _base_model(spec: dict[str, Any]) -> str:
 
 
 def _section(title: str, lines: list[str]) -> list[str]:
-    return ["", f"{title}:"] + [f"  {line}" for line in lines]
+    return ["", f"{title}:"] + [f"  {line}" if line else "" for line in lines]
 
 
 def _table_lines(headers: tuple[str, ...], rows: list[list[Any]]) -> list[str]:

@@ -106,5 +106,5 @@ def settle(
             store.promote(namespace, model, Champion(version, policy.metric, value))
     except ChampionError as error:
         return Outcome(None, Reason.CHAMPION_UNAVAILABLE, f"v{version}: {error} (retrying)")
-    suffix = f"; v{version} is now the champion ({policy.alias})"
+    suffix = f"; v{version} is now the champion (alias {policy.alias!r})"
     return Outcome(True, decision, f"v{version}: {why}{suffix}", promoted=True)
