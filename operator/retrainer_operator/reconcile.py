@@ -51,7 +51,8 @@ logger = logging.getLogger("retrainer.operator")
 _TRAINER_REASONS = frozenset(
     {Reason.VERSION_CONFLICT, Reason.CORRUPTED_WEIGHTS, Reason.STORAGE_FULL, Reason.HOLDOUT_TOUCHED}
 )
-# Conditions that say a RetrainJob is stuck or waiting on an outage: posted as Warning Events.
+# Conditions that say a RetrainJob is stuck, waiting on an outage, or that its promotion needs a
+# person (the champion moved, the evaluation does not hold up): posted as Warning Events.
 _STUCK_REASONS = frozenset(
     {
         Reason.POD_CREATION_FAILED,

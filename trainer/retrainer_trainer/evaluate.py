@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +34,14 @@ CHAMPION = "champion"
 PLOTS = ("confusion_matrix.png", "confusion_matrix_normalized.png")
 
 
+@dataclass(frozen=True)
 class Champion:
     """The champion's production copy, checked against its metadata file."""
 
-    def __init__(self, version: int, weights: Path, sha256: str, recorded: dict[str, Any]):
-        self.version = version
-        self.weights = weights
-        self.sha256 = sha256
-        self.recorded = recorded  # its own last evaluation: holdoutSha256 and metrics
+    version: int
+    weights: Path
+    sha256: str
+    recorded: dict[str, Any]  # its own last evaluation: holdoutSha256 and metrics
 
 
 def champion(config: Config) -> Champion | None:
