@@ -11,7 +11,7 @@ at, its value read from that run's holdout metric); a ModelLine resource can imp
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from retrainer_contract import evaluation, tracking
@@ -31,11 +31,17 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Champion:
-    """The version in production for a model line, and its score on the metric it won by."""
+    """The version in production for a model line, and its score on the metric it won by.
+
+    `metrics` (all its holdout metrics) and `reason` (Promoted, or NoChampion for a line's
+    first champion) are filled by the operator when it promotes; `current()` may leave them
+    empty."""
 
     version: int
     metric: str
     value: float
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    reason: str = evaluation.PROMOTED
 
 
 class ChampionError(RuntimeError):
@@ -91,8 +97,12 @@ class AliasChampions:
                 "versions or use another registered model for this line"
             )
         assert run is not None
-        value = run.metrics.get(metric_keys.holdout_key(self.metric), 0.0)
-        return Champion(int(number), self.metric, value)
+        scores = {
+            key: run.metrics[metric_keys.holdout_key(key)]
+            for key in metric_keys.KEYS
+            if metric_keys.holdout_key(key) in run.metrics
+        }
+        return Champion(int(number), self.metric, scores.get(self.metric, 0.0), scores)
 
     def promote(self, namespace: str, model: str, champion: Champion) -> None:
         try:

@@ -101,9 +101,11 @@ def settle(
                 f"v{version} was compared with {before}, but the champion is now v{now}; "
                 "train again (or re-run) to compare with the new champion",
             )
-        value = float(doc["challenger"]["metrics"].get(policy.metric, 0.0))
+        scores = dict(doc["challenger"]["metrics"])
+        value = float(scores.get(policy.metric, 0.0))
         if now != version:
-            store.promote(namespace, model, Champion(version, policy.metric, value))
+            new = Champion(version, policy.metric, value, scores, decision)
+            store.promote(namespace, model, new)
     except ChampionError as error:
         return Outcome(None, Reason.CHAMPION_UNAVAILABLE, f"v{version}: {error} (retrying)")
     suffix = f"; v{version} is now the champion (alias {policy.alias!r})"

@@ -64,7 +64,9 @@ def test_a_promoted_version_becomes_the_champion() -> None:
     store = FakeStore(current=1)
     outcome = settle(store, doc(0.6, 0.4))
     assert (outcome.value, outcome.reason, outcome.promoted) == (True, Reason.PROMOTED, True)
-    assert store.promoted == [Champion(2, "mAP50_95", 0.6)]
+    (champion,) = store.promoted
+    assert (champion.version, champion.metric, champion.value) == (2, "mAP50_95", 0.6)
+    assert (champion.metrics, champion.reason) == ({"mAP50_95": 0.6}, "Promoted")
 
 
 def test_a_rejected_version_leaves_the_champion_and_says_why() -> None:
@@ -79,7 +81,8 @@ def test_the_first_version_becomes_champion_when_the_policy_says_so() -> None:
     store = FakeStore()
     outcome = settle(store, doc(0.3, None))
     assert (outcome.value, outcome.reason) == (True, Reason.NO_CHAMPION)
-    assert store.promoted == [Champion(2, "mAP50_95", 0.3)]
+    (champion,) = store.promoted
+    assert (champion.version, champion.value, champion.reason) == (2, 0.3, "NoChampion")
 
 
 def test_the_first_version_stays_unpromoted_when_the_policy_says_so() -> None:
