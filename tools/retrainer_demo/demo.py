@@ -32,6 +32,7 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from retrainer_contract import tracking
 from retrainer_world import procs, startup
 from retrainer_world import world as worldmod
 
@@ -49,6 +50,7 @@ BUCKET = "datasets"
 DATASET_PREFIX = "demo/shapes"
 CORRECTIONS_PREFIX = "demo/shapes-corrections"
 HOLDOUT_PREFIX = "demo/shapes-holdout"
+REGISTERED_MODEL = f"{NAMESPACE}-{MODEL}"
 # The data: sizes chosen so that v1 scores clearly above zero on the holdout within minutes.
 TRAIN, VAL, HOLDOUT, NOISY, SIZE = 128, 16, 32, 32, 64
 FAST_ARGS = {"workers": 0, "warmup_epochs": 1, "mosaic": 0.0, "optimizer": "AdamW", "lr0": 0.003}
@@ -74,7 +76,7 @@ def retrainjob(name: str, base: dict[str, str], epochs: int, corrections: bool) 
         "resources": {"gpus": 0, "cpu": "2", "memory": "4Gi"},
         "storage": {"claimName": CLAIM},
         "retry": {"backoffLimit": 1},
-        "mlflow": {"registeredModel": f"{NAMESPACE}-{MODEL}"},
+        "mlflow": {"registeredModel": REGISTERED_MODEL},
         "promotion": {
             "metric": "mAP50_95",
             "holdout": {"uri": f"s3://{BUCKET}/{HOLDOUT_PREFIX}"},
@@ -140,6 +142,28 @@ def _reset(api: client.ApiClient, w: worldmod.World, env: dict[str, str]) -> Non
         # Only folders the pod runner made inside this world's state: never anything else.
         if path and path.resolve().is_relative_to(w.state.resolve()):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _reset_mlflow(w: worldmod.World) -> None:
+    """What an earlier demo left in MLflow goes too: its registered model (the champion alias
+    would name a version whose files went with the old claim) and its runs (deleted runs are
+    not searched, so the version sequence starts at 1 again)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    mlflow = MlflowClient(w.mlflow_uri, registry_uri=w.mlflow_uri)
+    with contextlib.suppress(MlflowException):
+        mlflow.delete_registered_model(REGISTERED_MODEL)
+    experiment = mlflow.get_experiment_by_name(MODEL)
+    if experiment is None:
+        return
+    runs = mlflow.search_runs(
+        [experiment.experiment_id], filter_string=tracking.model_filter(NAMESPACE, MODEL)
+    )
+    for run in runs:
+        mlflow.delete_run(run.info.run_id)
+    if runs:
+        say(f"removed {len(runs)} MLflow runs and the registered model of the previous demo")
 
 
 def _install(api: client.ApiClient, w: worldmod.World, env: dict[str, str]) -> None:
@@ -359,6 +383,7 @@ def run(epochs: int, timeout: float) -> None:
     env = {**os.environ, **w.env()}
     api = config.new_client_from_config(config_file=str(w.kubeconfig))
     _reset(api, w, env)
+    _reset_mlflow(w)
     _install(api, w, env)
     op_log = _start_operator(api, w, env)
     _upload_data(w)
