@@ -45,7 +45,7 @@ def _base_model(spec: dict[str, Any]) -> str:
 
 
 def _section(title: str, lines: list[str]) -> list[str]:
-    return ["", f"{title}:"] + [f"  {line}" for line in lines]
+    return ["", f"{title}:"] + [f"  {line}" if line else "" for line in lines]
 
 
 def _table_lines(headers: tuple[str, ...], rows: list[list[Any]]) -> list[str]:
@@ -76,6 +76,53 @@ def _events(events: list[dict[str, Any]], now: dt.datetime) -> list[list[Any]]:
             ]
         )
     return rows
+
+
+def _evaluation(evaluation: dict[str, Any]) -> list[str]:
+    """The holdout comparison: decision, reason, both versions side by side, per class."""
+    challenger = evaluation.get("challenger") or {}
+    champion = evaluation.get("champion") or {}
+    metric = evaluation.get("metric")
+    lines = _fields(
+        [
+            ("Decision", evaluation.get("decision")),
+            ("Reason", " ".join(str(evaluation.get("reason") or "").split())),
+            ("Metric", metric),
+            ("Holdout", evaluation.get("holdoutUri")),
+            ("Holdout sha256", table.short_sha(evaluation.get("holdoutSha256"))),
+            ("Holdout images", evaluation.get("holdoutImages")),
+            ("Holdout changed", evaluation.get("holdoutChanged")),
+            ("Image size", evaluation.get("imgsz")),
+        ]
+    )
+    roles = [("challenger", challenger), ("champion", champion)]
+    rows = [
+        [f"{role} v{scored['version']}"]
+        + [table.format_metric((scored.get("metrics") or {}).get(k)) for k in metric_keys.KEYS]
+        for role, scored in roles
+        if scored
+    ]
+    previous = champion.get("previous") or {}
+    if previous:
+        old = previous.get("metrics") or {}
+        was = table.short_sha(previous.get("holdoutSha256"))
+        label = f"champion v{champion.get('version')} (holdout {was})"
+        rows.append([label, *(table.format_metric(old.get(k)) for k in metric_keys.KEYS)])
+    lines += ["", *_table_lines(("VERSION", *metric_keys.KEYS), rows)]
+    names = sorted(set(challenger.get("perClass") or {}) | set(champion.get("perClass") or {}))
+    per_class = [
+        [name]
+        + [
+            table.format_metric(((s.get("perClass") or {}).get(name) or {}).get(metric))
+            for _, s in roles
+            if s
+        ]
+        for name in names
+    ]
+    headers = tuple(f"{role.upper()} {metric}" for role, s in roles if s)
+    if per_class:
+        lines += ["", *_table_lines(("CLASS", *headers), per_class)]
+    return lines
 
 
 def render_describe(
@@ -177,6 +224,9 @@ def render_describe(
                 ]
             ),
         )
+    evaluation = status.get("evaluation") or {}
+    if evaluation:
+        lines += _section("Evaluation (holdout)", _evaluation(evaluation))
     lineage = status.get("lineage") or {}
     if lineage:
         lines += _section("Lineage", _fields(sorted(lineage.items())))

@@ -19,6 +19,7 @@ from typing import Any
 
 __all__ = [
     "CORRUPTED_WEIGHTS",
+    "HOLDOUT_TOUCHED",
     "STORAGE_FULL",
     "TERMINATION_LIMIT",
     "VERSION_CONFLICT",
@@ -43,6 +44,8 @@ TERMINATION_LIMIT = 4096
 VERSION_CONFLICT = "VersionConflict"
 CORRUPTED_WEIGHTS = "CorruptedWeights"
 STORAGE_FULL = "StorageFull"
+# A corrections file changes an image of the pinned holdout (spec.promotion.holdout).
+HOLDOUT_TOUCHED = "HoldoutTouched"
 
 
 def owner(*, uid: str, name: str, namespace: str) -> dict[str, str]:
@@ -96,8 +99,10 @@ def metadata(
     dataset: Mapping[str, Any],
     mlflow: Mapping[str, Any],
     locations: Mapping[str, str],
+    evaluation: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """models/retrained_vN_metadata.json: version, training, sample counts, time, metrics."""
+    """models/retrained_vN_metadata.json: version, training, sample counts, time, metrics,
+    and, under spec.promotion, the holdout evaluation (retrainer_contract.evaluation)."""
     return {
         "model": model,
         "version": version,
@@ -110,6 +115,7 @@ def metadata(
         "dataset": dict(dataset),
         "mlflow": dict(mlflow),
         "locations": dict(locations),
+        **({"evaluation": dict(evaluation)} if evaluation else {}),
     }
 
 
@@ -122,6 +128,7 @@ def manifest(
     verification: Mapping[str, Any],
     mlflow: Mapping[str, Any],
     lineage: Mapping[str, Any],
+    evaluation: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest of version N: what the operator copies into the RetrainJob status, plus
     its owner (`retrainJob`), which the operator compares with the RetrainJob it verifies."""
@@ -133,6 +140,7 @@ def manifest(
         "verification": dict(verification),
         "mlflow": dict(mlflow),
         "lineage": dict(lineage),
+        **({"evaluation": dict(evaluation)} if evaluation else {}),
     }
 
 
@@ -157,6 +165,7 @@ def compact(document: Mapping[str, Any], limit: int = TERMINATION_LIMIT) -> dict
     """The manifest, minus detail the operator can read from MLflow, under `limit` bytes."""
     doc: dict[str, Any] = json.loads(json.dumps(document))
     steps = [
+        lambda d: [s.pop("perClass", None) for s in _evaluated(d)],
         lambda d: [
             c.pop("message", None)
             for c in d.get("verification", {}).get("checks", [])
@@ -172,6 +181,13 @@ def compact(document: Mapping[str, Any], limit: int = TERMINATION_LIMIT) -> dict
             break
         step(doc)
     return doc
+
+
+def _evaluated(document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    evaluation = document.get("evaluation") or {}
+    return [
+        evaluation[k] for k in ("challenger", "champion") if isinstance(evaluation.get(k), dict)
+    ]
 
 
 def failure(reason: str, message: str, exit_code: int) -> dict[str, Any]:

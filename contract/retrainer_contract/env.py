@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
     "ACCESS_KEY",
     "BASE_VERSION",
+    "CHAMPION_VERSION",
     "CLAIM_NAME",
     "DEFAULT_CLAIM_NAME",
     "DEFAULT_STORAGE_ROOT",
@@ -47,6 +48,8 @@ NAMESPACE = "RETRAINER_NAMESPACE"
 UID = "RETRAINER_UID"
 VERSION = "RETRAINER_VERSION"
 BASE_VERSION = "RETRAINER_BASE_VERSION"
+# The champion the new version is scored against on the holdout (unset: there is none).
+CHAMPION_VERSION = "RETRAINER_CHAMPION_VERSION"
 STORAGE_ROOT = "RETRAINER_STORAGE_ROOT"
 CLAIM_NAME = "RETRAINER_CLAIM_NAME"
 WORKDIR = "RETRAINER_WORKDIR"
@@ -61,8 +64,8 @@ SECRET_ACCESS_KEY_FIELD = "accessKey"
 SECRET_SECRET_KEY_FIELD = "secretKey"
 # Every variable of the trainer's environment.
 NAMES: tuple[str, ...] = (
-    SPEC, NAME, NAMESPACE, UID, VERSION, BASE_VERSION, STORAGE_ROOT, CLAIM_NAME, WORKDIR,
-    TERMINATION_MESSAGE_PATH, TRACKING_URI, S3_ENDPOINT, ACCESS_KEY, SECRET_KEY,
+    SPEC, NAME, NAMESPACE, UID, VERSION, BASE_VERSION, CHAMPION_VERSION, STORAGE_ROOT, CLAIM_NAME,
+    WORKDIR, TERMINATION_MESSAGE_PATH, TRACKING_URI, S3_ENDPOINT, ACCESS_KEY, SECRET_KEY,
 )  # fmt: skip
 
 # Where the claim is mounted, which claim, the scratch folder, the termination log.
@@ -86,6 +89,7 @@ class TrainerEnv:
     namespace: str = ""
     uid: str = ""
     base_version: int | None = None
+    champion_version: int | None = None
     storage_root: str = DEFAULT_STORAGE_ROOT
     claim_name: str = DEFAULT_CLAIM_NAME
     workdir: str = DEFAULT_WORKDIR
@@ -113,6 +117,8 @@ def container_env(env: TrainerEnv, secret_name: str) -> list[dict[str, Any]]:
     }
     if env.base_version is not None:
         plain[BASE_VERSION] = str(env.base_version)
+    if env.champion_version is not None:
+        plain[CHAMPION_VERSION] = str(env.champion_version)
     out: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plain.items()]
     for var, key in ((ACCESS_KEY, SECRET_ACCESS_KEY_FIELD), (SECRET_KEY, SECRET_SECRET_KEY_FIELD)):
         out.append({"name": var, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}})
@@ -140,6 +146,9 @@ def read(env: Mapping[str, str]) -> TrainerEnv:
     base_text = env.get(BASE_VERSION, "")
     if base_text and not base_text.isdigit():
         raise EnvError(f"{BASE_VERSION} must be an integer, got {base_text!r}")
+    champion_text = env.get(CHAMPION_VERSION, "")
+    if champion_text and (not champion_text.isdigit() or int(champion_text) < 1):
+        raise EnvError(f"{CHAMPION_VERSION} must be a positive integer, got {champion_text!r}")
     return TrainerEnv(
         spec=spec,
         version=int(version_text),
@@ -147,6 +156,7 @@ def read(env: Mapping[str, str]) -> TrainerEnv:
         namespace=env.get(NAMESPACE, ""),
         uid=env.get(UID, ""),
         base_version=int(base_text) if base_text else None,
+        champion_version=int(champion_text) if champion_text else None,
         storage_root=env.get(STORAGE_ROOT) or DEFAULT_STORAGE_ROOT,
         claim_name=env.get(CLAIM_NAME) or DEFAULT_CLAIM_NAME,
         workdir=env.get(WORKDIR) or DEFAULT_WORKDIR,

@@ -14,6 +14,8 @@ __all__ = [
     "PRECISION",
     "RECALL",
     "ULTRALYTICS",
+    "champion_holdout_key",
+    "holdout_key",
 ]
 
 PRECISION = "precision"
@@ -34,3 +36,17 @@ ULTRALYTICS: dict[str, str] = {
 # The per-epoch step metric and the run param holding the planned epochs (status.progress).
 EPOCH = "epoch"
 EPOCHS_PARAM = "epochs"
+
+# The holdout scores in a version's MLflow run: its own, and the champion's it was compared with.
+HOLDOUT_PREFIX = "holdout."
+CHAMPION_HOLDOUT_PREFIX = "holdout.champion."
+
+
+def holdout_key(key: str) -> str:
+    """The MLflow metric of a version's own holdout score (`holdout.mAP50_95`)."""
+    return f"{HOLDOUT_PREFIX}{key}"
+
+
+def champion_holdout_key(key: str) -> str:
+    """The MLflow metric of the champion's score on the same holdout, in the challenger's run."""
+    return f"{CHAMPION_HOLDOUT_PREFIX}{key}"

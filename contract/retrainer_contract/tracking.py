@@ -27,6 +27,7 @@ __all__ = [
     "run_tags",
     "run_url",
     "sha_tag",
+    "version_filter",
 ]
 
 TAG_UID = "retrainer.uid"
@@ -88,6 +89,11 @@ def run_filter(uid: str, version: int) -> str:
 def model_filter(namespace: str, model: str) -> str:
     """The search filter for every run of a model line (to recover its version numbers)."""
     return f"tags.`{TAG_NAMESPACE}` = {quote(namespace)} and tags.`{TAG_MODEL}` = {quote(model)}"
+
+
+def version_filter(namespace: str, model: str, version: int) -> str:
+    """The search filter for the run of version `version` of a model line, whoever owns it."""
+    return f"{model_filter(namespace, model)} and tags.`{TAG_VERSION}` = {quote(str(version))}"
 
 
 def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:

@@ -12,6 +12,7 @@ from retrainer_contract.objectstore import minio_client
 
 from retrainer_operator import handlers, kube, logs, metrics, reconcile
 from retrainer_operator.config import ConfigError, OperatorConfig
+from retrainer_operator.line_champions import line_champions
 from retrainer_operator.mlflow_rest import MlflowRest
 from retrainer_operator.ticker import Ticker
 
@@ -32,7 +33,10 @@ def build_deps(config: OperatorConfig) -> reconcile.Deps:
         timeout=OBJECT_STORE_TIMEOUT,
     )
     cluster = kube.Cluster(kube.load_api_client())
-    return reconcile.Deps(config, cluster, MlflowRest(config.mlflow_tracking_uri, store), store)
+    mlflow = MlflowRest(config.mlflow_tracking_uri, store)
+    # The champion lives in the line's ModelLine (and its MLflow alias, when registered).
+    champions = line_champions(cluster, mlflow)
+    return reconcile.Deps(config, cluster, mlflow, store, champions=champions)
 
 
 def main(argv: list[str] | None = None) -> int:

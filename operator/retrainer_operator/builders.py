@@ -45,6 +45,7 @@ def _env(
     base_version: int | None,
     claim: str,
     config: OperatorConfig,
+    champion_version: int | None = None,
 ) -> list[dict[str, Any]]:
     meta = body["metadata"]
     told = trainer_env.TrainerEnv(
@@ -54,6 +55,7 @@ def _env(
         namespace=meta["namespace"],
         uid=meta["uid"],
         base_version=base_version,
+        champion_version=champion_version,
         storage_root=config.storage_root,
         claim_name=claim,
         tracking_uri=config.mlflow_tracking_uri,
@@ -80,8 +82,10 @@ def build_job_spec(
     version: int,
     base_version: int | None,
     config: OperatorConfig,
+    champion_version: int | None = None,
 ) -> dict[str, Any]:
-    """The batch/v1 Job that trains version `version` of the RetrainJob `body`."""
+    """The batch/v1 Job that trains version `version` of the RetrainJob `body`; under
+    spec.promotion, `champion_version` is the version it is scored against on the holdout."""
     meta, spec = body["metadata"], body.get("spec") or {}
     model = spec["model"]
     name = api.job_name(model, version)
@@ -98,7 +102,7 @@ def build_job_spec(
     container: dict[str, Any] = {
         "name": api.CONTAINER_NAME,
         "image": _image(spec, config),
-        "env": _env(body, version, base_version, claim, config),
+        "env": _env(body, version, base_version, claim, config, champion_version),
         "resources": resources,
         "volumeMounts": [
             {"name": "models", "mountPath": config.storage_root},

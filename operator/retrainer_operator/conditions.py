@@ -11,12 +11,13 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
-from retrainer_contract import documents
+from retrainer_contract import documents, evaluation
 
 __all__ = [
     "ACCEPTED",
     "COMPLETE",
     "FAILED",
+    "PROMOTED",
     "RUNNING",
     "TERMINAL_PHASES",
     "VERIFIED",
@@ -34,7 +35,9 @@ RUNNING = "Running"
 COMPLETE = "Complete"
 VERIFIED = "Verified"
 FAILED = "Failed"
-CONDITION_TYPES = (ACCEPTED, RUNNING, COMPLETE, VERIFIED, FAILED)
+# Whether the verified version became its line's champion (only under spec.promotion).
+PROMOTED = "Promoted"
+CONDITION_TYPES = (ACCEPTED, RUNNING, COMPLETE, VERIFIED, PROMOTED, FAILED)
 
 # Phases (the CRD's enum).
 PENDING = "Pending"
@@ -86,6 +89,18 @@ class Reason:
     # Transient outages while verifying: retried, never terminal while the copies exist.
     MANIFEST_UNAVAILABLE = "ManifestUnavailable"
     OBJECT_STORE_UNAVAILABLE = "ObjectStoreUnavailable"
+    # Promotion on evidence (the Promoted condition; status.evaluation holds the numbers).
+    PROMOTED = evaluation.PROMOTED
+    REJECTED = evaluation.REJECTED
+    NO_CHAMPION = evaluation.NO_CHAMPION
+    # The champion moved while this version was evaluated against the one before.
+    CHAMPION_CHANGED = "ChampionChanged"
+    # The champion could not be read or moved (MLflow down): retried, phase stays Verifying.
+    CHAMPION_UNAVAILABLE = "ChampionUnavailable"
+    # Under spec.promotion, the manifest carries no evaluation, or one its numbers contradict.
+    NOT_EVALUATED = "NotEvaluated"
+    # A corrections file changes an image of the pinned holdout.
+    HOLDOUT_TOUCHED = documents.HOLDOUT_TOUCHED
 
 
 def now_iso() -> str:
@@ -147,7 +162,9 @@ def derive_phase(status: Mapping[str, Any]) -> str:
     if _is_true(status, FAILED):
         return PHASE_FAILED
     if _is_true(status, COMPLETE):
-        return SUCCEEDED if _is_true(status, VERIFIED) else VERIFYING
+        # A verified version whose promotion is still undecided (Unknown) is not finished.
+        promoting = (get_condition(status, PROMOTED) or {}).get("status") == "Unknown"
+        return SUCCEEDED if _is_true(status, VERIFIED) and not promoting else VERIFYING
     if _is_true(status, RUNNING):
         return PHASE_RUNNING
     return PENDING

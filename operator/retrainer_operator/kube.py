@@ -253,18 +253,33 @@ class Cluster:
                 raise Conflict(str(error.reason)) from error
             raise
 
-    def patch_modelline_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    def patch_modelline_status(
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        resource_version: str | None = None,
+    ) -> None:
         """Merge-patch fields the line reconciler owns (never `ledger`: versions.py replaces
-        it under optimistic concurrency)."""
-        self.custom.patch_namespaced_custom_object_status(
-            api.GROUP,
-            api.VERSION,
-            namespace,
-            api.LINE_PLURAL,
-            name,
-            {"status": dict(status)},
-            _preload_content=False,
-        )
+        it under optimistic concurrency). With `resource_version`, only if the object is still
+        at it (Conflict otherwise)."""
+        body: dict[str, Any] = {"status": dict(status)}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                api.GROUP,
+                api.VERSION,
+                namespace,
+                api.LINE_PLURAL,
+                name,
+                body,
+                _preload_content=False,
+            )
+        except ApiException as error:
+            if error.status == 409:
+                raise Conflict(str(error.reason)) from error
+            raise
 
     def create_retrainjob(self, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create a RetrainJob; (object, True) when created now, (existing, False) on 409."""

@@ -23,6 +23,16 @@ __all__ = ["MlflowError", "MlflowRest", "Run"]
 TIMEOUT = 15.0
 
 
+def _not_found(error: urllib.error.HTTPError) -> bool:
+    """MLflow answers an alias that is not set with HTTP 400 and "... alias X not found."."""
+    try:
+        body = json.loads(error.read() or b"{}")
+    except (OSError, ValueError):
+        return False
+    message = str(body.get("message", "")) if isinstance(body, dict) else ""
+    return error.code == 400 and message.endswith("not found.")
+
+
 class MlflowError(RuntimeError):
     """MLflow answered with an error or could not be reached (transient: retry later)."""
 
@@ -67,7 +77,7 @@ class MlflowRest:
                 body: dict[str, Any] = json.loads(response.read() or b"{}")
                 return body
         except urllib.error.HTTPError as error:
-            if error.code == 404:
+            if error.code == 404 or _not_found(error):
                 return None
             raise MlflowError(f"MLflow {method} {path}: HTTP {error.code}") from error
         except (urllib.error.URLError, OSError, ValueError) as error:
@@ -150,6 +160,49 @@ class MlflowRest:
             if tag.get("key") == key and str(tag.get("value", "")).isdigit():
                 return int(tag["value"])
         return 0
+
+    def version_run(self, experiment: str, namespace: str, model: str, version: int) -> Run | None:
+        """The run of version `version` of model line `namespace`/`model`, or None."""
+        experiment_id = self.experiment_id(experiment)
+        if experiment_id is None:
+            return None
+        answer = self._call(
+            "POST",
+            "/api/2.0/mlflow/runs/search",
+            {
+                "experiment_ids": [experiment_id],
+                "filter": tracking.version_filter(namespace, model, version),
+                "max_results": 1,
+            },
+        )
+        runs = (answer or {}).get("runs") or []
+        return Run(runs[0]) if runs else None
+
+    def get_run(self, run_id: str) -> Run | None:
+        query = urllib.parse.urlencode({"run_id": run_id})
+        answer = self._call("GET", f"/api/2.0/mlflow/runs/get?{query}")
+        return Run(answer["run"]) if answer and answer.get("run") else None
+
+    def alias_version(self, name: str, alias: str) -> dict[str, Any] | None:
+        """The registered model version `alias` points at ({version, run_id, ...}), or None."""
+        query = urllib.parse.urlencode({"name": name, "alias": alias})
+        answer = self._call("GET", f"/api/2.0/mlflow/registered-models/alias?{query}")
+        found = (answer or {}).get("model_version")
+        return dict(found) if isinstance(found, dict) else None
+
+    def model_version_of(self, name: str, run_id: str) -> str | None:
+        """The version of registered model `name` made from run `run_id`, or None."""
+        query = urllib.parse.urlencode(
+            {"filter": f"name={tracking.quote(name)} and run_id={tracking.quote(run_id)}"}
+        )
+        answer = self._call("GET", f"/api/2.0/mlflow/model-versions/search?{query}")
+        found = (answer or {}).get("model_versions") or []
+        return str(found[0]["version"]) if found else None
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        """Point alias `alias` of registered model `name` at its version `version`."""
+        payload = {"name": name, "alias": alias, "version": version}
+        self._call("POST", "/api/2.0/mlflow/registered-models/alias", payload)
 
     def read_artifact(self, run: Run, path: str) -> bytes | None:
         """The bytes of artifact `path` of `run` (None: not there)."""

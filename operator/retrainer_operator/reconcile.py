@@ -17,15 +17,18 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from retrainer_contract import api, documents, layout, tracking
+from retrainer_contract import api, documents, evaluation, layout, tracking
 from retrainer_contract.objectstore import ObjectStore
 
-from retrainer_operator import checks, faults, metrics, progress, recovery, versions
+from retrainer_operator import checks, faults, metrics, progress, promotion, recovery, versions
 from retrainer_operator.builders import ImageNotAllowed, build_job_spec
+from retrainer_operator.champion import ChampionError, ChampionFactory, ChampionStore
+from retrainer_operator.champion import alias_champions as _alias_champions
 from retrainer_operator.conditions import (
     ACCEPTED,
     COMPLETE,
     FAILED,
+    PROMOTED,
     RUNNING,
     VERIFIED,
     Reason,
@@ -46,9 +49,10 @@ __all__ = ["Deps", "Locks", "reconcile"]
 logger = logging.getLogger("retrainer.operator")
 # Trainer failure reasons more precise than the Job's own (which says only "exit 3").
 _TRAINER_REASONS = frozenset(
-    {Reason.VERSION_CONFLICT, Reason.CORRUPTED_WEIGHTS, Reason.STORAGE_FULL}
+    {Reason.VERSION_CONFLICT, Reason.CORRUPTED_WEIGHTS, Reason.STORAGE_FULL, Reason.HOLDOUT_TOUCHED}
 )
-# Conditions that say a RetrainJob is stuck or waiting on an outage: posted as Warning Events.
+# Conditions that say a RetrainJob is stuck, waiting on an outage, or that its promotion needs a
+# person (the champion moved, the evaluation does not hold up): posted as Warning Events.
 _STUCK_REASONS = frozenset(
     {
         Reason.POD_CREATION_FAILED,
@@ -57,6 +61,9 @@ _STUCK_REASONS = frozenset(
         Reason.ORPHANED_POD_RUNNING,
         Reason.MANIFEST_UNAVAILABLE,
         Reason.OBJECT_STORE_UNAVAILABLE,
+        Reason.CHAMPION_UNAVAILABLE,
+        Reason.CHAMPION_CHANGED,
+        Reason.NOT_EVALUATED,
     }
 )
 # How long a finished Job may lack a readable manifest before the RetrainJob fails (MLflow and
@@ -92,6 +99,11 @@ class Deps:
     mlflow: MlflowRest
     store: ObjectStore | None
     locks: Locks = dataclasses.field(default_factory=Locks)
+    # Where a RetrainJob's line keeps its champion (None: the MLflow alias of spec.promotion).
+    champions: ChampionFactory | None = None
+
+    def champion_store(self, body: Mapping[str, Any]) -> ChampionStore | None:
+        return (self.champions or _alias_champions(self.mlflow))(body)
 
 
 @dataclasses.dataclass
@@ -148,7 +160,19 @@ def _start(
     _record_allocated(deps, spec, ns, model, allocation.version)
     faults.point(faults.AFTER_ALLOCATION)
     try:
-        manifest = build_job_spec(body, allocation.version, allocation.base_version, deps.config)
+        champion = promotion.champion_version(deps.champion_store(body), ns, model)
+    except evaluation.PolicyError as error:  # admission was skipped or older
+        step.cond(ACCEPTED, False, Reason.BAD_INPUT, str(error))
+        step.fail(Reason.BAD_INPUT, str(error))
+        return None
+    except ChampionError as error:
+        message = f"waiting for the champion to score against: {error}"
+        step.cond(ACCEPTED, None, Reason.CHAMPION_UNAVAILABLE, message)
+        return None
+    try:
+        manifest = build_job_spec(
+            body, allocation.version, allocation.base_version, deps.config, champion
+        )
     except ImageNotAllowed as error:  # preflight was skipped (the uid was already in the ledger)
         step.cond(ACCEPTED, False, Reason.IMAGE_NOT_ALLOWED, str(error))
         step.fail(Reason.IMAGE_NOT_ALLOWED, str(error))
@@ -341,7 +365,23 @@ def _verify(deps: Deps, body: Mapping[str, Any], step: _Step, pods: list[Any]) -
     )
     checked = len(status["verification"]["checks"])
     step.cond(VERIFIED, True, Reason.VERIFIED, f"version {version}: {checked} checks passed")
-    step.status.setdefault("completionTime", now_iso())
+    _promote(deps, body, step, version)
+    if (get_condition(step.status, PROMOTED) or {}).get("status") != "Unknown":
+        step.status.setdefault("completionTime", now_iso())
+
+
+def _promote(deps: Deps, body: Mapping[str, Any], step: _Step, version: int) -> None:
+    """Verified: under spec.promotion, the champion moves when the evaluation allows it."""
+    meta, spec = body["metadata"], body["spec"]
+    store = deps.champion_store(body)
+    policy = promotion.policy_of(spec)
+    if store is None or policy is None:
+        return
+    doc = step.status.get("evaluation") or {}
+    outcome = promotion.settle(store, policy, doc, meta["namespace"], spec["model"], version)
+    step.cond(PROMOTED, outcome.value, outcome.reason, outcome.message)
+    if outcome.value is not None:
+        step.status["mlflow"] = {**(step.status.get("mlflow") or {}), "promoted": outcome.promoted}
 
 
 def _observe(deps: Deps, body: Mapping[str, Any], step: _Step, job: Mapping[str, Any]) -> None:
@@ -401,7 +441,8 @@ def _events(
         if (before.get("status"), before.get("reason")) == (cond["status"], cond.get("reason")):
             continue
         stuck = cond.get("reason") in _STUCK_REASONS
-        if cond["status"] != "True" and cond["type"] != VERIFIED and not stuck:
+        said = cond["type"] in (VERIFIED, PROMOTED)  # both outcomes of these are news
+        if cond["status"] != "True" and not said and not stuck:
             continue  # "stopped running" is implied by the Complete/Failed events
         warning = (
             stuck

@@ -95,7 +95,7 @@ def verify_manifest(
         "artifacts": artifacts,
         "verification": {**integrity.verification(checks), "verified": verified},
     }
-    for key in ("metrics", "mlflow", "lineage"):
+    for key in ("metrics", "mlflow", "lineage", "evaluation"):
         if isinstance(manifest.get(key), Mapping):
             fields[key] = dict(manifest[key])
     return Outcome(fields, verified, "; ".join(problems), transient)

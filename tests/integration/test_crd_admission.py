@@ -174,6 +174,18 @@ STATUS: dict[str, Any] = {
         "progress": {"epoch": 3, "epochs": 3, "text": "3/3"},
         "metrics": {"precision": 0.61, "recall": 0.52, "mAP50": 0.58, "mAP50_95": 0.4125},
         "mlflow": {"experimentId": "1", "runId": "0123456789abcdef", "promoted": False},
+        "evaluation": {
+            "metric": "mAP50_95",
+            "decision": "Rejected",
+            "reason": "mAP50_95 0.4125 is worse than champion v2 0.4500 by 0.0375",
+            "challenger": {"version": 3, "metrics": {"mAP50_95": 0.4125}, "perClass": {}},
+            "champion": {
+                "version": 2,
+                "metrics": {"mAP50_95": 0.45},
+                "perClass": {"circle": {"mAP50_95": 0.5}},
+                "previous": {"holdoutSha256": "ab", "metrics": {"mAP50_95": 0.44}},
+            },
+        },
         "conditions": [
             {
                 "type": "Complete",
@@ -223,7 +235,7 @@ def test_status_patch_shows_in_the_printer_columns(
     patch_status(kubectl, namespace, STATUS)
     columns = table(kubectl, namespace)
     assert list(columns) == [
-        "NAME", "MODEL", "VERSION", "PHASE", "EPOCH", "MAP50-95", "VERIFIED", "AGE",
+        "NAME", "MODEL", "VERSION", "PHASE", "EPOCH", "MAP50-95", "VERIFIED", "DECISION", "AGE",
     ]  # fmt: skip
     assert columns["MODEL"] == "shapes"
     assert columns["VERSION"] == "3"
@@ -231,6 +243,7 @@ def test_status_patch_shows_in_the_printer_columns(
     assert columns["EPOCH"] == "3/3"
     assert columns["MAP50-95"] == "0.4125"
     assert columns["VERIFIED"] == "True"
+    assert columns["DECISION"] == "Rejected"
     wide = table(kubectl, namespace, "-o", "wide")
     assert wide["JOB"] == "retrain-shapes-v3"
     assert wide["MLFLOW RUN"] == "0123456789abcdef"

@@ -71,3 +71,14 @@ def test_demo_trains_two_verified_versions(world: World) -> None:
     )
     status = json.loads(line.stdout)["status"]
     assert status["latestVerified"] == 2 and status["verifiedVersions"] == "1-2"
+    # The numbers mean something: v1 scores clearly above zero on the pinned holdout, and the
+    # decision between v1 (the first version, now champion) and v2 is shown.
+    first, second = items["shapes-initial"]["evaluation"], items["shapes-corrected"]["evaluation"]
+    assert first["decision"] == "NoChampion"
+    assert first["challenger"]["metrics"]["mAP50_95"] > 0.1, first
+    assert second["decision"] in ("Promoted", "Rejected")
+    assert second["champion"]["version"] == 1
+    assert second["holdoutSha256"] == first["holdoutSha256"]
+    assert f"v2 on the holdout: mAP50_95 {second['challenger']['metrics']['mAP50_95']:.3f}" in (
+        proc.stdout
+    )

@@ -42,7 +42,7 @@ def line_spec(model: str, experiment: str, registered: str, token: str) -> dict[
         model,
         dataset={"uri": f"s3://datasets/trainer-{token}/shapes"},
         mlflow={"experiment": experiment, "registeredModel": registered},
-        promotion={"metric": "mAP50", "minimum": 0.0, "alias": "champion"},
+        promotion={"metric": "mAP50", "holdout": {"uri": "holdouts/shapes"}},
     )
 
 
@@ -55,6 +55,7 @@ def line(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lin
         world.minio_client(), "datasets", f"trainer-{claim.token}/shapes", source / "shapes"
     )
     shapes.write_corrections(claim.root / "corrections" / "b1", seed=0)
+    shapes.generate_holdout(claim.root / "holdouts" / "shapes", seed=0, count=6)
     model = f"shapes-{claim.token}"
     experiment, registered = f"trainer-{claim.token}", f"shapes-{claim.token}"
     v1 = run_trainer(claim.env(line_spec(model, experiment, registered, claim.token), 1))
@@ -127,8 +128,14 @@ def test_v1_mlflow_run_has_params_epoch_metrics_and_artifacts_in_minio(
     uploads = [e["artifact"] for e in line.v1.named("upload")]
     assert uploads.count("models/retrained_v1.pt") == 1
     assert not any(k.startswith("weights/") for k in keys)
-    version = mlflow.get_model_version_by_alias(line.registered, "champion")
-    assert version.run_id == run_id
+    # Registered, but the alias (the champion) is the operator's to move, after verification.
+    assert mlflow.search_model_versions(f"name='{line.registered}'")[0].run_id == run_id
+    assert mlflow.get_registered_model(line.registered).aliases == {}
+    # The holdout evaluation: v1 is the line's first version, scored on the pinned holdout.
+    assert manifest_of(line, 1)["evaluation"]["decision"] == "NoChampion"
+    assert "holdout.mAP50" in run.data.metrics
+    assert {"evaluation/per_class_ap.json", "evaluation/evaluation.json"} <= keys
+    assert "evaluation/challenger/confusion_matrix.png" in keys
 
 
 def test_v2_from_latest_trains_on_corrected_labels_and_records_lineage(

@@ -173,9 +173,12 @@ def test_printer_columns_match_the_documented_table() -> None:
     columns = {c["name"].upper(): c for c in version()["additionalPrinterColumns"]}
     always = [n for n, c in columns.items() if c.get("priority", 0) == 0]
     wide = [n for n, c in columns.items() if c.get("priority", 0) > 0]
-    assert always == ["MODEL", "VERSION", "PHASE", "EPOCH", "MAP50-95", "VERIFIED", "AGE"]
+    assert always == [
+        "MODEL", "VERSION", "PHASE", "EPOCH", "MAP50-95", "VERIFIED", "DECISION", "AGE"
+    ]  # fmt: skip
     assert wide == ["JOB", "MLFLOW RUN"]
     assert columns["VERIFIED"]["jsonPath"] == '.status.conditions[?(@.type=="Verified")].status'
+    assert columns["DECISION"]["jsonPath"] == ".status.evaluation.decision"
 
 
 def test_status_is_a_subresource() -> None:

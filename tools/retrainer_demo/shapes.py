@@ -25,6 +25,7 @@ __all__ = [
     "NAMES",
     "Box",
     "generate_dataset",
+    "generate_holdout",
     "main",
     "upload_folder",
     "write_corrections",
@@ -119,6 +120,19 @@ def generate_dataset(
     (root / "data.yaml").write_text(
         f"train: images/train\nval: images/val\nnames:\n{names}\n", encoding="utf-8"
     )
+    return root
+
+
+def generate_holdout(dest: str | Path, *, seed: int = 0, count: int = 16, size: int = 64) -> Path:
+    """Write a pinned holdout `dest/{data.yaml,images,labels}` (never trained on, no noise).
+
+    Its images come from their own random stream, so none is a dataset or corrections image.
+    """
+    root = Path(dest)
+    for index, (_stem, image, boxes) in enumerate(_samples(seed, "holdout", count, size)):
+        _write_sample(root, "", f"holdout_{index:04d}", image, boxes)
+    names = "\n".join(f"  {i}: {name}" for i, name in enumerate(NAMES))
+    (root / "data.yaml").write_text(f"val: images\nnames:\n{names}\n", encoding="utf-8")
     return root
 
 

@@ -16,8 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from retrainer_contract import env as trainer_env
-from retrainer_contract import metrics as metric_keys
-from retrainer_contract import tracking
+from retrainer_contract import evaluation, tracking
 
 from retrainer_trainer.errors import BadInput
 
@@ -41,11 +40,8 @@ class Training:
     extra_args: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
-@dataclass(frozen=True)
-class Promotion:
-    metric: str
-    minimum: float
-    alias: str = "champion"
+# spec.promotion: the policy the new version is judged by on the pinned holdout.
+Promotion = evaluation.Policy
 
 
 @dataclass(frozen=True)
@@ -83,6 +79,8 @@ class Config:
     uid: str = ""
     claim_name: str = trainer_env.DEFAULT_CLAIM_NAME
     resolved_base_version: int | None = None
+    # The champion to score against on the holdout (RETRAINER_CHAMPION_VERSION; None: none).
+    champion_version: int | None = None
     termination_path: Path | None = None
     tracking_uri: str = ""
     s3_endpoint: str = ""
@@ -141,15 +139,12 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
     promo = _obj(raw, "promotion", "spec")
     promotion = None
     if promo:
-        if promo.get("metric") not in metric_keys.KEYS:
-            raise BadInput(f"spec.promotion.metric must be one of {', '.join(metric_keys.KEYS)}")
         if not mlflow.get("registeredModel"):
             raise BadInput("spec.promotion needs spec.mlflow.registeredModel")
-        promotion = Promotion(
-            str(promo["metric"]),
-            float(promo.get("minimum", 0)),
-            str(promo.get("alias") or "champion"),
-        )
+        try:
+            promotion = evaluation.Policy.from_spec(promo)
+        except evaluation.PolicyError as error:
+            raise BadInput(str(error)) from error
     return Spec(
         model=model,
         dataset_uri=str(dataset["uri"]),
@@ -182,6 +177,7 @@ def from_env(env: Mapping[str, str]) -> Config:
         uid=told.uid,
         claim_name=told.claim_name,
         resolved_base_version=told.base_version,
+        champion_version=told.champion_version,
         termination_path=Path(termination) if termination else None,
         tracking_uri=told.tracking_uri,
         s3_endpoint=told.s3_endpoint,

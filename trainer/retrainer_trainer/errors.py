@@ -95,6 +95,16 @@ class StorageFull(BadInput):
     reason = documents.STORAGE_FULL
 
 
+class HoldoutTouched(BadInput):
+    """A corrections file changes an image of the pinned holdout: refused (exit 3).
+
+    The holdout is what two versions are compared on; a label correction there would make the
+    champion's and the challenger's numbers incomparable, and training on it leaks the test.
+    """
+
+    reason = documents.HOLDOUT_TOUCHED
+
+
 # Below this many free bytes on the claim, a failed write is taken for a full claim (torch's
 # writer reports ENOSPC as a RuntimeError without the errno).
 FULL_BELOW = 1024 * 1024

@@ -40,6 +40,7 @@ class Inputs:
     dataset: Path
     corrections: Path | None
     base: BaseModel
+    holdout: Path | None = None  # spec.promotion.holdout.uri: the pinned evaluation set
 
 
 def _client(config: Config) -> Any:
@@ -177,4 +178,11 @@ def resolve(config: Config) -> Inputs:
         if spec.corrections_uri
         else None
     )
-    return Inputs(dataset=dataset, corrections=corrections, base=resolve_base(config))
+    holdout = (
+        _folder(config, spec.promotion.holdout_uri, "holdout", "spec.promotion.holdout.uri")
+        if spec.promotion is not None
+        else None
+    )
+    return Inputs(
+        dataset=dataset, corrections=corrections, base=resolve_base(config), holdout=holdout
+    )

@@ -19,7 +19,18 @@ from typing import Any
 
 from retrainer_contract import documents, integrity, layout, objectstore
 
-from retrainer_trainer import corrections, dataset, inputs, logs, repair, runfolder, store, training
+from retrainer_trainer import (
+    corrections,
+    dataset,
+    evaluate,
+    holdout,
+    inputs,
+    logs,
+    repair,
+    runfolder,
+    store,
+    training,
+)
 from retrainer_trainer import tracking as run_status
 from retrainer_trainer.config import Config
 from retrainer_trainer.errors import Preempted, TrainerError
@@ -32,22 +43,36 @@ __all__ = ["Prepared", "prepare_data", "run"]
 class Prepared:
     """The working dataset and what is known about it before training."""
 
-    def __init__(self, data_yaml: Path, metadata: dict[str, Any], applied: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        data_yaml: Path,
+        metadata: dict[str, Any],
+        applied: dict[str, Any],
+        pinned: holdout.Holdout | None = None,
+    ) -> None:
         self.data_yaml = data_yaml
         self.metadata = metadata
         self.applied = applied
+        self.holdout = pinned
 
 
 def prepare_data(config: Config, resolved: inputs.Inputs) -> Prepared:
-    """Validate the dataset, merge the corrections, write the two dataset documents."""
+    """Validate the dataset and the holdout, merge the corrections (never into the holdout),
+    write the two dataset documents."""
     layout_found = dataset.load(resolved.dataset)
     work = config.workdir / "dataset"
     dataset.make_working_copy(layout_found, work)
     dataset_sha = dataset.tree_sha256(resolved.dataset)
+    pinned = None
+    if resolved.holdout is not None and config.spec.promotion is not None:
+        pinned = holdout.load(resolved.holdout, layout_found.names, config.workdir / "holdout")
+        evaluate.check_policy(config.spec.promotion, pinned)
     corrections_sha = ""
     applied: list[corrections.Correction] = []
     if resolved.corrections is not None:
         corrections_sha = dataset.tree_sha256(resolved.corrections)
+        if pinned is not None:
+            holdout.check_corrections(resolved.corrections, work, pinned)
         applied = corrections.apply(resolved.corrections, work, layout_found.names)
         dataset.validate_working_copy(work, layout_found.names)
     data_yaml = dataset.write_data_yaml(work, layout_found.names)
@@ -71,7 +96,7 @@ def prepare_data(config: Config, resolved: inputs.Inputs) -> Prepared:
         corrections=len(applied),
         sha256=dataset_sha,
     )
-    return Prepared(data_yaml, metadata, applied_doc)
+    return Prepared(data_yaml, metadata, applied_doc, pinned)
 
 
 def _minio(config: Config) -> Any:
@@ -230,9 +255,9 @@ def _upload_all(
     tracker.upload(run.run_id, prep.data_yaml, "")
 
 
-def _register(
-    tracker: Tracker, config: Config, run: RunRef, metrics: dict[str, float]
-) -> dict[str, Any]:
+def _register(tracker: Tracker, config: Config, run: RunRef) -> dict[str, Any]:
+    """The registered model version of this run; the alias (the champion) is the operator's to
+    move, after every copy verified and the holdout evaluation said Promoted."""
     spec = config.spec
     info: dict[str, Any] = {
         "experimentId": run.experiment_id,
@@ -243,19 +268,6 @@ def _register(
         return info
     version = tracker.register(spec.registered_model, run.run_id, f"{run.artifact_uri}/models")
     info["registeredModelVersion"] = version
-    if spec.promotion is not None:
-        value = metrics.get(spec.promotion.metric, 0.0)
-        passed = value >= spec.promotion.minimum
-        logs.event(
-            "promotion",
-            metric=spec.promotion.metric,
-            value=value,
-            minimum=spec.promotion.minimum,
-            passed=passed,
-        )
-        if passed:
-            tracker.set_alias(spec.registered_model, spec.promotion.alias, version)
-        info["promoted"] = passed
     return info
 
 
@@ -305,6 +317,7 @@ def _metadata(
     prep: Prepared,
     mlflow_info: dict[str, Any],
     lineage: dict[str, Any],
+    evaluation: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """models/retrained_vN_metadata.json of this version (the contract's shape)."""
     return documents.metadata(
@@ -319,6 +332,7 @@ def _metadata(
         dataset=prep.metadata,
         mlflow=mlflow_info,
         locations=paths.weight_uris(config.claim_name, run_ref.artifact_uri),
+        evaluation=evaluation,
     )
 
 
@@ -380,7 +394,12 @@ def _produce(
     result = _train(config, paths, prep, resolved.base, device, tracker, run_ref, client)
     store.write_quick_access(paths)
     _upload_all(tracker, run_ref, config, paths, prep)
-    mlflow_info = _register(tracker, config, run_ref, result.metrics)
+    scored = None
+    if prep.holdout is not None:
+        scored = evaluate.evaluate(
+            config, prep.holdout, paths.training_run, device, tracker, run_ref
+        )
+    mlflow_info = _register(tracker, config, run_ref)
     lineage = documents.lineage(
         base_label=resolved.base.label,
         base_version=resolved.base.version,
@@ -388,7 +407,7 @@ def _produce(
         dataset=prep.metadata,
     )
     metadata = _metadata(
-        config, paths, run_ref, result, resolved.base, device, prep, mlflow_info, lineage
+        config, paths, run_ref, result, resolved.base, device, prep, mlflow_info, lineage, scored
     )
     artifacts = _store_version(config, paths, metadata)
     verification = verify(
@@ -402,6 +421,7 @@ def _produce(
         verification=verification,
         mlflow=mlflow_info,
         lineage=lineage,
+        evaluation=scored,
     )
     _publish(tracker, run_ref, paths, document)
     return document

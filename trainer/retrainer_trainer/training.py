@@ -32,12 +32,14 @@ __all__ = [
     "EpochHook",
     "Restore",
     "TrainResult",
+    "ValResult",
     "coerce_args",
     "device_for",
     "prepare",
     "read_results_csv",
     "standard_metrics",
     "train",
+    "validate",
 ]
 
 # Ultralytics' metric names -> the contract's (status.metrics, MLflow, spec.promotion.metric).
@@ -267,3 +269,56 @@ def train(
     if not final:  # DDP: the parent process saw no callbacks
         final = _best_metrics(paths.training_run)
     return TrainResult(final, trained=True, resumed=state == runfolder.RESUMABLE)
+
+
+@dataclass
+class ValResult:
+    """One version scored on one set: overall and per-class metrics, its plots' folder."""
+
+    metrics: dict[str, float]
+    per_class: dict[str, dict[str, float]]
+    save_dir: Path
+
+
+def validate(
+    *,
+    weights: Path,
+    data_yaml: Path,
+    imgsz: int,
+    conf: float,
+    iou: float,
+    device: str | list[int],
+    save_dir: Path,
+) -> ValResult:
+    """Ultralytics validation of `weights` on the `val` split of `data_yaml`, plots included.
+
+    Per class: precision, recall, mAP50 and mAP50_95 of each class the set has instances of.
+    The run is single-device (a list of GPUs validates on the first) and deterministic.
+    """
+    from ultralytics import YOLO
+
+    if save_dir.exists():
+        shutil.rmtree(save_dir)
+    model = YOLO(str(weights))
+    result = model.val(
+        data=str(data_yaml),
+        split="val",
+        imgsz=imgsz,
+        conf=conf,
+        iou=iou,
+        batch=8,
+        device=device[0] if isinstance(device, list) else device,
+        plots=True,
+        project=str(save_dir.parent),
+        name=save_dir.name,
+        exist_ok=True,
+        verbose=False,
+    )
+    names = result.names
+    per_class: dict[str, dict[str, float]] = {}
+    for i, cls in enumerate(result.ap_class_index):
+        values = result.class_result(i)
+        per_class[str(names[int(cls)])] = {
+            key: round(float(value), 6) for key, value in zip(metric_keys.KEYS, values, strict=True)
+        }
+    return ValResult(standard_metrics(result.results_dict), per_class, Path(result.save_dir))

@@ -91,3 +91,37 @@ def test_describe_of_a_new_retrainjob_prints_none_markers_not_errors() -> None:
 def test_stale_status_is_flagged() -> None:
     stale = {**FAILED_JOB, "metadata": {**FAILED_JOB["metadata"], "generation": 2}}
     assert "Failed (stale)" in describe.render_describe(stale, [], NOW)
+
+
+def test_describe_shows_the_holdout_comparison_of_both_versions() -> None:
+    evaluation = {
+        "holdoutUri": "datasets/shapes-holdout",
+        "holdoutSha256": "cd" * 32,
+        "holdoutImages": 24,
+        "imgsz": 96,
+        "metric": "mAP50_95",
+        "decision": "Rejected",
+        "reason": "mAP50_95 0.4100 is worse than champion v1 0.4300 by 0.0200",
+        "holdoutChanged": True,
+        "challenger": {
+            "version": 2,
+            "metrics": {"mAP50_95": 0.41, "mAP50": 0.7},
+            "perClass": {"circle": {"mAP50_95": 0.5}},
+        },
+        "champion": {
+            "version": 1,
+            "metrics": {"mAP50_95": 0.43, "mAP50": 0.72},
+            "perClass": {"circle": {"mAP50_95": 0.45}, "square": {"mAP50_95": 0.3}},
+            "previous": {"holdoutSha256": "ef" * 32, "metrics": {"mAP50_95": 0.5}},
+        },
+    }
+    job = {**FAILED_JOB, "status": {**FAILED_JOB["status"], "evaluation": evaluation}}
+    text = describe.render_describe(job, [], NOW)
+    section = text[text.index("Evaluation (holdout):") : text.index("Events:")]
+    assert "Decision:" in section and "Rejected" in section
+    assert "worse than champion v1 0.4300 by 0.0200" in section
+    assert "challenger v2" in section and "champion v1" in section
+    assert "0.410" in section and "0.430" in section
+    assert "champion v1 (holdout efefefefefef)" in section
+    assert "circle   0.500" in section
+    assert "square   <none>" in section

@@ -62,6 +62,14 @@ def test_without_a_base_version_the_variable_is_absent_and_reads_as_none() -> No
     assert trainer_env.read(as_pod_env(listed)).base_version is None
 
 
+def test_the_champion_version_travels_only_when_there_is_one() -> None:
+    with_champion = trainer_env.container_env(told(champion_version=2), "s")
+    assert trainer_env.read(as_pod_env(with_champion)).champion_version == 2
+    without = trainer_env.container_env(told(), "s")
+    assert trainer_env.CHAMPION_VERSION not in {v["name"] for v in without}
+    assert trainer_env.read(as_pod_env(without)).champion_version is None
+
+
 def test_the_defaults_are_the_same_on_both_sides() -> None:
     minimal = {trainer_env.SPEC: '{"model": "m"}', trainer_env.VERSION: "1"}
     read = trainer_env.read(minimal)
@@ -80,6 +88,10 @@ def test_the_defaults_are_the_same_on_both_sides() -> None:
         (
             {trainer_env.SPEC: "{}", trainer_env.VERSION: "2", trainer_env.BASE_VERSION: "x"},
             trainer_env.BASE_VERSION,
+        ),
+        (
+            {trainer_env.SPEC: "{}", trainer_env.VERSION: "2", trainer_env.CHAMPION_VERSION: "0"},
+            trainer_env.CHAMPION_VERSION,
         ),
     ],
 )

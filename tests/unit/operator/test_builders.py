@@ -100,6 +100,12 @@ def test_resolved_base_version_is_passed_to_the_trainer() -> None:
     assert env["RETRAINER_BASE_VERSION"] == "1"
 
 
+def test_the_champion_to_score_against_is_passed_to_the_trainer() -> None:
+    env = env_of(build_job_spec(retrainjob(), 5, None, CONFIG, champion_version=3))
+    assert env["RETRAINER_CHAMPION_VERSION"] == "3"
+    assert "RETRAINER_CHAMPION_VERSION" not in env_of(build_job_spec(retrainjob(), 1, None, CONFIG))
+
+
 def test_claim_from_spec_is_mounted_at_the_storage_root() -> None:
     job = build_job_spec(retrainjob(storage={"claimName": "team-models"}), 1, None, CONFIG)
     pod = job["spec"]["template"]["spec"]

@@ -9,6 +9,7 @@ from retrainer_operator.conditions import (
     ACCEPTED,
     COMPLETE,
     FAILED,
+    PROMOTED,
     RUNNING,
     VERIFIED,
     derive_phase,
@@ -19,7 +20,7 @@ from retrainer_operator.conditions import (
 )
 
 
-def status_with(**conds: bool) -> dict[str, Any]:
+def status_with(**conds: bool | None) -> dict[str, Any]:
     status: dict[str, Any] = {}
     for type_, value in conds.items():
         status = set_condition(status, type_, value, "Why", "msg", 1, now="2026-01-01T00:00:00Z")
@@ -37,9 +38,13 @@ def status_with(**conds: bool) -> dict[str, Any]:
         ({ACCEPTED: True, COMPLETE: True, VERIFIED: False, FAILED: True}, "Failed"),
         ({ACCEPTED: False, FAILED: True}, "Failed"),
         ({ACCEPTED: True, RUNNING: True, FAILED: True}, "Failed"),
+        # Verified, the champion not yet moved (an outage): not finished.
+        ({ACCEPTED: True, COMPLETE: True, VERIFIED: True, PROMOTED: None}, "Verifying"),
+        ({ACCEPTED: True, COMPLETE: True, VERIFIED: True, PROMOTED: True}, "Succeeded"),
+        ({ACCEPTED: True, COMPLETE: True, VERIFIED: True, PROMOTED: False}, "Succeeded"),
     ],
 )
-def test_phase_is_derived_from_conditions(conds: dict[str, bool], phase: str) -> None:
+def test_phase_is_derived_from_conditions(conds: dict[str, bool | None], phase: str) -> None:
     assert derive_phase(status_with(**conds)) == phase
 
 

@@ -47,12 +47,42 @@ def test_secrets_never_appear_in_the_config_repr() -> None:
         ({**SPEC, "training": {"epochs": 0}}, "spec.training.epochs"),
         ({**SPEC, "training": {"extraArgs": {"epochs": 3}}}, "spec.training.extraArgs"),
         ({**SPEC, "promotion": {"metric": "mAP50", "minimum": 0.5}}, "spec.promotion"),
+        (
+            {**SPEC, "mlflow": {"registeredModel": "m"}, "promotion": {"metric": "mAP50"}},
+            "spec.promotion.holdout.uri is required",
+        ),
+        (
+            {
+                **SPEC,
+                "mlflow": {"registeredModel": "m"},
+                "promotion": {"metric": "mAP50", "holdout": {"uri": "h"}, "minImprovement": -1},
+            },
+            "spec.promotion.minImprovement",
+        ),
     ],
 )
 def test_bad_spec_is_bad_input_naming_the_field(spec: dict[str, object], field: str) -> None:
     with pytest.raises(BadInput) as error:
         from_env(env(spec))
     assert field in str(error.value) and error.value.exit_code == EXIT_BAD_INPUT
+
+
+def test_the_promotion_policy_and_the_champion_are_read() -> None:
+    spec = {
+        **SPEC,
+        "mlflow": {"registeredModel": "m"},
+        "promotion": {
+            "metric": "mAP50_95",
+            "holdout": {"uri": "datasets/h"},
+            "minRelativeImprovement": 0.05,
+            "classFloors": {"circle": 0.3},
+        },
+    }
+    config = from_env({**env(spec), "RETRAINER_CHAMPION_VERSION": "1"})
+    policy = config.spec.promotion
+    assert policy is not None and policy.holdout_uri == "datasets/h"
+    assert (policy.min_relative_improvement, dict(policy.class_floors)) == (0.05, {"circle": 0.3})
+    assert config.champion_version == 1
 
 
 def test_missing_version_is_bad_input() -> None:

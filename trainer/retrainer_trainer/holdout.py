@@ -1,0 +1,157 @@
+"""The pinned holdout: checked, copied into the work dir, hashed, and kept apart from training.
+
+Two versions are comparable only when they are scored on the same bytes, so the holdout has its
+own URI (spec.promotion.holdout.uri) and its own sha256, and nothing changes it: a corrections
+file that would relabel, replace or add one of its images is refused (HoldoutTouched, exit 3),
+naming the corrections file. Images are matched by content, so a renamed copy is caught too.
+
+The holdout folder is a YOLO dataset folder whose data.yaml names the classes (the same, in the
+same order, as the training dataset) and the holdout images as `val` (a `test` entry is used
+when there is no `val`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import yaml
+
+from retrainer_trainer import corrections, dataset
+from retrainer_trainer.errors import BadInput, HoldoutTouched
+
+__all__ = ["FIELD", "Holdout", "check_corrections", "load"]
+
+FIELD = "spec.promotion.holdout.uri"
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """The working copy Ultralytics validates on, and what identifies the holdout."""
+
+    data_yaml: Path
+    sha256: str
+    images: int
+    by_content: dict[str, str]  # image sha256 -> its path in the holdout folder
+    names: tuple[str, ...] = ()
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in dataset.IMAGE_SUFFIXES)
+
+
+def _folder(root: Path) -> tuple[Path, tuple[str, ...]]:
+    data_yaml = root / "data.yaml"
+    if not data_yaml.is_file():
+        raise BadInput(f"{FIELD}: data.yaml not found in {root}; the holdout needs one")
+    try:
+        data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise BadInput(f"{FIELD}: data.yaml in {root} is not readable YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise BadInput(f"{FIELD}: data.yaml in {root} must be a mapping with names and val")
+    names = data.get("names")
+    if isinstance(names, dict):
+        names = [names[k] for k in sorted(names)]
+    if not isinstance(names, list) or not names:
+        raise BadInput(f"{FIELD}: data.yaml in {root} must list the class names")
+    entry = data.get("val") or data.get("test")
+    if not isinstance(entry, str) or not (root / entry).is_dir():
+        raise BadInput(f"{FIELD}: data.yaml in {root} must name the holdout images as val")
+    return root / entry, tuple(str(n) for n in names)
+
+
+def load(root: Path, names: tuple[str, ...], work: Path) -> Holdout:
+    """Check the holdout at `root` against the dataset's class `names`; copy it into `work`."""
+    images_dir, holdout_names = _folder(root)
+    if holdout_names != names:
+        raise BadInput(
+            f"{FIELD}: the holdout's classes {list(holdout_names)} differ from the dataset's "
+            f"{list(names)}; both versions must be scored on the same classes"
+        )
+    if work.exists():
+        shutil.rmtree(work)
+    problems: list[str] = []
+    by_content: dict[str, str] = {}
+    for image in _images(images_dir):
+        where = f"holdout {image.relative_to(root).as_posix()}"
+        data = dataset.read_file(image)
+        problems += dataset.check_image_bytes(data, where)
+        by_content[hashlib.sha256(data).hexdigest()] = image.relative_to(root).as_posix()
+        rel = image.relative_to(images_dir)
+        target = work / "images" / "val" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        label = dataset.label_for(image)
+        if label.is_file():
+            text = label.read_text(encoding="utf-8", errors="replace")
+            problems += dataset.check_label_text(text, f"holdout {label.name}", len(names))
+            out = (work / "labels" / "val" / rel).with_suffix(".txt")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+    if not by_content:
+        problems.append(f"no images in {images_dir}")
+    if problems:
+        raise BadInput(f"{FIELD}: {len(problems)} problem(s) in {root}", problems)
+    data_yaml = work / "data.yaml"
+    document = {
+        "path": str(work.resolve()),
+        "train": "images/val",
+        "val": "images/val",
+        "names": dict(enumerate(names)),
+    }
+    data_yaml.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return Holdout(data_yaml, dataset.tree_sha256(root), len(by_content), by_content, names)
+
+
+def _dataset_image(work: Path, split: str, stem: str) -> Path | None:
+    for suffix in sorted(dataset.IMAGE_SUFFIXES):
+        candidate = work / "images" / split / f"{stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def check_corrections(source: Path, work: Path, holdout: Holdout) -> None:
+    """Refuse corrections in `source` that would change a holdout image (by content).
+
+    `work` is the dataset's working copy before the corrections are merged: a label file
+    there relabels the dataset image of the same split and name.
+    """
+    problems: list[str] = []
+
+    def touches(image: Path) -> str | None:
+        return holdout.by_content.get(hashlib.sha256(dataset.read_file(image)).hexdigest())
+
+    for image in _images(source / "images") if (source / "images").is_dir() else []:
+        hit = touches(image)
+        if hit:
+            where = image.relative_to(source).as_posix()
+            problems.append(f"corrections file {where} is holdout image {hit} (same bytes)")
+    changed: list[tuple[str, str, str]] = []  # (corrections file, split, stem)
+    labels = source / "labels"
+    for label in sorted(labels.rglob("*.txt")) if labels.is_dir() else []:
+        rel = PurePosixPath(label.relative_to(labels).as_posix())
+        if len(rel.parts) >= 2:
+            stem = str(PurePosixPath(*rel.parts[1:]).with_suffix(""))
+            changed.append((label.relative_to(source).as_posix(), rel.parts[0], stem))
+    log = source / "corrections.json"
+    if log.is_file():
+        entries, _ = corrections.read_log(log)  # its own problems are reported when applied
+        changed += [("corrections.json", e.split, e.key[1]) for e in entries]
+    for where, split, stem in changed:
+        target = _dataset_image(work, split, stem)
+        hit = touches(target) if target is not None else None
+        if target is not None and hit:
+            problems.append(
+                f"corrections file {where} changes {target.relative_to(work).as_posix()}, "
+                f"which is holdout image {hit} (same bytes)"
+            )
+    if problems:
+        raise HoldoutTouched(
+            f"corrections in {source} touch the pinned holdout ({FIELD}): the holdout is never "
+            "altered by corrections; remove these files or choose a holdout without them",
+            problems,
+        )
