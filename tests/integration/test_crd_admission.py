@@ -283,10 +283,10 @@ def test_unknown_status_fields_are_pruned(
     assert get(kubectl, namespace, "shapes-minimal")["status"] == {"phase": "Pending"}
 
 
-def test_every_invalid_manifest_is_otherwise_a_retrainjob() -> None:
+def test_every_invalid_manifest_is_otherwise_a_retrainjob_or_a_modelline() -> None:
     # Guards against a manifest rejected for a reason other than the one it documents.
     for path in INVALID:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         assert doc["apiVersion"] == "retrainer.dev/v1alpha1", path.name
-        assert doc["kind"] == "RetrainJob", path.name
+        assert doc["kind"] == ("ModelLine" if path.name.startswith("ml-") else "RetrainJob")
         assert doc["metadata"]["name"], path.name
