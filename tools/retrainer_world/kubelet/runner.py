@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from retrainer_world.kubelet import images, node, pvprovisioner
+from retrainer_world.kubelet.engine import ENGINE, Engine
 from retrainer_world.kubelet.kube import Kube, watch_forever
-from retrainer_world.kubelet.launch import LaunchContext, base_env, pod_dir
+from retrainer_world.kubelet.launch import RUNTIMES, LaunchContext, base_env, pod_dir
 from retrainer_world.kubelet.worker import PodWorker
 
 __all__ = ["ClusterSource", "Runner", "main", "needs_adoption"]
@@ -177,7 +178,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--state", required=True, type=Path, help="world state folder")
     parser.add_argument("--node", default="local-node", help="Node name to register")
     parser.add_argument("--images", type=Path, default=images.IMAGES_FILE)
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="process",
+        help="how pods run unless their namespace's retrainer.dev/pod-runtime label says",
+    )
     return parser.parse_args(argv)
+
+
+def start_engine(state: Path) -> Engine | None:
+    """The container engine, with what a previous runner left removed; None without podman."""
+    if shutil.which(ENGINE) is None:
+        log.warning("event=no_engine engine=%s container_mode=off", ENGINE)
+        return None
+    try:
+        engine = Engine(state)
+        removed = engine.remove_all()
+    except Exception as exc:
+        log.warning("event=no_engine engine=%s error=%r container_mode=off", ENGINE, exc)
+        return None
+    if removed:
+        log.info("event=containers_removed count=%s", removed)
+    return engine
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     kube = Kube(args.kubeconfig)
     ca_file = str(kube.api.configuration.ssl_ca_cert or "")
     venv = Path(sys.prefix)
+    engine = start_engine(state)
     ctx = LaunchContext(
         source=ClusterSource(kube, ca_file),
         state=state,
@@ -206,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         ca_file=ca_file,
         base=base_env(venv, os.environ),
         images=images.load_images(args.images),
+        runtime=args.runtime,
+        engine=engine,
     )
     keeper = node.NodeKeeper(kube, args.node, stop)
     _register(keeper, stop)
@@ -218,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         pass  # a timed wait keeps the main thread responsive to signals
     log.info("event=stopping node=%s", args.node)
     runner.shutdown()
+    if engine is not None:
+        engine.remove_all()
     log.info("event=stopped node=%s", args.node)
     return 0
 
