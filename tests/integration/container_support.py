@@ -1,0 +1,52 @@
+"""Helpers for tests whose pods run as real containers from the images `make images` built.
+
+A namespace labelled `retrainer.dev/pod-runtime=container` has its pods run by the pod runner
+under podman + runc from the image each container names (never pulled: an image that was not
+built fails with ErrImagePull). `container_namespace` adds that label and, by default, the
+label that makes the apiserver enforce the restricted Pod Security Standard there. The image
+names are the ones `make images` tagged: RETRAINER_IMAGE_REGISTRY / RETRAINER_IMAGE_TAG, which
+the Makefile exports from REGISTRY / TAG, else the chart's defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNTIME_LABEL = "retrainer.dev/pod-runtime"
+ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
+
+
+def _app_version() -> str:
+    text = (ROOT / "charts" / "retrainer" / "Chart.yaml").read_text()
+    match = re.search(r'^appVersion: "(.+)"', text, re.MULTILINE)
+    assert match, "charts/retrainer/Chart.yaml has no appVersion"
+    return match.group(1)
+
+
+REGISTRY = os.environ.get("RETRAINER_IMAGE_REGISTRY") or "ghcr.io/retrainer"
+TAG = os.environ.get("RETRAINER_IMAGE_TAG") or _app_version()
+
+
+def image(name: str) -> str:
+    """`operator` or `trainer`, as `make images` tagged it."""
+    return f"{REGISTRY}/{name}:{TAG}"
+
+
+def container_namespace(kube: Any, namespace: str, restricted: bool = True) -> None:
+    """Run `namespace`'s pods as containers, under the restricted Pod Security Standard."""
+    labels = {RUNTIME_LABEL: "container"}
+    if restricted:
+        labels[ENFORCE_LABEL] = "restricted"
+    client.CoreV1Api(kube).patch_namespace(namespace, {"metadata": {"labels": labels}})
+
+
+def pod_log(world: Any, namespace: str, pod: str, container: str) -> str:
+    """What a container wrote to stdout/stderr (the runner's per-container log file)."""
+    path = Path(world.state) / "logs" / "pods" / f"{namespace}_{pod}_{container}.log"
+    return path.read_text() if path.exists() else ""
