@@ -40,16 +40,8 @@ tools/images/install-engine.sh
 source tools/images/env.sh
 python_base="$(tools/images/base.sh python)"
 uv_image="$(tools/images/base.sh uv)"
-# The trainer's wheel cache mount (id retrainer-uv) is the host's uv cache: the 3 GB of
-# CUDA wheels are downloaded once per machine, not once per build. buildah keeps cache
-# mounts in $TMPDIR/buildah-cache (as root; buildah-cache-<uid> in later versions).
-uv_cache="${UV_CACHE_DIR:-$HOME/.cache/uv}"
-mkdir -p "$uv_cache"
-for parent in "$TMPDIR/buildah-cache" "$TMPDIR/buildah-cache-$(id -u)"; do
-  mkdir -p "$parent"
-  [[ -L "$parent/retrainer-uv" ]] || rm -rf "$parent/retrainer-uv"
-  ln -sfn "$uv_cache" "$parent/retrainer-uv"
-done
+# The trainer's wheel cache mount (id retrainer-uv) lives under $TMPDIR/buildah-cache in the
+# project's engine folder: the 3 GB of CUDA wheels are downloaded once per machine.
 
 for name in $images; do
   case "$name" in

@@ -24,6 +24,7 @@ from retrainer_world.kubelet.env import build_env, expand
 from retrainer_world.kubelet.images import ImageUnknown
 from retrainer_world.kubelet.launch import Launch, LaunchContext, log_path, pod_dir
 from retrainer_world.kubelet.paths import DEFAULT_TERMINATION_PATH
+from retrainer_world.kubelet.service import SERVICE_NAMES, SERVICE_PORT
 
 __all__ = ["build_container_launch", "cpus", "memory_bytes", "service_env"]
 
@@ -55,10 +56,13 @@ def cpus(quantity: str) -> str:
     return f"{value:g}"
 
 
-def service_env(server: str) -> dict[str, str]:
-    """The variables the kubelet gives every container for the `kubernetes` Service."""
+def service_env(server: str, service_host: str = "") -> dict[str, str]:
+    """The variables the kubelet gives every container for the `kubernetes` Service: the
+    forwarded Service address when there is one, else the apiserver's own."""
     parts = urlsplit(server)
-    host, port = parts.hostname or "127.0.0.1", str(parts.port or 443)
+    host, port = parts.hostname or "127.0.0.1", str(parts.port or SERVICE_PORT)
+    if service_host:
+        host, port = service_host, str(SERVICE_PORT)
     return {
         "KUBERNETES_SERVICE_HOST": host,
         "KUBERNETES_SERVICE_PORT": port,
@@ -120,7 +124,8 @@ def build_container_launch(
             "(build it with `make images`)"
         )
     security.check_non_root(pod, container, config.user)
-    env = build_env(container, pod, ctx.source, ctx.node, service_env(ctx.server))
+    base = service_env(ctx.server, ctx.service_host)
+    env = build_env(container, pod, ctx.source, ctx.node, base)
     message_file = root / f"{name}.termination-log"
     message_file.write_bytes(b"")
     message_file.chmod(0o666)  # the kubelet's mode: any container user may write it
@@ -133,6 +138,9 @@ def build_container_launch(
         "--label", f"dev.retrainer.pod={meta['namespace']}/{meta['name']}",
         "--network", "host", "--pull", "never",
     ]  # fmt: skip
+    if ctx.service_host:
+        for host in SERVICE_NAMES:
+            argv += ["--add-host", f"{host}:{ctx.service_host}"]
     argv += security.engine_args(pod, container, config.user)
     argv += _resources(container)
     argv += _mounts(container, folders, env)

@@ -65,6 +65,7 @@ class LaunchContext:
     # labelled RUNTIME_LABEL chooses for its own pods.
     runtime: str = "process"
     engine: Engine | None = None
+    service_host: str = ""  # container mode: where kubernetes.default.svc:443 answers
 
 
 @dataclass(frozen=True)

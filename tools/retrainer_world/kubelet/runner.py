@@ -20,8 +20,9 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from retrainer_world.kubelet import images, node, pvprovisioner
+from retrainer_world.kubelet import images, node, pvprovisioner, service
 from retrainer_world.kubelet.engine import ENGINE, Engine
 from retrainer_world.kubelet.kube import Kube, watch_forever
 from retrainer_world.kubelet.launch import RUNTIMES, LaunchContext, base_env, pod_dir
@@ -184,6 +185,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="process",
         help="how pods run unless their namespace's retrainer.dev/pod-runtime label says",
     )
+    parser.add_argument(
+        "--service-address",
+        default="",
+        help="loopback address for the `kubernetes` Service (port 443) in container mode",
+    )
     return parser.parse_args(argv)
 
 
@@ -203,6 +209,22 @@ def start_engine(state: Path) -> Engine | None:
     return engine
 
 
+def start_service(server: str, address: str, stop: threading.Event) -> str:
+    """The `kubernetes` Service for containers; '' when its address cannot be bound."""
+    if not address:
+        return ""
+    parts = urlsplit(server)
+    try:
+        forwarder = service.ServiceForwarder(
+            address, (parts.hostname or "127.0.0.1", parts.port or 443), stop
+        )
+    except OSError as exc:
+        log.warning("event=no_service address=%s error=%r", address, exc)
+        return ""
+    forwarder.start()
+    return address
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(
@@ -220,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     ca_file = str(kube.api.configuration.ssl_ca_cert or "")
     venv = Path(sys.prefix)
     engine = start_engine(state)
+    service_host = start_service(kube.server, args.service_address, stop) if engine else ""
     ctx = LaunchContext(
         source=ClusterSource(kube, ca_file),
         state=state,
@@ -232,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         images=images.load_images(args.images),
         runtime=args.runtime,
         engine=engine,
+        service_host=service_host,
     )
     keeper = node.NodeKeeper(kube, args.node, stop)
     _register(keeper, stop)

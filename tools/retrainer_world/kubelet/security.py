@@ -24,6 +24,7 @@ __all__ = [
     "apply_fs_group",
     "check_non_root",
     "engine_args",
+    "fs_user",
     "merged",
 ]
 
@@ -126,12 +127,39 @@ def _owned(root: Path, gid: int, read_only: bool) -> None:
             os.chmod(name, mode)
 
 
+def fs_user(pod: Obj) -> int | None:
+    """The kubelet's FsUser: the runAsUser every container of the pod shares, if any."""
+    spec = pod.get("spec") or {}
+    containers = (spec.get("initContainers") or []) + (spec.get("containers") or [])
+    users = {merged(pod, c).get("runAsUser") for c in containers}
+    user = users.pop() if len(users) == 1 else None
+    return int(user) if user is not None else None
+
+
+def _narrow_tokens(pod: Obj, folders: dict[str, Path], user: int | None, group: int | None) -> None:
+    """Service-account token files: 0600 and owned by FsUser when a user or group is known
+    (the projected volume's defaultMode otherwise), so only the pod's user reads them."""
+    if user is None and group is None:
+        return
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        folder = folders.get(volume["name"])
+        for part in (volume.get("projected") or {}).get("sources") or []:
+            token = part.get("serviceAccountToken")
+            if token is None or folder is None or not (folder / token["path"]).exists():
+                continue
+            path = folder / token["path"]
+            path.chmod(0o600)
+            if user is not None:
+                os.chown(path, user, -1)
+
+
 def apply_fs_group(pod: Obj, folders: dict[str, Path]) -> None:
     """Set up the volumes' ownership and modes the way the kubelet does before a start."""
     spec = pod.get("spec") or {}
     pod_ctx = spec.get("securityContext") or {}
     fs_group = pod_ctx.get("fsGroup")
     policy = pod_ctx.get("fsGroupChangePolicy") or "Always"
+    _narrow_tokens(pod, folders, fs_user(pod), fs_group)
     for volume in spec.get("volumes") or []:
         kind = next((k for k in OWNED_KINDS if k in volume), None)
         folder = folders.get(volume["name"])

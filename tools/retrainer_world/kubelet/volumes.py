@@ -123,7 +123,9 @@ def _projected(
                 token = source.token(namespace, sa, pod, audiences, seconds)
             except Exception as exc:
                 raise VolumeError(f"service account token for {namespace}/{sa}: {exc}") from exc
-            files[sat["path"]] = (token.encode(), 0o600)
+            # The projected volume's mode; container mode narrows it to 0600 for the pod's
+            # user (security.apply_fs_group), as the kubelet does when one is known.
+            files[sat["path"]] = (token.encode(), mode)
         else:
             raise VolumeError(f"projected source {sorted(part)} is not supported")
     return files
