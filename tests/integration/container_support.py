@@ -38,6 +38,16 @@ def image(name: str) -> str:
     return f"{REGISTRY}/{name}:{TAG}"
 
 
+def image_values() -> list[str]:
+    """helm arguments pointing the chart at the images `make images` built."""
+    return [
+        "--set", f"image.repository={REGISTRY}/operator",
+        "--set", f"image.tag={TAG}",
+        "--set", f"trainer.image.repository={REGISTRY}/trainer",
+        "--set", f"trainer.image.tag={TAG}",
+    ]  # fmt: skip
+
+
 def container_namespace(kube: Any, namespace: str, restricted: bool = True) -> None:
     """Run `namespace`'s pods as containers, under the restricted Pod Security Standard."""
     labels = {RUNTIME_LABEL: "container"}

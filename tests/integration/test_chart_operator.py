@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from chart_support import CHART
-from container_support import REGISTRY, TAG, container_namespace
+from container_support import container_namespace, image_values
 from kubernetes import client
 from operator_support import condition, create, jobs_of, retrainjob, upload_dataset, wait_for
 from operator_support import wait_phase as wait_retrainjob_phase
@@ -68,10 +68,7 @@ def test_chart_operator_with_only_chart_rbac_carries_a_retrainjob_to_verified_su
         "--set", f"s3.endpoint={world.minio_endpoint}",
         "--set", "progressInterval=2",
         "--set", "logFormat=plain",
-        "--set", f"image.repository={REGISTRY}/operator",
-        "--set", f"image.tag={TAG}",
-        "--set", f"trainer.image.repository={REGISTRY}/trainer",
-        "--set", f"trainer.image.tag={TAG}",
+        *image_values(),
     )  # fmt: skip
     try:
         wait_for(

@@ -34,9 +34,7 @@ def copied_sources(dockerfile: str) -> list[str]:
 def context_files(source: str) -> list[Path]:
     path = ROOT / source
     if path.is_dir():
-        return sorted(
-            p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-        )
+        return sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     return sorted(p for p in ROOT.glob(source) if p.is_file())
 
 

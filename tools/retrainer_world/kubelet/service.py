@@ -40,14 +40,21 @@ def _pump(source: socket.socket, target: socket.socket) -> None:
 class ServiceForwarder(threading.Thread):
     """Accepts on (address, 443) and pipes each connection to the apiserver."""
 
-    def __init__(self, address: str, upstream: tuple[str, int], stop: threading.Event) -> None:
+    def __init__(
+        self,
+        address: str,
+        upstream: tuple[str, int],
+        stop: threading.Event,
+        listen_port: int = SERVICE_PORT,
+    ) -> None:
         super().__init__(name="kubernetes-service", daemon=True)
         self.address, self.upstream, self.stop = address, upstream, stop
-        self.listener = socket.create_server((address, SERVICE_PORT), reuse_port=False)
+        self.listener = socket.create_server((address, listen_port))
+        self.port: int = self.listener.getsockname()[1]
         self.listener.settimeout(1.0)
 
     def run(self) -> None:
-        log.info("event=service_ready address=%s port=%s", self.address, SERVICE_PORT)
+        log.info("event=service_ready address=%s port=%s", self.address, self.port)
         while not self.stop.is_set():
             try:
                 client, _ = self.listener.accept()
