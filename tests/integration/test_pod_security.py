@@ -152,3 +152,39 @@ def test_the_restricted_standard_rejects_a_root_pod_and_run_as_non_root_stops_on
 
     waiting = wait_for("the container to be refused", refused, timeout=60)
     assert "non-root" in waiting.message
+
+
+def test_an_empty_dir_over_its_size_limit_gets_the_pod_evicted(
+    world: Any, kube: Any, namespace: str
+) -> None:
+    container_namespace(kube, namespace)
+    _claim(kube, namespace)
+    body = _pod(
+        "fills-scratch",
+        "head -c 4194304 /dev/zero > /scratch/fill && sleep 60",
+        fs_group=10001,
+        volumeMounts=[{"name": "scratch", "mountPath": "/scratch"}],
+    )
+    body["spec"]["volumes"] = [{"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}]
+    client.CoreV1Api(kube).create_namespaced_pod(namespace, body)
+    pod = _finished(kube, namespace, "fills-scratch")
+
+    assert (pod.status.phase, pod.status.reason) == ("Failed", "Evicted")
+    assert 'EmptyDir volume "scratch" exceeds the limit "1Mi"' in pod.status.message
+
+
+def test_a_deadline_stops_the_container_with_sigterm_before_sigkill(
+    world: Any, kube: Any, namespace: str
+) -> None:
+    container_namespace(kube, namespace)
+    _claim(kube, namespace)
+    script = "trap 'echo stopped > /dev/termination-log; exit 143' TERM; sleep 60 & wait"
+    body = _pod("graceful", script, fs_group=10001)
+    body["spec"]["activeDeadlineSeconds"] = 3
+    body["spec"]["terminationGracePeriodSeconds"] = 20
+    client.CoreV1Api(kube).create_namespaced_pod(namespace, body)
+    pod = _finished(kube, namespace, "graceful")
+
+    assert pod.status.reason == "DeadlineExceeded"
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert (terminated.exit_code, terminated.message) == (143, "stopped\n")

@@ -39,6 +39,7 @@ Obj = dict[str, Any]
 log = logging.getLogger("retrainer_world.kubelet")
 RETRY_SECONDS = 3.0
 BACKOFF_BASE, BACKOFF_MAX = 2.0, 60.0
+EVICTION_CHECK_SECONDS = 5.0  # how often container mode measures emptyDirs
 
 
 class Proc:
@@ -97,6 +98,7 @@ class PodWorker(threading.Thread):
         self.procs: dict[str, Proc] = {}
         self.started = False
         self.runtime = ctx.runtime
+        self.next_eviction_check = 0.0
         self.kv = f"namespace={self.ns} pod={self.pod_name}"
 
     # events from the runner --------------------------------------------------------------
@@ -316,6 +318,8 @@ class PodWorker(threading.Thread):
                         run.wait("CrashLoopBackOff", f"back-off restarting {run.name}")
             if self.interrupted():
                 return self.finish_interrupted()
+            if self.evicted(folders, now):
+                return False
             limit = self.deadline()
             if limit is not None and now >= limit:
                 self.kill(self.grace())
@@ -353,10 +357,27 @@ class PodWorker(threading.Thread):
                 self.report(self.phase())
                 reported = summary
             waits = [at - now for at in pending_at.values()]
+            if self.runtime == "container":
+                waits.append(EVICTION_CHECK_SECONDS)
             if limit is not None:
                 waits.append(limit - now)
             self.wake.wait(max(0.05, min(waits, default=30.0)))
             self.wake.clear()
+
+    def evicted(self, folders: dict[str, Path], now: float) -> bool:
+        """Container mode: an emptyDir over its sizeLimit evicts the pod, as the kubelet does."""
+        from retrainer_world.kubelet.volumes import empty_dir_overuse
+
+        if self.runtime != "container" or now < self.next_eviction_check:
+            return False
+        self.next_eviction_check = now + EVICTION_CHECK_SECONDS
+        message = empty_dir_overuse(self.pod, folders)
+        if message is None:
+            return False
+        log.info("event=pod_evicted %s reason=%r", self.kv, message)
+        self.kill(self.grace())
+        self.report("Failed", "Evicted", message, final=True)
+        return True
 
     def should_restart(self, run: ContainerRun) -> bool:
         if self.restart_policy == "Always" and not run.init:

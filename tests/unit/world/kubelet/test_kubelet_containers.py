@@ -11,17 +11,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from retrainer_world.kubelet.containers import (
-    build_container_launch,
-    cpus,
-    memory_bytes,
-    service_env,
-)
+from retrainer_world.kubelet.containers import build_container_launch, service_env
 from retrainer_world.kubelet.engine import ImageConfig, container_name
 from retrainer_world.kubelet.env import ConfigError
 from retrainer_world.kubelet.images import ImageUnknown
 from retrainer_world.kubelet.launch import LaunchContext
+from retrainer_world.kubelet.quantities import cpus, memory_bytes
 from retrainer_world.kubelet.service import ServiceForwarder
+from retrainer_world.kubelet.volumes import empty_dir_overuse
 
 IMAGE = "ghcr.io/retrainer/trainer:0.1.0"
 
@@ -165,3 +162,14 @@ def test_the_service_forwarder_pipes_bytes_both_ways() -> None:
         assert conn.recv(100) == b"HELLO"
     stop.set()
     upstream.close()
+
+
+def test_an_empty_dir_over_its_size_limit_is_named_in_the_kubelets_words(tmp_path: Path) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "big").write_bytes(b"x" * 300_000)
+    pod = {"spec": {"volumes": [{"name": "workdir", "emptyDir": {"sizeLimit": "1Mi"}}]}}
+    assert empty_dir_overuse(pod, {"workdir": scratch}) is None
+    (scratch / "bigger").write_bytes(b"x" * 900_000)
+    message = empty_dir_overuse(pod, {"workdir": scratch})
+    assert message == 'Usage of EmptyDir volume "workdir" exceeds the limit "1Mi". '
