@@ -1,4 +1,4 @@
-"""The pod runner: a kubelet stand-in that runs the local world's pods as processes.
+"""The pod runner: a kubelet stand-in that runs the local world's pods as processes or containers.
 
 Started by the world as
 `python -m retrainer_world.kubelet --kubeconfig K --state S --node local-node`, it keeps
