@@ -23,8 +23,9 @@ lock: ## Re-pin requirements/*.lock from requirements/*.in
 	uv pip compile -q --python-version 3.11 --override requirements/overrides.txt requirements/operator.in -o requirements/operator.lock
 	uv pip compile -q --python-version 3.11 --override requirements/overrides.txt requirements/trainer.in -o requirements/trainer.lock
 
-tools: ## Build (or reuse) etcd, kube-*, kubectl, helm, minio under ~/.cache/retrainer/bin
+tools: ## Build (or reuse) etcd, kube-*, kubectl, helm, minio, kueue under ~/.cache/retrainer/bin
 	@tools/build-tools.sh >/dev/null
+	@tools/build-kueue.sh >/dev/null
 
 world-up: venv tools ## Start the local world (apiserver, controllers, pod runner, MinIO, MLflow)
 	$(PY) -m retrainer_world up

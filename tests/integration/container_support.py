@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +61,14 @@ def pod_log(world: Any, namespace: str, pod: str, container: str) -> str:
     """What a container wrote to stdout/stderr (the runner's per-container log file)."""
     path = Path(world.state) / "logs" / "pods" / f"{namespace}_{pod}_{container}.log"
     return path.read_text() if path.exists() else ""
+
+
+def container_engine_env() -> dict[str, str]:
+    """The variables podman needs to use the project's image store (tools/images/env.sh)."""
+    script = ROOT / "tools" / "images" / "env.sh"
+    out = subprocess.run(
+        ["bash", "-c", f'source "{script}" && env -0'], capture_output=True, check=True, timeout=30
+    ).stdout.decode()
+    wanted = ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "TMPDIR")
+    pairs = (item.partition("=") for item in out.split("\0") if item)
+    return {key: value for key, _, value in pairs if key in wanted}
