@@ -12,6 +12,7 @@ activeDeadlineSeconds is the backstop.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import subprocess
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from operator_support import (
     condition,
     create,
@@ -151,6 +153,23 @@ def kueue(world: Any, kubectl: Any, tmp_path_factory: pytest.TempPathFactory) ->
         log.close()
 
 
+@pytest.fixture
+def queues(kube: Any, namespace: str) -> Iterator[None]:
+    """A ResourceFlavor and a one-GPU ClusterQueue (cluster-wide: removed afterwards) and
+    the LocalQueue `gpus` in the test namespace."""
+    _queues(kube, namespace)
+    yield
+    objects = client.CustomObjectsApi(kube)
+    for plural, name in (("clusterqueues", "gpus"), ("resourceflavors", "flavor")):
+        with contextlib.suppress(ApiException):
+            objects.delete_cluster_custom_object(GROUP, VERSION, plural, f"{namespace}-{name}")
+        # Kueue's in-use finalizer would outlive the controller, which stops with the module.
+        with contextlib.suppress(ApiException):
+            objects.patch_cluster_custom_object(
+                GROUP, VERSION, plural, f"{namespace}-{name}", {"metadata": {"finalizers": None}}
+            )
+
+
 def _queues(kube: Any, namespace: str) -> None:
     objects = client.CustomObjectsApi(kube)
     flavor = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ResourceFlavor"}
@@ -196,9 +215,8 @@ def _suspended(kube: Any, namespace: str, name: str) -> bool | None:
 
 
 def test_a_one_gpu_cluster_queue_runs_the_second_retrainjob_when_the_first_ends(
-    kueue: None, world: Any, kube: Any, namespace: str, tmp_path: Path
+    kueue: None, queues: None, world: Any, kube: Any, namespace: str, tmp_path: Path
 ) -> None:
-    _queues(kube, namespace)
     dataset = upload_dataset(world, tmp_path, f"{namespace}/shapes", train=4, val=2)
     with operator_in_prepared_namespace(world, kube, namespace, tmp_path) as operator:
         for name in ("first", "second"):
