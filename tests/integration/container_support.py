@@ -49,8 +49,22 @@ def image_values() -> list[str]:
     ]  # fmt: skip
 
 
+def require_images() -> None:
+    """Fail at once, naming the fix, when `make images` has not built the images."""
+    for name in ("operator", "trainer"):
+        found = subprocess.run(
+            ["podman", "image", "exists", image(name)],
+            env={**os.environ, **container_engine_env()},
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
+        assert found.returncode == 0, f"{image(name)} is not built: run `make images` first"
+
+
 def container_namespace(kube: Any, namespace: str, restricted: bool = True) -> None:
     """Run `namespace`'s pods as containers, under the restricted Pod Security Standard."""
+    require_images()
     labels = {RUNTIME_LABEL: "container"}
     if restricted:
         labels[ENFORCE_LABEL] = "restricted"

@@ -19,7 +19,9 @@ python_base() {
   # inside a build trust what the host trusts.
   local cas=(/usr/local/share/ca-certificates/*.crt)
   local key
-  key="$( { echo "$packages"; cat "$0"; cat "${cas[@]}" 2>/dev/null || true; } | sha256sum | cut -c1-12)"
+  # The key is this recipe (this function's own text), the packages and the CAs.
+  key="$( { echo "$packages"; declare -f python_base; cat "${cas[@]}" 2>/dev/null || true; } \
+    | sha256sum | cut -c1-12)"
   local name="localhost/retrainer/python-base:3.11-bookworm-$key"
   if have "$name"; then echo "$name"; return; fi
   command -v mmdebstrap >/dev/null || { echo "images: mmdebstrap is missing (apt-get install mmdebstrap)" >&2; exit 2; }
@@ -40,14 +42,22 @@ python_base() {
     bookworm "$tar" http://deb.debian.org/debian
   podman import --quiet --change 'CMD ["python3"]' --change 'ENV LANG=C.UTF-8' "$tar" "$name" >/dev/null
   rm -rf "$tar" "$hooks"
+  # Older bases go once nothing built on them is left (best effort).
+  podman images --format '{{.Repository}}:{{.Tag}}' localhost/retrainer/python-base \
+    | grep -vx "$name" | xargs -r podman rmi >/dev/null 2>&1 || true
   echo "$name"
 }
 
 uv_image() {
   local uv_bin
-  # The real binary, not a shim (pyenv's, say): the one the uv package itself names.
-  uv_bin="$(python3 -c 'import uv; print(uv.find_uv_bin())' 2>/dev/null)" \
-    || { echo "images: uv is missing (python3 -m pip install uv)" >&2; exit 2; }
+  # The real binary, not a shim (pyenv's, say): the one the uv package itself names, else
+  # the uv on PATH when it is an executable file rather than a script.
+  uv_bin="$(python3 -c 'import uv; print(uv.find_uv_bin())' 2>/dev/null || true)"
+  if [[ -z "$uv_bin" ]]; then
+    uv_bin="$(readlink -f "$(command -v uv)" 2>/dev/null || true)"
+    [[ -n "$uv_bin" && "$(head -c 4 "$uv_bin" | tail -c 3)" == "ELF" ]] || uv_bin=""
+  fi
+  [[ -n "$uv_bin" ]] || { echo "images: uv is missing (python3 -m pip install uv)" >&2; exit 2; }
   local version
   version="$("$uv_bin" --version | awk '{print $2}')"
   local name="localhost/retrainer/uv:$version"

@@ -63,9 +63,10 @@ for name in $images; do
       -f "$name/Dockerfile" --ignorefile "$name/Dockerfile.dockerignore" \
       --label "dev.retrainer.content-key=$key" "${args[@]}" -t "$keyed" . >/dev/null
     say "built $target in $((SECONDS - start))s"
-    # Older keys of this image are only untagged: their layers stay as buildah's layer cache.
+    # Older keys of this image go; layers the new image shares stay.
     podman images --format '{{.Repository}}:{{.Tag}}' "localhost/retrainer/cache/$name" \
-      | grep -vx "$keyed" | xargs -r podman untag >/dev/null 2>&1 || true
+      | grep "^localhost/retrainer/cache/$name:" | grep -vx "$keyed" \
+      | xargs -r podman rmi >/dev/null 2>&1 || true
   fi
   podman tag "$keyed" "$target"
   [[ -z "${PUSH:-}" ]] || podman push "$target"
