@@ -45,10 +45,10 @@ lint: venv ## ruff check + format check, mypy on operator/, trainer/ and tools/
 test-unit: venv ## Fast tests: no network, no world
 	$(PY) -m pytest -q tests/unit
 
-test-integration: venv tools images ## Tests against the real local world
+test-integration: venv tools engine images ## Tests against the real local world
 	$(PY) -m pytest -q -m integration tests/integration
 
-test: venv tools lint images ## Everything CI runs: lint, unit and integration tiers
+test: venv tools lint engine images ## Everything CI runs: lint, unit and integration tiers
 	$(PY) -m pytest -q -p no:cacheprovider --ignore=tests/bench tests
 
 bench: venv tools ## Benchmarks, reported as ratios against a baseline in the same run
@@ -64,10 +64,13 @@ PUSH ?=
 # The integration tier runs pods from these images (tests/integration/container_support.py).
 export RETRAINER_IMAGE_REGISTRY := $(REGISTRY)
 export RETRAINER_IMAGE_TAG := $(TAG)
+engine: ## Install podman, buildah, runc, mmdebstrap (Debian packages) when missing
+	@tools/images/install-engine.sh
+
 images: ## Build the operator and trainer images (docker, else buildah); REGISTRY= TAG= PUSH=1
 	@REGISTRY=$(REGISTRY) TAG=$(TAG) PUSH=$(PUSH) tools/images/build.sh
 
 demo: venv tools ## Start the world, install the chart, train v1 and v2, show them
 	$(PY) -m retrainer_demo
 
-.PHONY: images help venv lock tools world-up world-down crds-sync lint test-unit test-integration test bench demo
+.PHONY: engine images help venv lock tools world-up world-down crds-sync lint test-unit test-integration test bench demo

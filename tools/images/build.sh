@@ -30,6 +30,16 @@ if docker info >/dev/null 2>&1; then
       DOCKER_BUILDKIT=1 docker build -f "$name/Dockerfile" --label "dev.retrainer.content-key=$key" -t "$target" .
     fi
     [[ -z "${PUSH:-}" ]] || docker push "$target"
+    # The test world runs pods with podman, from its own store: hand the image over once.
+    # (Untested here: no docker daemon on the machines this was written on.)
+    if command -v podman >/dev/null; then
+      (
+        # shellcheck source=env.sh
+        source tools/images/env.sh
+        want="$(podman image inspect --format '{{ index .Labels "dev.retrainer.content-key" }}' "$target" 2>/dev/null || true)"
+        [[ "$want" == "$key" ]] || docker save "$target" | podman load >/dev/null
+      )
+    fi
   done
   exit 0
 fi
