@@ -23,8 +23,9 @@ lock: ## Re-pin requirements/*.lock from requirements/*.in
 	uv pip compile -q --python-version 3.11 --override requirements/overrides.txt requirements/operator.in -o requirements/operator.lock
 	uv pip compile -q --python-version 3.11 --override requirements/overrides.txt requirements/trainer.in -o requirements/trainer.lock
 
-tools: ## Build (or reuse) etcd, kube-*, kubectl, helm, minio under ~/.cache/retrainer/bin
+tools: ## Build (or reuse) etcd, kube-*, kubectl, helm, minio, kueue under ~/.cache/retrainer/bin
 	@tools/build-tools.sh >/dev/null
+	@tools/build-kueue.sh >/dev/null
 
 world-up: venv tools ## Start the local world (apiserver, controllers, pod runner, MinIO, MLflow)
 	$(PY) -m retrainer_world up
@@ -46,22 +47,32 @@ lint: venv ## ruff check + format check, mypy on operator/, trainer/ and tools/
 test-unit: venv ## Fast tests: no network, no world
 	$(PY) -m pytest -q tests/unit
 
-test-integration: venv tools ## Tests against the real local world
+test-integration: venv tools engine images ## Tests against the real local world
 	$(PY) -m pytest -q -m integration tests/integration
 
-test: venv tools lint ## Everything CI runs: lint, unit and integration tiers
+test: venv tools lint engine images ## Everything CI runs: lint, unit and integration tiers
 	$(PY) -m pytest -q -p no:cacheprovider --ignore=tests/bench tests
 
 bench: venv tools ## Benchmarks, reported as ratios against a baseline in the same run
 	$(PY) -m pytest -q -s tests/bench
 
 VERSION ?= $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/retrainer/Chart.yaml)
-images: ## Build the operator and trainer images (needs a container engine)
-	@command -v docker >/dev/null || { echo "images: no container engine (docker) here" >&2; exit 1; }
-	docker build -f operator/Dockerfile -t ghcr.io/retrainer/operator:$(VERSION) .
-	docker build -f trainer/Dockerfile -t ghcr.io/retrainer/trainer:$(VERSION) .
+# Where `make images` tags (and with PUSH=1 pushes) the images: <REGISTRY>/operator:<TAG> and
+# <REGISTRY>/trainer:<TAG>. The chart's defaults name ghcr.io/retrainer, which is not published:
+# build and push to your own registry, then install with --set image.repository=... .
+REGISTRY ?= ghcr.io/retrainer
+TAG ?= $(VERSION)
+PUSH ?=
+# The integration tier runs pods from these images (tests/integration/container_support.py).
+export RETRAINER_IMAGE_REGISTRY := $(REGISTRY)
+export RETRAINER_IMAGE_TAG := $(TAG)
+engine: ## Install podman, buildah, runc, mmdebstrap (Debian packages) when missing
+	@tools/images/install-engine.sh
+
+images: ## Build the operator and trainer images (docker, else buildah); REGISTRY= TAG= PUSH=1
+	@REGISTRY=$(REGISTRY) TAG=$(TAG) PUSH=$(PUSH) tools/images/build.sh
 
 demo: venv tools ## Start the world, install the chart, train v1 and v2, show them
 	$(PY) -m retrainer_demo
 
-.PHONY: images help venv lock tools world-up world-down crds-sync lint test-unit test-integration test bench demo
+.PHONY: engine images help venv lock tools world-up world-down crds-sync lint test-unit test-integration test bench demo

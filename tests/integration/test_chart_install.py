@@ -2,8 +2,8 @@
 and nothing more (proved with `kubectl auth can-i` and with the operator ServiceAccount's own
 token); upgrades and uninstalls leave the CRD, RetrainJobs and models claims in place.
 
-The operator Deployment never becomes ready here (no images in the world); nothing waits
-for it.
+The namespace's pods run as containers from the images `make images` built, under the
+restricted Pod Security Standard, as in test_chart_operator.py; nothing here waits for them.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from chart_support import (
     operator_service_account,
     values_file_args,
 )
+from container_support import container_namespace, image_values
 
 pytestmark = pytest.mark.integration
 
@@ -48,15 +49,21 @@ def release_for(namespace: str) -> str:
 
 
 @pytest.fixture
-def installed(helm: HelmRunner, namespace: str, crd: str) -> Iterator[Callable[..., str]]:
+def installed(
+    helm: HelmRunner, namespace: str, crd: str, kube: Any
+) -> Iterator[Callable[..., str]]:
     """Installs the chart into the test namespace on demand; uninstalls it afterwards.
 
     The `crd` fixture serves the CRD from crds/ first, so helm finds it and leaves it alone.
     """
     release = release_for(namespace)
+    container_namespace(kube, namespace)
 
     def install(*value_args: str) -> str:
-        helm("install", release, str(CHART), "--namespace", namespace, *value_args)
+        helm(
+            "install", release, str(CHART), "--namespace", namespace,
+            *image_values(), *value_args,
+        )  # fmt: skip
         return release
 
     yield install

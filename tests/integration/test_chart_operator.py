@@ -1,9 +1,12 @@
 """The chart's own operator Deployment carries a RetrainJob to Succeeded with the chart's RBAC.
 
-The pod runner maps the operator image to this checkout's `retrainer-operator` and hands the pod
-a kubeconfig holding its ServiceAccount token, so the operator here runs with exactly the
-permissions the chart grants: if a rule were missing, the run could not reach Succeeded. No
-other operator runs during this test.
+Both pods run as real containers from the images `make images` built (the pod runner's
+container mode: podman + runc), in a namespace that enforces the restricted Pod Security
+Standard: the operator from the operator image with its ServiceAccount's projected token (so
+it has exactly the permissions the chart grants: if a rule were missing, the run could not
+reach Succeeded), the trainer from the trainer image as uid 10001 with a read-only root
+filesystem, writing the claim through the pod's fsGroup. No other operator runs during this
+test.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 import pytest
 from chart_support import CHART
+from container_support import container_namespace, image_values
 from kubernetes import client
 from operator_support import condition, create, jobs_of, retrainjob, upload_dataset, wait_for
 from operator_support import wait_phase as wait_retrainjob_phase
@@ -35,6 +39,15 @@ def _operator_pod_running(kube: Any, namespace: str, release: str) -> bool:
     )
 
 
+def _logs(world: Any, namespace: str) -> str:
+    """Every container log of the namespace's pods, for a failure message."""
+    folder = Path(world.state) / "logs" / "pods"
+    return "\n".join(
+        f"--- {path.name}\n{path.read_text()[-3000:]}"
+        for path in sorted(folder.glob(f"{namespace}_*.log"))
+    )
+
+
 def test_chart_operator_with_only_chart_rbac_carries_a_retrainjob_to_verified_success(
     helm: Callable[..., subprocess.CompletedProcess[str]],
     world: Any,
@@ -44,6 +57,7 @@ def test_chart_operator_with_only_chart_rbac_carries_a_retrainjob_to_verified_su
     tmp_path: Path,
 ) -> None:
     release = "rt-" + namespace[-12:].strip("-")
+    container_namespace(kube, namespace)
     dataset = upload_dataset(world, tmp_path, f"{namespace}/shapes", train=8, val=4)
     helm(
         "install", release, str(CHART), "--namespace", namespace,
@@ -54,6 +68,7 @@ def test_chart_operator_with_only_chart_rbac_carries_a_retrainjob_to_verified_su
         "--set", f"s3.endpoint={world.minio_endpoint}",
         "--set", "progressInterval=2",
         "--set", "logFormat=plain",
+        *image_values(),
     )  # fmt: skip
     try:
         wait_for(
@@ -66,7 +81,7 @@ def test_chart_operator_with_only_chart_rbac_carries_a_retrainjob_to_verified_su
         create(kube, namespace, body)
         done = wait_retrainjob_phase(kube, namespace, "via-chart", ("Succeeded", "Failed"), 420)
 
-        assert done["status"]["phase"] == "Succeeded", done["status"]
+        assert done["status"]["phase"] == "Succeeded", (done["status"], _logs(world, namespace))
         assert done["status"]["version"] == 1
         assert condition(done, "Verified")["status"] == "True"
         names = {a["name"] for a in done["status"]["artifacts"]}

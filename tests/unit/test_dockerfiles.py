@@ -56,16 +56,47 @@ def parse(text: str) -> list[Instruction]:
     return instructions
 
 
+def global_args(instructions: list[Instruction]) -> dict[str, str]:
+    """ARGs declared before the first FROM, with their defaults ('' when none)."""
+    found: dict[str, str] = {}
+    for ins in instructions:
+        if ins.keyword == "FROM":
+            break
+        if ins.keyword == "ARG":
+            name, _, default = ins.args.partition("=")
+            found[name.strip()] = default.strip().strip('"')
+    return found
+
+
+def bases(text: str) -> list[str]:
+    """Each FROM's image, a `${ARG}` replaced by the ARG's default (the public base)."""
+    instructions = parse(text)
+    defaults = {k: v for k, v in global_args(instructions).items() if v}
+
+    def fill(match: re.Match[str]) -> str:
+        return defaults.get(match.group(1) or match.group(2), match.group(0))
+
+    return [
+        re.sub(r"\$\{(\w+)\}|\$(\w+)", fill, ins.args.split()[0])
+        for ins in instructions
+        if ins.keyword == "FROM"
+    ]
+
+
 def check(text: str) -> list[str]:
     """Our own rules; returns one message per problem, empty when the Dockerfile is fine."""
     problems: list[str] = []
     instructions = parse(text)
     stages: set[str] = set()
+    images = iter(bases(text))
     for ins in instructions:
         where = f"line {ins.line}"
         if ins.keyword == "FROM":
             words = [w for w in ins.args.split() if not w.startswith("--")]
-            image = words[0]
+            image = next(images)
+            if "$" in image:
+                problems.append(f"{where}: base image {image} comes from an ARG without a default")
+                continue
             if len(words) >= 3 and words[1].upper() == "AS":
                 stages.add(words[2].lower())
             if image.lower() in stages or image == "scratch":
@@ -134,8 +165,7 @@ def test_dockerfile_is_pinned_and_runs_as_non_root(image: str) -> None:
 
 def test_operator_image_is_python_311_slim_and_runs_the_operator() -> None:
     text = DOCKERFILES["operator"].read_text()
-    bases = [ins.args for ins in parse(text) if ins.keyword == "FROM"]
-    assert bases == ["python:3.11.14-slim-bookworm"]
+    assert bases(text) == ["python:3.11.14-slim-bookworm"]
     assert "requirements/operator.lock" in text
     assert "trainer.lock" not in text
     assert entrypoint(text) == '["retrainer-operator"]'
@@ -143,10 +173,12 @@ def test_operator_image_is_python_311_slim_and_runs_the_operator() -> None:
 
 def test_trainer_image_is_cuda_based_and_runs_the_trainer() -> None:
     text = DOCKERFILES["trainer"].read_text()
-    bases = [ins.args.split()[0] for ins in parse(text) if ins.keyword == "FROM"]
-    assert bases[-1].startswith("nvidia/cuda:")
-    assert "-runtime-" in bases[-1]
-    assert "uv python install 3.11" in text
+    assert bases(text)[-1].startswith("nvidia/cuda:")
+    assert "-runtime-" in bases(text)[-1]
+    # uv installs 3.11 where the base has none (the public CUDA base); a base that has it is
+    # named by TRAINER_PYTHON instead (make images without a docker daemon).
+    assert "ARG TRAINER_PYTHON=3.11." in text
+    assert 'uv python install "$TRAINER_PYTHON"' in text
     assert "requirements/trainer.lock" in text
     assert entrypoint(text) == '["retrainer-train"]'
 
@@ -188,6 +220,8 @@ def test_build_context_ignore_file_keeps_what_the_dockerfile_copies(image: str) 
         ("FROM python\nUSER 1000\n", "has no tag"),
         ("FROM python:3\nUSER 1000\n", "not a pinned version"),
         ("FROM python:3.11.14-slim\n", "no USER instruction"),
+        ("ARG BASE=python:latest\nFROM ${BASE}\nUSER 1000\n", "uses latest"),
+        ("ARG BASE\nFROM $BASE\nUSER 1000\n", "ARG without a default"),
         ("FROM python:3.11.14-slim\nUSER 1000\nUSER root\n", "last USER is root"),
         ("FROM python:3.11.14-slim\nADD https://x.test/a.tgz /a\nUSER 1\n", "ADD of a URL"),
         (

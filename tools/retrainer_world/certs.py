@@ -89,10 +89,13 @@ class Pki:
         )
 
 
-def ensure_pki(directory: Path) -> Pki:
-    """Create the PKI under `directory`, or reuse it when every file is present and valid."""
+def ensure_pki(directory: Path, extra_ips: tuple[str, ...] = ()) -> Pki:
+    """Create the PKI under `directory`, or reuse it when every file is present and valid.
+
+    `extra_ips` join the apiserver certificate's addresses (the world's `kubernetes` Service
+    address, which containers reach it by)."""
     pki = Pki(directory)
-    if _reusable(pki):
+    if _reusable(pki, APISERVER_IPS + extra_ips):
         return pki
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
@@ -103,7 +106,7 @@ def ensure_pki(directory: Path) -> Pki:
 
     api_key = _new_key()
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in APISERVER_DNS_NAMES]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in APISERVER_IPS]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in APISERVER_IPS + extra_ips]
     api_cert = _leaf_certificate(
         ca_cert, ca_key, api_key, _name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, sans
     )
@@ -132,7 +135,7 @@ def ensure_pki(directory: Path) -> Pki:
     return pki
 
 
-def _reusable(pki: Pki) -> bool:
+def _reusable(pki: Pki, ips: tuple[str, ...]) -> bool:
     if not all(p.is_file() for p in pki.files()):
         return False
     try:
@@ -143,6 +146,10 @@ def _reusable(pki: Pki) -> bool:
         ]
         serialization.load_pem_private_key(pki.sa_key.read_bytes(), password=None)
     except ValueError:
+        return False
+    names = leaves[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    have = set(names.get_values_for_type(x509.IPAddress))
+    if not {ipaddress.ip_address(ip) for ip in ips} <= have:
         return False
     deadline = datetime.datetime.now(datetime.UTC) + RENEW_BEFORE
     for cert in (ca, *leaves):

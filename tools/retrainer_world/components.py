@@ -6,6 +6,7 @@ flags can be read and tested on their own.
 from __future__ import annotations
 
 import base64
+import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,6 +266,13 @@ def mlflow_argv(layout: Layout, ports: Ports, python: str = sys.executable) -> l
     ]
 
 
+def service_address(state: Path) -> str:
+    """The world's `kubernetes` Service address (containers reach the apiserver at it, port
+    443): a loopback address of its own, never 127.0.0.x, so two worlds never collide."""
+    digest = hashlib.sha256(str(state).encode()).digest()
+    return f"127.{100 + digest[0] % 150}.{digest[1]}.{1 + digest[2] % 254}"
+
+
 def podrunner_argv(layout: Layout, python: str = sys.executable) -> list[str]:
     return [
         python,
@@ -276,6 +284,8 @@ def podrunner_argv(layout: Layout, python: str = sys.executable) -> list[str]:
         str(layout.state),
         "--node",
         NODE_NAME,
+        "--service-address",
+        service_address(layout.state),
     ]
 
 

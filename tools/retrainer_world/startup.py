@@ -108,7 +108,8 @@ class _Starter:
                 shutil.rmtree(path)
             else:
                 path.unlink(missing_ok=True)
-        certs.ensure_pki(layout.pki.dir)
+        # Containers reach the apiserver at the world's `kubernetes` Service address too.
+        certs.ensure_pki(layout.pki.dir, extra_ips=(components.service_address(layout.state),))
         creds = _credentials(layout)
         self.ports = Ports.from_list(procs.free_ports(Ports.count()))
         server = f"https://127.0.0.1:{self.ports.apiserver}"

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from retrainer_world.kubelet import volumes
+from retrainer_world.kubelet.engine import Engine
 from retrainer_world.kubelet.env import build_env, expand
 from retrainer_world.kubelet.images import (
     ImageEntry,
@@ -29,6 +30,8 @@ from retrainer_world.kubelet.images import (
 from retrainer_world.kubelet.paths import DEFAULT_TERMINATION_PATH, PathMap
 
 __all__ = [
+    "RUNTIMES",
+    "RUNTIME_LABEL",
     "Launch",
     "LaunchContext",
     "base_env",
@@ -40,6 +43,8 @@ __all__ = [
 ]
 
 Obj = dict[str, Any]
+RUNTIMES = ("process", "container")
+RUNTIME_LABEL = "retrainer.dev/pod-runtime"
 LOCALE_VARS = ("LANG", "LANGUAGE", "TZ")
 
 
@@ -56,6 +61,11 @@ class LaunchContext:
     ca_file: str = ""
     base: dict[str, str] = field(default_factory=dict)
     images: dict[str, ImageEntry] = field(default_factory=dict)
+    # "process" (host processes) or "container" (podman + runc, containers.py); a namespace
+    # labelled RUNTIME_LABEL chooses for its own pods.
+    runtime: str = "process"
+    engine: Engine | None = None
+    service_host: str = ""  # container mode: where kubernetes.default.svc:443 answers
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,7 @@ class Launch:
     cwd: Path
     log_file: Path
     message_file: Path
+    engine_name: str = ""  # container mode: the container's name, for signals
 
 
 def pod_dir(ctx: LaunchContext, uid: str) -> Path:

@@ -1,4 +1,4 @@
-"""The pod runner: a kubelet stand-in that runs the local world's pods as processes.
+"""The pod runner: a kubelet stand-in that runs the local world's pods as processes or containers.
 
 Started by the world as
 `python -m retrainer_world.kubelet --kubeconfig K --state S --node local-node`, it keeps
@@ -20,10 +20,12 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from retrainer_world.kubelet import images, node, pvprovisioner
+from retrainer_world.kubelet import images, node, pvprovisioner, service
+from retrainer_world.kubelet.engine import ENGINE, Engine
 from retrainer_world.kubelet.kube import Kube, watch_forever
-from retrainer_world.kubelet.launch import LaunchContext, base_env, pod_dir
+from retrainer_world.kubelet.launch import RUNTIMES, LaunchContext, base_env, pod_dir
 from retrainer_world.kubelet.worker import PodWorker
 
 __all__ = ["ClusterSource", "Runner", "main", "needs_adoption"]
@@ -177,7 +179,50 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--state", required=True, type=Path, help="world state folder")
     parser.add_argument("--node", default="local-node", help="Node name to register")
     parser.add_argument("--images", type=Path, default=images.IMAGES_FILE)
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="process",
+        help="how pods run unless their namespace's retrainer.dev/pod-runtime label says",
+    )
+    parser.add_argument(
+        "--service-address",
+        default="",
+        help="loopback address for the `kubernetes` Service (port 443) in container mode",
+    )
     return parser.parse_args(argv)
+
+
+def start_engine(state: Path) -> Engine | None:
+    """The container engine, with what a previous runner left removed; None without podman."""
+    if shutil.which(ENGINE) is None:
+        log.warning("event=no_engine engine=%s container_mode=off", ENGINE)
+        return None
+    try:
+        engine = Engine(state)
+        removed = engine.remove_all()
+    except Exception as exc:
+        log.warning("event=no_engine engine=%s error=%r container_mode=off", ENGINE, exc)
+        return None
+    if removed:
+        log.info("event=containers_removed count=%s", removed)
+    return engine
+
+
+def start_service(server: str, address: str, stop: threading.Event) -> str:
+    """The `kubernetes` Service for containers; '' when its address cannot be bound."""
+    if not address:
+        return ""
+    parts = urlsplit(server)
+    try:
+        forwarder = service.ServiceForwarder(
+            address, (parts.hostname or "127.0.0.1", parts.port or 443), stop
+        )
+    except OSError as exc:
+        log.warning("event=no_service address=%s error=%r", address, exc)
+        return ""
+    forwarder.start()
+    return address
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     kube = Kube(args.kubeconfig)
     ca_file = str(kube.api.configuration.ssl_ca_cert or "")
     venv = Path(sys.prefix)
+    engine = start_engine(state)
+    service_host = start_service(kube.server, args.service_address, stop) if engine else ""
     ctx = LaunchContext(
         source=ClusterSource(kube, ca_file),
         state=state,
@@ -206,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         ca_file=ca_file,
         base=base_env(venv, os.environ),
         images=images.load_images(args.images),
+        runtime=args.runtime,
+        engine=engine,
+        service_host=service_host,
     )
     keeper = node.NodeKeeper(kube, args.node, stop)
     _register(keeper, stop)
@@ -218,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         pass  # a timed wait keeps the main thread responsive to signals
     log.info("event=stopping node=%s", args.node)
     runner.shutdown()
+    if engine is not None:
+        engine.remove_all()
     log.info("event=stopped node=%s", args.node)
     return 0
 

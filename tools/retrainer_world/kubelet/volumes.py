@@ -21,10 +21,13 @@ from retrainer_world.kubelet.env import (
     resource_value,
     source_data,
 )
+from retrainer_world.kubelet.quantities import memory_bytes
 
 __all__ = [
     "VolumeError",
     "VolumeSource",
+    "disk_usage",
+    "empty_dir_overuse",
     "prepare_volumes",
     "service_account_files",
     "write_files",
@@ -123,7 +126,9 @@ def _projected(
                 token = source.token(namespace, sa, pod, audiences, seconds)
             except Exception as exc:
                 raise VolumeError(f"service account token for {namespace}/{sa}: {exc}") from exc
-            files[sat["path"]] = (token.encode(), 0o600)
+            # The projected volume's mode; container mode narrows it to 0600 for the pod's
+            # user (security.apply_fs_group), as the kubelet does when one is known.
+            files[sat["path"]] = (token.encode(), mode)
         else:
             raise VolumeError(f"projected source {sorted(part)} is not supported")
     return files
@@ -179,6 +184,30 @@ def prepare_volumes(
         volume["name"]: _one(volume, pod, pod_dir, source, node_name)
         for volume in (pod.get("spec") or {}).get("volumes") or []
     }
+
+
+def disk_usage(folder: Path) -> int:
+    """Bytes the folder's files take on disk (what the kubelet's du measures)."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                continue  # removed while walking
+    return total
+
+
+def empty_dir_overuse(pod: Obj, folders: dict[str, Path]) -> str | None:
+    """The kubelet's eviction message when an emptyDir holds more than its sizeLimit."""
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        limit = (volume.get("emptyDir") or {}).get("sizeLimit")
+        folder = folders.get(volume["name"])
+        if limit is None or folder is None:
+            continue
+        if disk_usage(folder) > memory_bytes(str(limit)):
+            return f'Usage of EmptyDir volume "{volume["name"]}" exceeds the limit "{limit}". '
+    return None
 
 
 def service_account_files(pod: Obj, folders: dict[str, Path]) -> tuple[Path, Path | None] | None:

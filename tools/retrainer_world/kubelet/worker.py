@@ -20,9 +20,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from retrainer_world.kubelet.engine import Engine
 from retrainer_world.kubelet.kube import ApiException, Kube
 from retrainer_world.kubelet.kube import now as timestamp
-from retrainer_world.kubelet.launch import Launch, LaunchContext, build_launch, pod_dir
+from retrainer_world.kubelet.launch import (
+    RUNTIME_LABEL,
+    RUNTIMES,
+    Launch,
+    LaunchContext,
+    build_launch,
+    pod_dir,
+)
 from retrainer_world.kubelet.status import ContainerRun, exit_code_of, pod_status, terminal_phase
 
 __all__ = ["PodWorker"]
@@ -31,13 +39,16 @@ Obj = dict[str, Any]
 log = logging.getLogger("retrainer_world.kubelet")
 RETRY_SECONDS = 3.0
 BACKOFF_BASE, BACKOFF_MAX = 2.0, 60.0
+EVICTION_CHECK_SECONDS = 5.0  # how often container mode measures emptyDirs
 
 
 class Proc:
-    """A started container: its process group and where its output goes."""
+    """A started container: its process group (or its podman run) and where its output goes."""
 
-    def __init__(self, run: ContainerRun, launch: Launch, wake: threading.Event) -> None:
-        self.run, self.launch = run, launch
+    def __init__(
+        self, run: ContainerRun, launch: Launch, wake: threading.Event, engine: Engine | None
+    ) -> None:
+        self.run, self.launch, self.engine = run, launch, engine
         launch.message_file.write_bytes(b"")
         launch.log_file.parent.mkdir(parents=True, exist_ok=True)
         with launch.log_file.open("ab") as fh:
@@ -58,6 +69,11 @@ class Proc:
         wake.set()
 
     def signal(self, sig: int) -> None:
+        if self.launch.engine_name and self.engine is not None:
+            # The container's own init gets the signal (as from the kubelet's runtime);
+            # podman run then exits with the container's status.
+            self.engine.kill(self.launch.engine_name, signal.Signals(sig).name)
+            return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, sig)
 
@@ -81,6 +97,8 @@ class PodWorker(threading.Thread):
         self.specs = {c["name"]: c for c in (spec.get("initContainers") or []) + spec["containers"]}
         self.procs: dict[str, Proc] = {}
         self.started = False
+        self.runtime = ctx.runtime
+        self.next_eviction_check = 0.0
         self.kv = f"namespace={self.ns} pod={self.pod_name}"
 
     # events from the runner --------------------------------------------------------------
@@ -205,11 +223,17 @@ class PodWorker(threading.Thread):
         """Volumes; retried until they can be set up or the pod is deleted (None)."""
         from retrainer_world.kubelet import volumes
 
+        self.runtime = self.choose_runtime()
         while not self.interrupted():
             try:
-                return volumes.prepare_volumes(
+                folders = volumes.prepare_volumes(
                     self.pod, pod_dir(self.ctx, self.uid), self.ctx.source, self.ctx.node
                 )
+                if self.runtime == "container":
+                    from retrainer_world.kubelet import security
+
+                    security.apply_fs_group(self.pod, folders)
+                return folders
             except volumes.VolumeError as exc:
                 for run in self.inits + self.mains:
                     run.wait("ContainerCreating", f"MountVolume.SetUp failed: {exc}")
@@ -219,6 +243,27 @@ class PodWorker(threading.Thread):
                 self.wake.clear()
         return None
 
+    def choose_runtime(self) -> str:
+        """The namespace's RUNTIME_LABEL when it names a runtime, else the runner's."""
+        try:
+            namespace = self.kube.get_optional(self.kube.core.read_namespace, self.ns) or {}
+        except Exception as exc:
+            log.warning("event=namespace_read_failed %s error=%r", self.kv, exc)
+            namespace = {}
+        wanted = ((namespace.get("metadata") or {}).get("labels") or {}).get(RUNTIME_LABEL)
+        runtime = wanted if wanted in RUNTIMES else self.ctx.runtime
+        if runtime == "container" and self.ctx.engine is None:
+            log.warning("event=no_engine %s runtime=process", self.kv)
+            return "process"
+        return runtime
+
+    def build(self, spec: Obj, folders: dict[str, Path]) -> Launch:
+        if self.runtime == "container" and self.ctx.engine is not None:
+            from retrainer_world.kubelet.containers import build_container_launch
+
+            return build_container_launch(self.ctx, self.ctx.engine, self.pod, spec, folders)
+        return build_launch(self.ctx, self.pod, spec, folders)
+
     def launch(self, run: ContainerRun, folders: dict[str, Path]) -> bool:
         """Start `run`'s process; False when it cannot (status already set)."""
         from retrainer_world.kubelet.env import ConfigError
@@ -226,7 +271,7 @@ class PodWorker(threading.Thread):
 
         spec = self.specs[run.name]
         try:
-            launch = build_launch(self.ctx, self.pod, spec, folders)
+            launch = self.build(spec, folders)
         except ConfigError as exc:
             run.wait("CreateContainerConfigError", str(exc))
             return False
@@ -237,18 +282,19 @@ class PodWorker(threading.Thread):
             run.end(128, timestamp(), str(exc), reason="StartError")
             return False
         try:
-            proc = Proc(run, launch, self.wake)
+            proc = Proc(run, launch, self.wake, self.ctx.engine)
         except OSError as exc:
             run.end(128, timestamp(), str(exc), reason="StartError")
             return False
         run.run(proc.popen.pid, timestamp())
         self.procs[run.name] = proc
         log.info(
-            "event=container_started %s container=%s pid=%s argv0=%s",
+            "event=container_started %s container=%s pid=%s argv0=%s runtime=%s",
             self.kv,
             run.name,
             proc.popen.pid,
             launch.argv[0],
+            self.runtime,
         )
         return True
 
@@ -272,6 +318,8 @@ class PodWorker(threading.Thread):
                         run.wait("CrashLoopBackOff", f"back-off restarting {run.name}")
             if self.interrupted():
                 return self.finish_interrupted()
+            if self.evicted(folders, now):
+                return False
             limit = self.deadline()
             if limit is not None and now >= limit:
                 self.kill(self.grace())
@@ -309,10 +357,27 @@ class PodWorker(threading.Thread):
                 self.report(self.phase())
                 reported = summary
             waits = [at - now for at in pending_at.values()]
+            if self.runtime == "container":
+                waits.append(EVICTION_CHECK_SECONDS)
             if limit is not None:
                 waits.append(limit - now)
             self.wake.wait(max(0.05, min(waits, default=30.0)))
             self.wake.clear()
+
+    def evicted(self, folders: dict[str, Path], now: float) -> bool:
+        """Container mode: an emptyDir over its sizeLimit evicts the pod, as the kubelet does."""
+        from retrainer_world.kubelet.volumes import empty_dir_overuse
+
+        if self.runtime != "container" or now < self.next_eviction_check:
+            return False
+        self.next_eviction_check = now + EVICTION_CHECK_SECONDS
+        message = empty_dir_overuse(self.pod, folders)
+        if message is None:
+            return False
+        log.info("event=pod_evicted %s reason=%r", self.kv, message)
+        self.kill(self.grace())
+        self.report("Failed", "Evicted", message, final=True)
+        return True
 
     def should_restart(self, run: ContainerRun) -> bool:
         if self.restart_policy == "Always" and not run.init:
