@@ -148,7 +148,6 @@ def test_install_denies_other_secrets_claim_deletion_and_cluster_admin(
         ("watch", "secrets", "default"),
         ("delete", "persistentvolumeclaims", namespace),
         ("create", "persistentvolumeclaims", namespace),
-        ("delete", "jobs.batch", namespace),
         ("create", "pods", namespace),
         ("update", "retrainjobs.retrainer.dev", namespace),
         ("update", "modellines.retrainer.dev", namespace),
