@@ -17,7 +17,11 @@ __all__ = [
     "ACCESS_KEY",
     "BASE_VERSION",
     "CLAIM_NAME",
+    "DATASET_CACHE_MAX_BYTES",
+    "DATASET_FETCH_CONCURRENCY",
     "DEFAULT_CLAIM_NAME",
+    "DEFAULT_DATASET_CACHE_MAX_BYTES",
+    "DEFAULT_DATASET_FETCH_CONCURRENCY",
     "DEFAULT_STORAGE_ROOT",
     "DEFAULT_TERMINATION_MESSAGE_PATH",
     "DEFAULT_WORKDIR",
@@ -51,6 +55,10 @@ STORAGE_ROOT = "RETRAINER_STORAGE_ROOT"
 CLAIM_NAME = "RETRAINER_CLAIM_NAME"
 WORKDIR = "RETRAINER_WORKDIR"
 TERMINATION_MESSAGE_PATH = "RETRAINER_TERMINATION_MESSAGE_PATH"
+# The dataset cache on the claim: its size cap in bytes, and how many objects are fetched at
+# once (chart values trainer.datasetCache.maxSize and .fetchConcurrency).
+DATASET_CACHE_MAX_BYTES = "RETRAINER_DATASET_CACHE_MAX_BYTES"
+DATASET_FETCH_CONCURRENCY = "RETRAINER_DATASET_FETCH_CONCURRENCY"
 # MLflow's and boto3's own names, so their clients pick them up as they are.
 TRACKING_URI = "MLFLOW_TRACKING_URI"
 S3_ENDPOINT = "MLFLOW_S3_ENDPOINT_URL"
@@ -62,7 +70,8 @@ SECRET_SECRET_KEY_FIELD = "secretKey"
 # Every variable of the trainer's environment.
 NAMES: tuple[str, ...] = (
     SPEC, NAME, NAMESPACE, UID, VERSION, BASE_VERSION, STORAGE_ROOT, CLAIM_NAME, WORKDIR,
-    TERMINATION_MESSAGE_PATH, TRACKING_URI, S3_ENDPOINT, ACCESS_KEY, SECRET_KEY,
+    TERMINATION_MESSAGE_PATH, DATASET_CACHE_MAX_BYTES, DATASET_FETCH_CONCURRENCY, TRACKING_URI,
+    S3_ENDPOINT, ACCESS_KEY, SECRET_KEY,
 )  # fmt: skip
 
 # Where the claim is mounted, which claim, the scratch folder, the termination log.
@@ -70,6 +79,9 @@ DEFAULT_STORAGE_ROOT = "/var/lib/retrainer"
 DEFAULT_CLAIM_NAME = "retrainer-models"
 DEFAULT_WORKDIR = "/tmp/retrainer"
 DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+# 100 GiB of cached dataset objects per claim; 16 objects in flight.
+DEFAULT_DATASET_CACHE_MAX_BYTES = 100 * 1024**3
+DEFAULT_DATASET_FETCH_CONCURRENCY = 16
 
 
 class EnvError(ValueError):
@@ -90,6 +102,8 @@ class TrainerEnv:
     claim_name: str = DEFAULT_CLAIM_NAME
     workdir: str = DEFAULT_WORKDIR
     termination_message_path: str = DEFAULT_TERMINATION_MESSAGE_PATH
+    dataset_cache_max_bytes: int = DEFAULT_DATASET_CACHE_MAX_BYTES
+    dataset_fetch_concurrency: int = DEFAULT_DATASET_FETCH_CONCURRENCY
     tracking_uri: str = ""
     s3_endpoint: str = ""
     access_key: str = field(default="", repr=False)
@@ -108,6 +122,8 @@ def container_env(env: TrainerEnv, secret_name: str) -> list[dict[str, Any]]:
         CLAIM_NAME: env.claim_name,
         WORKDIR: env.workdir,
         TERMINATION_MESSAGE_PATH: env.termination_message_path,
+        DATASET_CACHE_MAX_BYTES: str(env.dataset_cache_max_bytes),
+        DATASET_FETCH_CONCURRENCY: str(env.dataset_fetch_concurrency),
         TRACKING_URI: env.tracking_uri,
         S3_ENDPOINT: env.s3_endpoint,
     }
@@ -131,6 +147,16 @@ def _spec(raw: str) -> dict[str, Any]:
     return spec
 
 
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    """A positive integer variable; unset or empty means `default`."""
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise EnvError(f"{name} must be a positive integer, got {text!r}")
+    return int(text)
+
+
 def read(env: Mapping[str, str]) -> TrainerEnv:
     """The trainer's environment from `env`; EnvError names the first bad variable."""
     spec = _spec(env.get(SPEC, ""))
@@ -142,6 +168,12 @@ def read(env: Mapping[str, str]) -> TrainerEnv:
         raise EnvError(f"{BASE_VERSION} must be an integer, got {base_text!r}")
     return TrainerEnv(
         spec=spec,
+        dataset_cache_max_bytes=_count(
+            env, DATASET_CACHE_MAX_BYTES, DEFAULT_DATASET_CACHE_MAX_BYTES
+        ),
+        dataset_fetch_concurrency=_count(
+            env, DATASET_FETCH_CONCURRENCY, DEFAULT_DATASET_FETCH_CONCURRENCY
+        ),
         version=int(version_text),
         name=env.get(NAME, ""),
         namespace=env.get(NAMESPACE, ""),

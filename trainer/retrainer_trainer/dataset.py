@@ -1,9 +1,10 @@
-"""Check a YOLO dataset before training, copy it into the work dir, hash and count it.
+"""Check a YOLO dataset before training, link it into its working tree, hash and count it.
 
 Ultralytics quietly skips broken labels and images; for retraining that hides mistakes, so
 every problem is reported up front with its file and line, and the pipeline exits 3 before
 spending a GPU minute. The working copy has one fixed layout (images/<split>,
-labels/<split>) that corrections are applied to and that Ultralytics trains on. A file the
+labels/<split>) that corrections are applied to and that Ultralytics trains on; its files are
+links to the dataset's, never copies (worktree.py). A file the
 system could not read (EIO, ENOSPC, EACCES) says nothing about the dataset: that is
 infrastructure (exit 1, retried), never bad input.
 """
@@ -13,14 +14,15 @@ from __future__ import annotations
 import hashlib
 import io
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from retrainer_contract import integrity
 
+from retrainer_trainer.datacache import link_or_copy
 from retrainer_trainer.errors import BadInput, TrainerError
 
 __all__ = [
@@ -33,12 +35,21 @@ __all__ = [
     "make_working_copy",
     "read_file",
     "tree_sha256",
+    "unreadable",
     "validate_working_copy",
     "write_data_yaml",
+    "write_data_yaml_at",
 ]
 
 IMAGE_SUFFIXES = frozenset({".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"})
 SPLITS = ("train", "val")
+
+
+class Known(Protocol):
+    """What is known of a dataset file before it is read (fetch.SourceFile)."""
+
+    @property
+    def decodes(self) -> bool | None: ...
 
 
 @dataclass(frozen=True)
@@ -140,7 +151,7 @@ def check_label_text(text: str, where: str, classes: int) -> list[str]:
     return problems
 
 
-def _unreadable(error: OSError, where: str) -> TrainerError:
+def unreadable(error: OSError, where: str) -> TrainerError:
     return TrainerError(
         f"dataset: cannot read {where} ({error.strerror or error}, errno {error.errno}): an I/O "
         "problem of the storage, not of the dataset; the Job retries"
@@ -163,7 +174,7 @@ def check_image(path: Path, where: str) -> list[str]:
     except OSError as error:
         if error.errno is None:
             raise
-        raise _unreadable(error, where) from error
+        raise unreadable(error, where) from error
 
 
 def check_image_bytes(data: bytes, where: str) -> list[str]:
@@ -185,13 +196,16 @@ def _images(folder: Path) -> Iterable[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def make_working_copy(layout: Layout, dest: Path) -> Path:
-    """Copy the dataset into `dest/{images,labels}/<split>/` and validate every file there.
+def make_working_copy(layout: Layout, dest: Path, known: Mapping[str, Known] | None = None) -> Path:
+    """Link the dataset into `dest/{images,labels}/<split>/` and validate every file there.
 
+    Files are hardlinked (symlinked where the filesystem refuses), never copied; an image
+    `known` (by its path relative to the dataset root) to decode is not decoded again.
     Problems name the file in the source dataset so the user can fix it where it lives.
     """
     if dest.exists():
         shutil.rmtree(dest)
+    known = known or {}
     problems: list[str] = []
     for split, folders in layout.splits.items():
         found = 0
@@ -200,25 +214,22 @@ def make_working_copy(layout: Layout, dest: Path) -> Path:
                 found += 1
                 rel = image.relative_to(folder)
                 where = image.relative_to(layout.root).as_posix()
-                try:
-                    data = read_file(image)
-                    problems += check_image_bytes(data, where)
-                except OSError as error:
-                    raise _unreadable(error, where) from error
-                target = dest / "images" / split / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
+                entry = known.get(where)
+                if entry is None or not entry.decodes:
+                    try:
+                        problems += check_image_bytes(read_file(image), where)
+                    except OSError as error:
+                        raise unreadable(error, where) from error
+                link_or_copy(image, dest / "images" / split / rel)
                 label = label_for(image)
                 if label.is_file():
                     lwhere = label.relative_to(layout.root).as_posix()
                     try:
                         text = read_file(label).decode("utf-8", errors="replace")
                     except OSError as error:
-                        raise _unreadable(error, lwhere) from error
+                        raise unreadable(error, lwhere) from error
                     problems += check_label_text(text, lwhere, len(layout.names))
-                    target_label = (dest / "labels" / split / rel).with_suffix(".txt")
-                    target_label.parent.mkdir(parents=True, exist_ok=True)
-                    target_label.write_text(text, encoding="utf-8")
+                    link_or_copy(label, (dest / "labels" / split / rel).with_suffix(".txt"))
         if not found:
             problems.append(f"dataset: split {split} has no images in {[str(f) for f in folders]}")
     if problems:
@@ -228,8 +239,13 @@ def make_working_copy(layout: Layout, dest: Path) -> Path:
 
 
 def write_data_yaml(dest: Path, names: tuple[str, ...]) -> Path:
+    return write_data_yaml_at(dest, dest.resolve(), names)
+
+
+def write_data_yaml_at(dest: Path, root: Path, names: tuple[str, ...]) -> Path:
+    """`dest/data.yaml` for a dataset that Ultralytics will read at `root`."""
     data = {
-        "path": str(dest.resolve()),
+        "path": str(root),
         "train": "images/train",
         "val": "images/val",
         "names": dict(enumerate(names)),

@@ -1,0 +1,281 @@
+"""Fetch an s3:// folder into the dataset cache: in parallel, retried, resumed, hashed once.
+
+Each object is looked up by key + ETag first; a hit is re-read and must still hash to its
+name (a corrupted blob is dropped and fetched again). A miss is streamed into the cache's
+tmp/ (hashed on the way, never read again), resumed from what a failed attempt or an earlier
+pod left there, then renamed into blobs/. At most `concurrency` objects are in flight; the
+main thread alone prints the progress events. An image is decoded once, from the bytes just
+fetched, and the cache remembers that it decodes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from retrainer_contract import layout
+
+from retrainer_trainer import logs
+from retrainer_trainer.datacache import Cache, Entry, locked
+from retrainer_trainer.errors import BadInput, TrainerError
+
+__all__ = ["ATTEMPTS", "Fetched", "Source", "SourceFile", "fetch_prefix"]
+
+ATTEMPTS = 5  # per object; a resumed attempt continues where the last one stopped
+CHUNK = 1024 * 1024
+PROGRESS_SECONDS = 5.0
+DECODE_IN_MEMORY = 64 * 1024 * 1024  # images up to this size are decoded from memory
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file of an input folder: where its bytes are, their sha256 and size, and whether
+    it is known to decode (None: not an image, or not checked yet)."""
+
+    path: Path
+    sha256: str
+    size: int
+    decodes: bool | None = None
+
+
+@dataclass
+class Source:
+    """An input folder as files by relative POSIX path (a folder on the claim, or blobs)."""
+
+    uri: str
+    files: dict[str, SourceFile]
+    root: Path | None = None  # the folder itself when the input is a folder on the claim
+
+
+@dataclass
+class Fetched:
+    """Counts of one fetch (what came from the object store, what from the cache)."""
+
+    files: int = 0
+    bytes: int = 0
+    fetched_files: int = 0
+    fetched_bytes: int = 0
+    cached_files: int = 0
+    refetched_corrupt: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    shas: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        """Add to counters from a worker thread."""
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+
+def _is_image(rel: str) -> bool:
+    from retrainer_trainer.dataset import IMAGE_SUFFIXES
+
+    return PurePosixPath(rel).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _decodes(data: bytes) -> bool:
+    from retrainer_trainer.dataset import check_image_bytes
+
+    return not check_image_bytes(data, "")
+
+
+class _Worker:
+    """Fetches one object into the cache (called from the pool's threads)."""
+
+    def __init__(self, client: Any, cache: Cache, bucket: str, stats: Fetched) -> None:
+        self.client, self.cache, self.bucket, self.stats = client, cache, bucket, stats
+
+    def __call__(self, rel: str, key: str, etag: str, size: int) -> SourceFile:
+        key_id = self.cache.key_id(self.bucket, key, etag, size)
+        entry = self._hit(key_id)
+        if entry is None:
+            with locked(self.cache.part_lock(key_id), fcntl.LOCK_EX):
+                entry = self._hit(key_id)  # another trainer may have fetched it meanwhile
+                if entry is None:
+                    return self._fetch(rel, key, etag, size, key_id)
+        self.stats.add(cached_files=1)
+        return SourceFile(entry.path, entry.sha256, entry.size, self.cache.decodes(entry.sha256))
+
+    def _hit(self, key_id: str) -> Entry | None:
+        entry = self.cache.lookup(key_id)
+        if entry is None:
+            return None
+        if self.cache.intact(entry):
+            return entry
+        logs.event("dataset.cache.corrupt", blob=entry.sha256, path=str(entry.path))
+        self.cache.discard(entry)
+        self.stats.add(refetched_corrupt=1)
+        return None
+
+    def _fetch(self, rel: str, key: str, etag: str, size: int, key_id: str) -> SourceFile:
+        part = self.cache.part(key_id)
+        keep = _is_image(rel) and size <= DECODE_IN_MEMORY
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                digest, data = self._stream(part, key, etag, size, keep)
+                break
+            except BadInput:
+                raise
+            except Exception as error:  # connection resets, timeouts, 5xx: resume and retry
+                if attempt == ATTEMPTS:
+                    raise _infra(error, f"s3://{self.bucket}/{key}") from error
+                self.stats.add(retries=1)
+                time.sleep(min(0.2 * 2**attempt, 5.0))
+        sha256 = digest.hexdigest()
+        entry = self.cache.commit(part, key_id, sha256, size)
+        self.stats.add(fetched_files=1, fetched_bytes=size)
+        decodes = None
+        if keep:
+            decodes = _decodes(bytes(data))
+            if decodes:
+                self.cache.mark_decodes(sha256)
+        return SourceFile(entry.path, sha256, size, decodes)
+
+    def _stream(
+        self, part: Path, key: str, etag: str, size: int, keep: bool
+    ) -> tuple[Any, bytearray]:
+        """Append the rest of the object to `part`, hashing all of it; the bytes if kept."""
+        from minio.error import S3Error
+
+        digest, data = hashlib.sha256(), bytearray()
+        have = part.stat().st_size if part.exists() else 0
+        if have > size:
+            part.unlink()
+            have = 0
+        with open(part, "ab+") as out:
+            out.seek(0)
+            while chunk := out.read(CHUNK):  # what an earlier attempt left: hash it first
+                digest.update(chunk)
+                if keep:
+                    data += chunk
+            if have < size:
+                headers = {"If-Match": etag} if etag else None
+                try:
+                    response = self.client.get_object(
+                        self.bucket, key, offset=have, request_headers=headers
+                    )
+                except S3Error as error:
+                    if error.code in ("PreconditionFailed", "NoSuchKey"):
+                        part.unlink(missing_ok=True)
+                        raise TrainerError(
+                            f"s3://{self.bucket}/{key} changed while it was fetched; the Job "
+                            "retries with the new version"
+                        ) from error
+                    raise
+                try:
+                    for chunk in response.stream(CHUNK):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        if keep:
+                            data += chunk
+                finally:
+                    response.close()
+                    response.release_conn()
+        if part.stat().st_size != size:
+            raise OSError(f"short read: {part.stat().st_size} of {size} bytes")
+        return digest, data
+
+
+def _infra(error: Exception, uri: str) -> TrainerError:
+    return TrainerError(f"cannot read {uri} from MinIO: {type(error).__name__}: {error}")
+
+
+def _listing(client: Any, bucket: str, prefix: str, field_name: str) -> list[tuple[str, Any]]:
+    from minio.error import S3Error
+
+    objects = []
+    try:
+        for obj in client.list_objects(bucket, prefix=prefix, recursive=True):
+            if obj.is_dir:
+                continue
+            rel = obj.object_name[len(prefix) :]
+            if ".." in PurePosixPath(rel).parts:
+                raise BadInput(f"{field_name}: object {obj.object_name!r} escapes the prefix")
+            objects.append((rel, obj))
+    except S3Error as error:
+        if error.code == "NoSuchBucket":
+            raise BadInput(f"{field_name}: bucket {bucket!r} does not exist") from error
+        raise _infra(error, f"s3://{bucket}/{prefix}") from error
+    except BadInput:
+        raise
+    except Exception as error:  # urllib3 connection errors and the like
+        raise _infra(error, f"s3://{bucket}/{prefix}") from error
+    return objects
+
+
+def fetch_prefix(
+    client: Any,
+    uri: str,
+    cache: Cache,
+    *,
+    concurrency: int,
+    field_name: str,
+    on_progress: Callable[[Fetched], None] | None = None,
+) -> tuple[Source, Fetched]:
+    """Every object under `s3://bucket/prefix/`, from the cache or MinIO, into the cache."""
+    started = time.monotonic()
+    bucket, prefix = layout.parse_s3_uri(uri)
+    prefix = f"{prefix.rstrip('/')}/" if prefix else ""
+    objects = _listing(client, bucket, prefix, field_name)
+    if not objects:
+        raise BadInput(f"{field_name}: nothing found at {uri}; upload the folder there first")
+    stats = Fetched(files=len(objects), bytes=sum(o.size or 0 for _, o in objects))
+    logs.event("dataset.fetch.start", uri=uri, files=stats.files, bytes=stats.bytes)
+    worker = _Worker(client, cache, bucket, stats)
+    files: dict[str, SourceFile] = {}
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        pending: dict[Future[SourceFile], str] = {
+            pool.submit(worker, rel, o.object_name, o.etag or "", o.size or 0): rel
+            for rel, o in objects
+        }
+        reported = time.monotonic()
+        try:
+            while pending:
+                done, _ = wait(pending, timeout=PROGRESS_SECONDS, return_when=FIRST_COMPLETED)
+                for future in done:
+                    files[pending.pop(future)] = future.result()
+                if time.monotonic() - reported >= PROGRESS_SECONDS:
+                    reported = time.monotonic()
+                    _progress(uri, stats, len(files))
+                    if on_progress is not None:
+                        on_progress(stats)
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+    stats.seconds = time.monotonic() - started
+    stats.shas = {f.sha256 for f in files.values()}
+    cache.touch(stats.shas)
+    logs.event(
+        "dataset.fetch.done",
+        uri=uri,
+        files=stats.files,
+        bytes=stats.bytes,
+        fetchedFiles=stats.fetched_files,
+        fetchedBytes=stats.fetched_bytes,
+        cachedFiles=stats.cached_files,
+        corruptRefetched=stats.refetched_corrupt,
+        retries=stats.retries,
+        seconds=round(stats.seconds, 3),
+    )
+    return Source(uri=uri, files=dict(sorted(files.items()))), stats
+
+
+def _progress(uri: str, stats: Fetched, done: int) -> None:
+    logs.event(
+        "dataset.fetch.progress",
+        uri=uri,
+        files=done,
+        of=stats.files,
+        fetchedBytes=stats.fetched_bytes,
+        cachedFiles=stats.cached_files,
+    )
