@@ -84,7 +84,9 @@ class Config:
     claim_name: str = trainer_env.DEFAULT_CLAIM_NAME
     resolved_base_version: int | None = None
     termination_path: Path | None = None
-    dataset_cache_max_bytes: int = trainer_env.DEFAULT_DATASET_CACHE_MAX_BYTES
+    dataset_cache_max_bytes: int = trainer_env.quantity_bytes(
+        trainer_env.DEFAULT_DATASET_CACHE_MAX_SIZE
+    )
     fetch_concurrency: int = trainer_env.DEFAULT_DATASET_FETCH_CONCURRENCY
     tracking_uri: str = ""
     s3_endpoint: str = ""
@@ -185,7 +187,7 @@ def from_env(env: Mapping[str, str]) -> Config:
         claim_name=told.claim_name,
         resolved_base_version=told.base_version,
         termination_path=Path(termination) if termination else None,
-        dataset_cache_max_bytes=told.dataset_cache_max_bytes,
+        dataset_cache_max_bytes=trainer_env.quantity_bytes(told.dataset_cache_max_size),
         fetch_concurrency=told.dataset_fetch_concurrency,
         tracking_uri=told.tracking_uri,
         s3_endpoint=told.s3_endpoint,

@@ -173,3 +173,16 @@ def test_the_ledger_namespace_is_empty_unless_the_chart_sets_it() -> None:
     assert OperatorConfig.from_env({}).ledger_namespace == ""
     config = OperatorConfig.from_env({"RETRAINER_LEDGER_NAMESPACE": " retrainer-system "})
     assert config.ledger_namespace == "retrainer-system"
+
+
+def test_the_dataset_cache_settings_default_and_are_checked() -> None:
+    config = OperatorConfig.from_env({})
+    assert (config.dataset_cache_max_size, config.dataset_fetch_concurrency) == ("100Gi", 16)
+    config = OperatorConfig.from_env(
+        {"RETRAINER_DATASET_CACHE_MAX_SIZE": "2Ti", "RETRAINER_DATASET_FETCH_CONCURRENCY": "64"}
+    )
+    assert (config.dataset_cache_max_size, config.dataset_fetch_concurrency) == ("2Ti", 64)
+    with pytest.raises(ConfigError, match="RETRAINER_DATASET_CACHE_MAX_SIZE"):
+        OperatorConfig.from_env({"RETRAINER_DATASET_CACHE_MAX_SIZE": "2TB"})
+    with pytest.raises(ConfigError, match="RETRAINER_DATASET_FETCH_CONCURRENCY"):
+        OperatorConfig.from_env({"RETRAINER_DATASET_FETCH_CONCURRENCY": "0"})
