@@ -1,7 +1,8 @@
 """Dataset preparation at scale, behind a far object store, as ratios in one run.
 
 MinIO on loopback answers too fast to show what a cluster costs, so the trainer reaches it
-through a latency proxy (retrainer_world.latency_proxy, 20 ms per request). For 2,000
+through a latency proxy (retrainer_world.latency_proxy, 20 ms per request, in a process of its
+own). For 2,000
 photo-sized JPEGs and for 20,000 small ones (each with its label: 4,001 and 40,001 objects),
 the bench prints:
 
@@ -33,7 +34,7 @@ from typing import Any
 
 import pytest
 from retrainer_contract import layout
-from retrainer_world.latency_proxy import LatencyProxy
+from retrainer_world import latency_proxy
 from retrainer_world.world import World
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
@@ -43,7 +44,7 @@ DELAY = 0.02
 THREADS = 16
 BUCKET = "bench-datasets"
 # (images, pixels of the generated JPEGs): photo-sized (about 145 kB each) and small.
-CASES = {"2000-photo": (2000, (640, 480), 88), "20000-small": (20000, (64, 64), 75)}
+CASES = {"2000-photo": (2000, (640, 480), 72), "20000-small": (20000, (64, 64), 75)}
 
 
 def _jpegs(size: tuple[int, int], quality: int, count: int = 8) -> list[bytes]:
@@ -171,8 +172,8 @@ def test_dataset_ready_over_a_parallel_download_floor_and_v2_from_the_cache(
     prefix = f"{case}-{claim.token}"
     dataset_bytes = upload_dataset(world.minio_client(), prefix, images, size, quality)
     host, port = world.minio_endpoint.removeprefix("http://").split(":")
-    with LatencyProxy(host, int(port), DELAY) as proxy:
-        endpoint = f"http://127.0.0.1:{proxy.port}"
+    with latency_proxy.serving(host, int(port), DELAY) as proxy_port:
+        endpoint = f"http://127.0.0.1:{proxy_port}"
         floor = floor_download(endpoint, world, prefix, tmp_path / "floor")
         uri = f"s3://{BUCKET}/{prefix}"
         model = f"bench-data-{claim.token}"

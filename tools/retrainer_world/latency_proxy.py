@@ -6,18 +6,26 @@ trip and more; this proxy puts that cost back: every burst of bytes the client s
 request: its line, headers and, for a small body, the body) waits `delay` seconds before it
 is forwarded. Answers flow back undelayed. Used by the dataset benchmark (tests/bench/).
 
-    with LatencyProxy("127.0.0.1", 9000, delay=0.02) as proxy:
-        endpoint = f"http://127.0.0.1:{proxy.port}"
+    with serving("127.0.0.1", 9000, delay=0.02) as port:
+        endpoint = f"http://127.0.0.1:{port}"
+
+`serving` runs the proxy in a process of its own (`python -m retrainer_world.latency_proxy`),
+so it never competes for the GIL with the client it delays; `LatencyProxy` is the same proxy
+in a thread of the calling process.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 
-__all__ = ["LatencyProxy"]
+__all__ = ["LatencyProxy", "main", "serving"]
 
 BUFFER = 256 * 1024
 
@@ -93,3 +101,41 @@ class LatencyProxy:
         trace: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def serving(host: str, port: int, delay: float = 0.02) -> Iterator[int]:
+    """Run the proxy in a child process; yields its port, stops it on exit."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retrainer_world.latency_proxy", f"{host}:{port}", str(delay)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.strip().isdigit():
+            raise RuntimeError(f"the latency proxy did not start: {line!r}")
+        yield int(line)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="retrainer_world.latency_proxy", description=__doc__)
+    parser.add_argument("target", help="host:port to forward to")
+    parser.add_argument("delay", type=float, nargs="?", default=0.02, help="seconds per request")
+    args = parser.parse_args(argv)
+    host, _, port = args.target.rpartition(":")
+    proxy = LatencyProxy(host, int(port), args.delay).start()
+    print(proxy.port, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,6 +11,8 @@ sha256, and an object key + ETag is remembered as that sha256. Layout, below
                                  the blob, and Ultralytics' label cache keys on its mtime)
     blobs/<aa>/<sha256>.decodes  the image decoded once; validation need not decode it again
     keys/<hh>/<hash>             bucket/key/ETag/size -> "sha256 size"
+    listings/<hash>.json         one s3:// folder as last prepared: each object's sha256 and
+                                 the stamp (inode, size, mtime, ctime) its blob had then
     tmp/<hash>.part, .lock       a download in progress (resumed from its size), its lock
     trees/                       working trees (worktree.py)
     cache.lock                   shared while a trainer links blobs, exclusive while evicting
@@ -26,12 +28,14 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import json
 import os
 import secrets
 import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from retrainer_contract import integrity, layout
 
@@ -109,6 +113,41 @@ class Cache:
     def lock(self) -> Path:
         return self.root / "cache.lock"
 
+    def _listing(self, bucket: str, prefix: str) -> Path:
+        name = hashlib.sha256(f"{bucket}\0{prefix}".encode()).hexdigest()
+        return self.root / "listings" / f"{name}.json"
+
+    # ---- stamps: a blob unchanged since it was last verified is not read again ----------------
+
+    @staticmethod
+    def stamp(path: Path) -> str:
+        """What any write, truncation, chmod or replacement of a file changes (its ctime
+        cannot be set back by a process). Silent media corruption leaves it: the claim's
+        storage checksums are what catch that."""
+        st = path.stat()
+        return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+    def trusted(self, bucket: str, prefix: str) -> dict[str, list[Any]]:
+        """key id -> [sha256, size, stamp, decodes] of a folder as last prepared."""
+        try:
+            data = json.loads(self._listing(bucket, prefix).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def remember(self, bucket: str, prefix: str, entries: dict[str, tuple[str, int, bool]]) -> None:
+        """Record each key id's blob with its stamp now (after the working tree was linked:
+        linking changes a blob's ctime)."""
+        listing: dict[str, list[Any]] = {}
+        for key_id, (sha256, size, decodes) in entries.items():
+            try:
+                listing[key_id] = [sha256, size, self.stamp(self.blob(sha256)), decodes]
+            except OSError:
+                continue
+        path = self._listing(bucket, prefix)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_text(path, json.dumps(listing))
+
     # ---- reading -----------------------------------------------------------------------------
 
     def lookup(self, key_id: str) -> Entry | None:
@@ -129,6 +168,8 @@ class Cache:
         """Read the blob again: does it still hash to its name? (catches any corruption)"""
         try:
             return integrity.sha256_file(entry.path) == (entry.sha256, entry.size)
+        except FileNotFoundError:
+            raise
         except OSError:
             return False
 

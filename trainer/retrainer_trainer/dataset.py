@@ -16,7 +16,7 @@ import io
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 import yaml
@@ -47,6 +47,9 @@ SPLITS = ("train", "val")
 
 class Known(Protocol):
     """What is known of a dataset file before it is read (fetch.SourceFile)."""
+
+    @property
+    def path(self) -> Path: ...
 
     @property
     def decodes(self) -> bool | None: ...
@@ -196,12 +199,39 @@ def _images(folder: Path) -> Iterable[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def _sources(
+    layout: Layout, folder: Path, known: Mapping[str, Known]
+) -> list[tuple[Path, Path, str]]:
+    """(where the image is, its path below `folder`, its path below the dataset root) of each
+    image in `folder`: from the files `known`, or found on disk."""
+    if not known:
+        return [
+            (image, image.relative_to(folder), image.relative_to(layout.root).as_posix())
+            for image in _images(folder)
+        ]
+    below = folder.relative_to(layout.root).as_posix()
+    base = "" if below == "." else f"{below}/"
+    return [
+        (known[rel].path, Path(rel[len(base) :]), rel)
+        for rel in sorted(known)
+        if rel.startswith(base) and PurePosixPath(rel).suffix.lower() in IMAGE_SUFFIXES
+    ]
+
+
+def _label_source(image: Path, where: str, layout: Layout, known: Mapping[str, Known]) -> Path:
+    if not known:
+        return label_for(image)
+    entry = known.get(label_for(Path(where)).as_posix())
+    return entry.path if entry is not None else layout.root / "missing"
+
+
 def make_working_copy(layout: Layout, dest: Path, known: Mapping[str, Known] | None = None) -> Path:
     """Link the dataset into `dest/{images,labels}/<split>/` and validate every file there.
 
-    Files are hardlinked (symlinked where the filesystem refuses), never copied; an image
-    `known` (by its path relative to the dataset root) to decode is not decoded again.
-    Problems name the file in the source dataset so the user can fix it where it lives.
+    Files are hardlinked (symlinked where the filesystem refuses), never copied. With `known`
+    (the dataset's files by their path below its root), the files are taken from there and an
+    image known to decode is not decoded again. Problems name the file in the source dataset
+    so the user can fix it where it lives.
     """
     if dest.exists():
         shutil.rmtree(dest)
@@ -210,10 +240,8 @@ def make_working_copy(layout: Layout, dest: Path, known: Mapping[str, Known] | N
     for split, folders in layout.splits.items():
         found = 0
         for folder in folders:
-            for image in _images(folder):
+            for image, rel, where in _sources(layout, folder, known):
                 found += 1
-                rel = image.relative_to(folder)
-                where = image.relative_to(layout.root).as_posix()
                 entry = known.get(where)
                 if entry is None or not entry.decodes:
                     try:
@@ -221,9 +249,9 @@ def make_working_copy(layout: Layout, dest: Path, known: Mapping[str, Known] | N
                     except OSError as error:
                         raise unreadable(error, where) from error
                 link_or_copy(image, dest / "images" / split / rel)
-                label = label_for(image)
+                label = _label_source(image, where, layout, known)
                 if label.is_file():
-                    lwhere = label.relative_to(layout.root).as_posix()
+                    lwhere = label_for(Path(where)).as_posix()
                     try:
                         text = read_file(label).decode("utf-8", errors="replace")
                     except OSError as error:

@@ -15,23 +15,26 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from retrainer_contract import layout
 
-from retrainer_trainer import logs
+from retrainer_trainer import listing, logs
 from retrainer_trainer.datacache import Cache, Entry, locked
 from retrainer_trainer.errors import BadInput, TrainerError
 
-__all__ = ["ATTEMPTS", "Fetched", "Source", "SourceFile", "fetch_prefix"]
+__all__ = ["ATTEMPTS", "Fetched", "Source", "SourceFile", "fetch_prefix", "remember"]
 
 ATTEMPTS = 5  # per object; a resumed attempt continues where the last one stopped
 CHUNK = 1024 * 1024
 PROGRESS_SECONDS = 5.0
 DECODE_IN_MEMORY = 64 * 1024 * 1024  # images up to this size are decoded from memory
+HIT_BATCH = 64  # cached objects re-read per task
+
+_Objects = list[tuple[str, listing.Listed]]  # (path below the prefix, the object)
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ class Source:
     uri: str
     files: dict[str, SourceFile]
     root: Path | None = None  # the folder itself when the input is a folder on the claim
+    bucket: str = ""
+    prefix: str = ""
+    key_ids: dict[str, str] = field(default_factory=dict)  # rel -> the cache's key id
 
 
 @dataclass
@@ -88,11 +94,22 @@ def _decodes(data: bytes) -> bool:
     return not check_image_bytes(data, "")
 
 
+@dataclass(frozen=True)
+class _Item:
+    rel: str
+    key: str
+    etag: str
+    size: int
+
+
 class _Worker:
     """Fetches one object into the cache (called from the pool's threads)."""
 
     def __init__(self, client: Any, cache: Cache, bucket: str, stats: Fetched) -> None:
         self.client, self.cache, self.bucket, self.stats = client, cache, bucket, stats
+
+    def some(self, items: list[_Item]) -> list[tuple[str, SourceFile]]:
+        return [(i.rel, self(i.rel, i.key, i.etag, i.size)) for i in items]
 
     def __call__(self, rel: str, key: str, etag: str, size: int) -> SourceFile:
         key_id = self.cache.key_id(self.bucket, key, etag, size)
@@ -109,8 +126,11 @@ class _Worker:
         entry = self.cache.lookup(key_id)
         if entry is None:
             return None
-        if self.cache.intact(entry):
-            return entry
+        try:
+            if self.cache.intact(entry):
+                return entry
+        except FileNotFoundError:
+            return None  # evicted meanwhile: a plain miss
         logs.event("dataset.cache.corrupt", blob=entry.sha256, path=str(entry.path))
         self.cache.discard(entry)
         self.stats.add(refetched_corrupt=1)
@@ -158,7 +178,7 @@ class _Worker:
                 if keep:
                     data += chunk
             if have < size:
-                headers = {"If-Match": etag} if etag else None
+                headers = {"If-Match": f'"{etag}"'} if etag else None
                 try:
                     response = self.client.get_object(
                         self.bucket, key, offset=have, request_headers=headers
@@ -189,14 +209,12 @@ def _infra(error: Exception, uri: str) -> TrainerError:
     return TrainerError(f"cannot read {uri} from MinIO: {type(error).__name__}: {error}")
 
 
-def _listing(client: Any, bucket: str, prefix: str, field_name: str) -> list[tuple[str, Any]]:
+def _listing(client: Any, bucket: str, prefix: str, field_name: str) -> _Objects:
     from minio.error import S3Error
 
     objects = []
     try:
-        for obj in client.list_objects(bucket, prefix=prefix, recursive=True):
-            if obj.is_dir:
-                continue
+        for obj in listing.objects(client, bucket, prefix):
             rel = obj.object_name[len(prefix) :]
             if ".." in PurePosixPath(rel).parts:
                 raise BadInput(f"{field_name}: object {obj.object_name!r} escapes the prefix")
@@ -210,6 +228,55 @@ def _listing(client: Any, bucket: str, prefix: str, field_name: str) -> list[tup
     except Exception as error:  # urllib3 connection errors and the like
         raise _infra(error, f"s3://{bucket}/{prefix}") from error
     return objects
+
+
+def _plan(
+    cache: Cache,
+    bucket: str,
+    prefix: str,
+    objects: list[tuple[str, listing.Listed]],
+    stats: Fetched,
+) -> tuple[dict[str, SourceFile], list[list[_Item]], dict[str, str]]:
+    """Sort the objects: blobs unchanged since they were last verified (taken as they are),
+    misses (each its own task: one request each, in parallel), and other hits (re-read in
+    batches: a task per file would cost more than the read)."""
+    trusted = cache.trusted(bucket, prefix)
+    ready: dict[str, SourceFile] = {}
+    misses: list[list[_Item]] = []
+    hits: list[_Item] = []
+    key_ids: dict[str, str] = {}
+    for rel, obj in objects:
+        item = _Item(rel, obj.object_name, obj.etag, obj.size)
+        key_id = key_ids[rel] = cache.key_id(bucket, item.key, item.etag, item.size)
+        known = trusted.get(key_id)
+        if known is not None:
+            path = cache.blob(known[0])
+            try:
+                unchanged = cache.stamp(path) == known[2]
+            except OSError:
+                unchanged = False
+            if unchanged:
+                ready[rel] = SourceFile(path, known[0], int(known[1]), known[3])
+                continue
+        if cache.lookup(key_id) is None:
+            misses.append([item])
+        else:
+            hits.append(item)
+    stats.add(cached_files=len(ready))
+    batches = [hits[i : i + HIT_BATCH] for i in range(0, len(hits), HIT_BATCH)]
+    return ready, misses + batches, key_ids
+
+
+def remember(cache: Cache, source: Source) -> None:
+    """Stamp the blobs of an s3:// input once its working tree is linked (fetch_prefix then
+    takes them as they are next time, unless something changed them)."""
+    if not source.key_ids:
+        return
+    entries = {
+        key_id: (source.files[rel].sha256, source.files[rel].size, bool(source.files[rel].decodes))
+        for rel, key_id in source.key_ids.items()
+    }
+    cache.remember(source.bucket, source.prefix, entries)
 
 
 def fetch_prefix(
@@ -228,21 +295,16 @@ def fetch_prefix(
     objects = _listing(client, bucket, prefix, field_name)
     if not objects:
         raise BadInput(f"{field_name}: nothing found at {uri}; upload the folder there first")
-    stats = Fetched(files=len(objects), bytes=sum(o.size or 0 for _, o in objects))
+    stats = Fetched(files=len(objects), bytes=sum(o.size for _, o in objects))
     logs.event("dataset.fetch.start", uri=uri, files=stats.files, bytes=stats.bytes)
     worker = _Worker(client, cache, bucket, stats)
-    files: dict[str, SourceFile] = {}
+    files, work, key_ids = _plan(cache, bucket, prefix, objects, stats)
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        pending: dict[Future[SourceFile], str] = {
-            pool.submit(worker, rel, o.object_name, o.etag or "", o.size or 0): rel
-            for rel, o in objects
-        }
+        pending = [pool.submit(worker.some, batch) for batch in work]
         reported = time.monotonic()
         try:
-            while pending:
-                done, _ = wait(pending, timeout=PROGRESS_SECONDS, return_when=FIRST_COMPLETED)
-                for future in done:
-                    files[pending.pop(future)] = future.result()
+            for future in as_completed(pending):  # one waiter per future, not one per wait
+                files.update(future.result())
                 if time.monotonic() - reported >= PROGRESS_SECONDS:
                     reported = time.monotonic()
                     _progress(uri, stats, len(files))
@@ -267,7 +329,8 @@ def fetch_prefix(
         retries=stats.retries,
         seconds=round(stats.seconds, 3),
     )
-    return Source(uri=uri, files=dict(sorted(files.items()))), stats
+    source = Source(uri, dict(sorted(files.items())), None, bucket, prefix, key_ids)
+    return source, stats
 
 
 def _progress(uri: str, stats: Fetched, done: int) -> None:

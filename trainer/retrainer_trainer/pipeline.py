@@ -19,7 +19,7 @@ from typing import Any
 
 from retrainer_contract import documents, integrity, layout, objectstore
 
-from retrainer_trainer import datacache, inputs, logs, repair, runfolder, store, training
+from retrainer_trainer import datacache, fetch, inputs, logs, repair, runfolder, store, training
 from retrainer_trainer import tracking as run_status
 from retrainer_trainer.config import Config
 from retrainer_trainer.errors import Preempted, TrainerError
@@ -301,6 +301,9 @@ def _inputs(config: Config) -> tuple[inputs.Inputs, Prepared]:
     with datacache.locked(cache.lock(), fcntl.LOCK_SH):
         resolved = inputs.resolve(config, cache)
         prep = prepare_data(config, resolved, cache)
+        for source in (resolved.dataset, resolved.corrections):
+            if source is not None:
+                fetch.remember(cache, source)
     evicted = cache.evict(keep=prep.shas, keep_trees={prep.tree})
     if evicted.blobs or evicted.trees:
         logs.event(

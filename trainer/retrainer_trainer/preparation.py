@@ -43,7 +43,7 @@ def _populate(
     folder: Path, resolved: inputs.Inputs, cache: Cache, corrections_sha: str
 ) -> dict[str, Any]:
     """Validate, link and correct the dataset into `folder`; the tree's marker content."""
-    with worktree.view(resolved.dataset, cache) as root:
+    with worktree.view(resolved.dataset, cache, full=False) as root:
         found = dataset.load(root)
         dataset.make_working_copy(found, folder, resolved.dataset.files)
     written = [layout.DATA_YAML]

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from retrainer_contract.layout import DATA_YAML
+
 from retrainer_trainer import dataset
 from retrainer_trainer.datacache import Cache, link_or_copy
 from retrainer_trainer.fetch import Source, SourceFile
@@ -72,16 +74,20 @@ def scan_folder(root: Path, uri: str) -> Source:
 
 
 @contextlib.contextmanager
-def view(source: Source, cache: Cache) -> Iterator[Path]:
+def view(source: Source, cache: Cache, *, full: bool = True) -> Iterator[Path]:
     """The source as a folder: itself on the claim, or its blobs hardlinked under their names
-    (removed afterwards; the blobs stay)."""
+    (removed afterwards; the blobs stay). Not `full`: only its folders and data.yaml, enough
+    for dataset.load when the files themselves are taken from `source.files`."""
     if source.root is not None:
         yield source.root
         return
     folder = cache.new_tmp("view")
     try:
         for rel, file in source.files.items():
-            link_or_copy(file.path, folder / rel)
+            if full or rel == DATA_YAML:
+                link_or_copy(file.path, folder / rel)
+            else:
+                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
