@@ -25,6 +25,7 @@ import contextlib
 import io
 import os
 import secrets
+import shutil
 import sys
 import threading
 import time
@@ -43,8 +44,10 @@ from test_trainer_support import Claim, run_trainer, spec
 DELAY = 0.02
 THREADS = 16
 BUCKET = "bench-datasets"
-# (images, pixels of the generated JPEGs): photo-sized (about 145 kB each) and small.
-CASES = {"2000-photo": (2000, (640, 480), 72), "20000-small": (20000, (64, 64), 75)}
+# (images, pixels of the generated JPEGs, JPEG quality, rounds): photo-sized (about 145 kB
+# each) and small (about 2 kB). Each round measures the floor, v1 on an empty cache and v2 on
+# it again; the best of the rounds is reported (the machine is shared: noise only adds time).
+CASES = {"2000-photo": (2000, (640, 480), 72, 2), "20000-small": (20000, (64, 64), 75, 1)}
 
 
 def _jpegs(size: tuple[int, int], quality: int, count: int = 8) -> list[bytes]:
@@ -99,10 +102,17 @@ def floor_download(endpoint: str, world: World, prefix: str, dest: Path) -> floa
     started = time.monotonic()
     objects = list(client.list_objects(BUCKET, prefix=f"{prefix}/", recursive=True))
 
-    def get(obj: Any) -> None:
+    def get(obj: Any) -> None:  # one request per object, streamed to its file
         target = dest / obj.object_name
         target.parent.mkdir(parents=True, exist_ok=True)
-        client.fget_object(BUCKET, obj.object_name, str(target))
+        response = client.get_object(BUCKET, obj.object_name)
+        try:
+            with open(target, "wb") as out:
+                for chunk in response.stream(1024 * 1024):
+                    out.write(chunk)
+        finally:
+            response.close()
+            response.release_conn()
 
     with ThreadPoolExecutor(THREADS) as pool:
         list(pool.map(get, objects))
@@ -151,9 +161,11 @@ def prepare(claim: Claim, model: str, version: int, uri: str, endpoint: str) -> 
         run = run_trainer(env, timeout=1800, stop_when=at_ready)
     assert "dataset.ready" in seen, run.explain()
     (fetched,) = run.named("dataset.fetch.done")
+    (ready,) = run.named("dataset.ready")
     return {
         "seconds": seen["dataset.ready"] - seen["start"],
         "fetched": fetched,
+        "tree": ready["seconds"],
         "peak": disk.peak,
     }
 
@@ -167,27 +179,36 @@ def cache_bytes(root: Path) -> int:
 def test_dataset_ready_over_a_parallel_download_floor_and_v2_from_the_cache(
     world: World, tmp_path: Path, case: str
 ) -> None:
-    images, size, quality = CASES[case]
-    claim = Claim(world, tmp_path / "claim", tmp_path / "work")
-    prefix = f"{case}-{claim.token}"
+    images, size, quality, rounds = CASES[case]
+    prefix = f"{case}-{secrets.token_hex(4)}"
     dataset_bytes = upload_dataset(world.minio_client(), prefix, images, size, quality)
+    uri = f"s3://{BUCKET}/{prefix}"
     host, port = world.minio_endpoint.removeprefix("http://").split(":")
+    floors, v1s, v2s = [], [], []
     with latency_proxy.serving(host, int(port), DELAY) as proxy_port:
         endpoint = f"http://127.0.0.1:{proxy_port}"
-        floor = floor_download(endpoint, world, prefix, tmp_path / "floor")
-        uri = f"s3://{BUCKET}/{prefix}"
-        model = f"bench-data-{claim.token}"
-        v1 = prepare(claim, model, 1, uri, endpoint)
-        v2 = prepare(claim, model, 2, uri, endpoint)
+        for round_ in range(rounds):
+            floors.append(floor_download(endpoint, world, prefix, tmp_path / f"floor{round_}"))
+            claim = Claim(world, tmp_path / f"claim{round_}", tmp_path / f"work{round_}")
+            model = f"bench-data-{claim.token}"
+            v1s.append(prepare(claim, model, 1, uri, endpoint))
+            v2s.append(prepare(claim, model, 2, uri, endpoint))
+            shutil.rmtree(tmp_path / f"floor{round_}")
+    floor = min(floors)
+    v1 = min(v1s, key=lambda r: r["seconds"])
+    v2 = min(v2s, key=lambda r: r["seconds"])
     print(
         f"\ndataset_bench case={case} objects={v1['fetched']['files']} "
-        f"dataset_mb={dataset_bytes / 1e6:.1f} delay_ms={DELAY * 1000:.0f} "
-        f"floor_s={floor:.2f} v1_ready_s={v1['seconds']:.2f} v2_ready_s={v2['seconds']:.3f} "
+        f"dataset_mb={dataset_bytes / 1e6:.1f} delay_ms={DELAY * 1000:.0f} rounds={rounds} "
+        f"floor_s={floor:.2f} v1_ready_s={v1['seconds']:.2f} "
+        f"(fetch_s={v1['fetched']['seconds']:.2f} tree_s={v1['tree']:.2f}) "
+        f"v2_ready_s={v2['seconds']:.3f} (fetch_s={v2['fetched']['seconds']:.3f}) "
         f"ready_over_floor={v1['seconds'] / floor:.2f} (goal <= 1.2) "
         f"v2_over_v1={v2['seconds'] / v1['seconds']:.3f} (goal <= 0.05) "
         f"v2_fetched_bytes={v2['fetched']['fetchedBytes']} (goal 0) "
-        f"peak_work_over_dataset={v1['peak'] / dataset_bytes:.4f} (goal <= 0.1) "
-        f"claim_cache_over_dataset={cache_bytes(claim.root) / dataset_bytes:.2f}"
+        f"peak_work_over_dataset={max(r['peak'] for r in v1s) / dataset_bytes:.4f} (goal <= 0.1) "
+        f"claim_cache_over_dataset={cache_bytes(tmp_path / 'claim0') / dataset_bytes:.2f}"
     )
-    assert v1["fetched"]["fetchedBytes"] == dataset_bytes
-    assert v2["fetched"]["fetchedBytes"] == 0 and v2["fetched"]["cachedFiles"] == images * 2 + 1
+    assert all(r["fetched"]["fetchedBytes"] == dataset_bytes for r in v1s)
+    assert all(r["fetched"]["fetchedBytes"] == 0 for r in v2s)
+    assert all(r["fetched"]["cachedFiles"] == images * 2 + 1 for r in v2s)

@@ -130,10 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     host, _, port = args.target.rpartition(":")
     proxy = LatencyProxy(host, int(port), args.delay).start()
     print(proxy.port, flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

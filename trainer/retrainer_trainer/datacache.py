@@ -99,7 +99,7 @@ class Cache:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def blob(self, sha256: str) -> Path:
-        return self.blobs / sha256[:2] / sha256
+        return Path(f"{self.blobs}/{sha256[:2]}/{sha256}")  # one parse: called per object
 
     def _key_record(self, key_id: str) -> Path:
         return self.keys / key_id[:2] / key_id
@@ -124,8 +124,8 @@ class Cache:
         """What any write, truncation, chmod or replacement of a file changes (its ctime
         cannot be set back by a process). Silent media corruption leaves it: the claim's
         storage checksums are what catch that."""
-        st = path.stat()
-        return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+        st = os.stat(path)
+        return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
     def trusted(self, bucket: str, prefix: str) -> dict[str, list[Any]]:
         """key id -> [sha256, size, stamp, decodes] of a folder as last prepared."""

@@ -46,6 +46,7 @@ class SourceFile:
     sha256: str
     size: int
     decodes: bool | None = None
+    inode: tuple[int, int] | None = None  # (st_dev, st_ino) where already known
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Source:
     bucket: str = ""
     prefix: str = ""
     key_ids: dict[str, str] = field(default_factory=dict)  # rel -> the cache's key id
+    stamped: int = 0  # files taken as they were (their blob's stamp unchanged)
 
 
 @dataclass
@@ -256,7 +258,10 @@ def _plan(
             except OSError:
                 unchanged = False
             if unchanged:
-                ready[rel] = SourceFile(path, known[0], int(known[1]), known[3])
+                dev, ino = known[2].split(":")[:2]
+                ready[rel] = SourceFile(
+                    path, known[0], int(known[1]), known[3], (int(dev), int(ino))
+                )
                 continue
         if cache.lookup(key_id) is None:
             misses.append([item])
@@ -267,11 +272,14 @@ def _plan(
     return ready, misses + batches, key_ids
 
 
-def remember(cache: Cache, source: Source) -> None:
-    """Stamp the blobs of an s3:// input once its working tree is linked (fetch_prefix then
-    takes them as they are next time, unless something changed them)."""
+def remember(cache: Cache, source: Source, tree_reused: bool) -> None:
+    """Mark the blobs of an s3:// input used, and stamp them once its working tree is linked
+    (fetch_prefix then takes them as they are next time, unless something changed them)."""
     if not source.key_ids:
         return
+    cache.touch({f.sha256 for f in source.files.values()})
+    if tree_reused and source.stamped == len(source.files):
+        return  # every stamp still holds: nothing to write
     entries = {
         key_id: (source.files[rel].sha256, source.files[rel].size, bool(source.files[rel].decodes))
         for rel, key_id in source.key_ids.items()
@@ -299,6 +307,7 @@ def fetch_prefix(
     logs.event("dataset.fetch.start", uri=uri, files=stats.files, bytes=stats.bytes)
     worker = _Worker(client, cache, bucket, stats)
     files, work, key_ids = _plan(cache, bucket, prefix, objects, stats)
+    stamped = len(files)
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         pending = [pool.submit(worker.some, batch) for batch in work]
         reported = time.monotonic()
@@ -316,7 +325,6 @@ def fetch_prefix(
             raise
     stats.seconds = time.monotonic() - started
     stats.shas = {f.sha256 for f in files.values()}
-    cache.touch(stats.shas)
     logs.event(
         "dataset.fetch.done",
         uri=uri,
@@ -329,7 +337,7 @@ def fetch_prefix(
         retries=stats.retries,
         seconds=round(stats.seconds, 3),
     )
-    source = Source(uri, dict(sorted(files.items())), None, bucket, prefix, key_ids)
+    source = Source(uri, dict(sorted(files.items())), None, bucket, prefix, key_ids, stamped)
     return source, stats
 
 

@@ -303,7 +303,7 @@ def _inputs(config: Config) -> tuple[inputs.Inputs, Prepared]:
         prep = prepare_data(config, resolved, cache)
         for source in (resolved.dataset, resolved.corrections):
             if source is not None:
-                fetch.remember(cache, source)
+                fetch.remember(cache, source, prep.reused)
     evicted = cache.evict(keep=prep.shas, keep_trees={prep.tree})
     if evicted.blobs or evicted.trees:
         logs.event(

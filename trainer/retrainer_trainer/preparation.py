@@ -31,12 +31,14 @@ class Prepared:
         applied: dict[str, Any],
         shas: set[str] | None = None,
         tree: str = "",
+        reused: bool = False,
     ) -> None:
         self.data_yaml = data_yaml
         self.metadata = metadata
         self.applied = applied
         self.shas = shas or set()  # the blobs this run uses (never evicted by it)
         self.tree = tree  # the working tree's name under the cache's trees/
+        self.reused = reused  # the tree was there already (nothing linked this run)
 
 
 def _populate(
@@ -101,4 +103,4 @@ def prepare_data(config: Config, resolved: inputs.Inputs, cache: Cache) -> Prepa
         seconds=round(time.monotonic() - started, 3),
     )
     shas = {f.sha256 for s in sources for f in s.files.values()}
-    return Prepared(tree / layout.DATA_YAML, metadata, applied_doc, shas, key)
+    return Prepared(tree / layout.DATA_YAML, metadata, applied_doc, shas, key, reused)

@@ -109,8 +109,11 @@ def _inodes(sources: list[Source]) -> set[tuple[int, int]]:
     found = set()
     for source in sources:
         for file in source.files.values():
-            stat = file.path.stat()
-            found.add((stat.st_dev, stat.st_ino))
+            if file.inode is None:
+                stat = os.stat(file.path)
+                found.add((stat.st_dev, stat.st_ino))
+            else:
+                found.add(file.inode)
     return found
 
 
@@ -128,7 +131,7 @@ def reuse(cache: Cache, key: str, sources: list[Source]) -> dict[str, Any] | Non
         if rel in written:
             continue
         try:
-            stat = (tree / rel).stat()
+            stat = os.stat(f"{tree}/{rel}")
         except OSError:
             stat = None
         if stat is None or (stat.st_dev, stat.st_ino) not in inodes:

@@ -80,9 +80,12 @@ def test_the_next_version_on_unchanged_data_reuses_the_tree_and_its_label_cache(
 
     assert second.data_yaml == first.data_yaml and label_cache.read_bytes().startswith(b"what")
     assert second.metadata == {**first.metadata}
-    assert json.loads((claim.parent / "work-v2" / layout.DATASET_METADATA).read_text())[
-        "datasetSha256"
-    ] == (first.metadata["datasetSha256"])
+    assert (
+        json.loads((claim.parent / "work-v2" / layout.DATASET_METADATA).read_text())[
+            "datasetSha256"
+        ]
+        == (first.metadata["datasetSha256"])
+    )
 
 
 def test_a_source_file_replaced_by_another_inode_rebuilds_the_tree(
