@@ -9,8 +9,8 @@ sha256, and an object key + ETag is remembered as that sha256. Layout, below
     blobs/<aa>/<sha256>.used     touched at each use: the clock of least-recently-used eviction
                                  (the blob's own mtime never changes: working trees hardlink
                                  the blob, and Ultralytics' label cache keys on its mtime)
-    blobs/<aa>/<sha256>.decodes  the image decoded once; validation need not decode it again
-    keys/<hh>/<hash>             bucket/key/ETag/size -> "sha256 size"
+    keys/<hh>/<hash>             bucket/key/ETag/size -> "sha256 size decodes" (decodes: the
+                                 image was decoded once; validation need not decode it again)
     listings/<hash>.json         one s3:// folder as last prepared: each object's sha256 and
                                  the stamp (inode, size, mtime, ctime) its blob had then
     tmp/<hash>.part, .lock       a download in progress (resumed from its size), its lock
@@ -49,6 +49,7 @@ class Entry:
     path: Path
     sha256: str
     size: int
+    decodes: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ class Cache:
     def lookup(self, key_id: str) -> Entry | None:
         """The blob recorded for an object version, if both the record and the blob exist."""
         try:
-            sha256, size = self._key_record(key_id).read_text(encoding="ascii").split()
+            sha256, size, decodes = self._key_record(key_id).read_text(encoding="ascii").split()
         except (OSError, ValueError):
             return None
         path = self.blob(sha256)
@@ -162,7 +163,7 @@ class Cache:
                 return None
         except OSError:
             return None
-        return Entry(path, sha256, int(size))
+        return Entry(path, sha256, int(size), decodes == "1")
 
     def intact(self, entry: Entry) -> bool:
         """Read the blob again: does it still hash to its name? (catches any corruption)"""
@@ -173,30 +174,24 @@ class Cache:
         except OSError:
             return False
 
-    def decodes(self, sha256: str) -> bool:
-        return self.blob(sha256).with_suffix(".decodes").exists()
-
     # ---- writing -----------------------------------------------------------------------------
 
     def discard(self, entry: Entry) -> None:
         """Drop a blob found corrupted (its name only: working trees keep their own inode)."""
-        for path in (entry.path, entry.path.with_suffix(".decodes")):
-            path.unlink(missing_ok=True)
+        entry.path.unlink(missing_ok=True)
 
-    def commit(self, part: Path, key_id: str, sha256: str, size: int) -> Entry:
+    def commit(
+        self, part: Path, key_id: str, sha256: str, size: int, decodes: bool = False
+    ) -> Entry:
         """Move a complete, hashed download into blobs/ and record its key; idempotent."""
         target = self.blob(sha256)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(part, 0o444)
         os.replace(part, target)  # the same bytes under the same name: a race is harmless
-        self.touch([sha256])
         record = self._key_record(key_id)
         record.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_text(record, f"{sha256} {size}\n")
-        return Entry(target, sha256, size)
-
-    def mark_decodes(self, sha256: str) -> None:
-        self.blob(sha256).with_suffix(".decodes").touch()
+        _atomic_text(record, f"{sha256} {size} {int(decodes)}\n")
+        return Entry(target, sha256, size, decodes)
 
     def touch(self, shas: Iterable[str]) -> None:
         """Mark blobs as used now (the LRU clock)."""
@@ -210,17 +205,24 @@ class Cache:
     # ---- eviction ----------------------------------------------------------------------------
 
     def _blobs_by_age(self) -> list[tuple[float, str, int]]:
-        found = []
-        for stamp in self.blobs.glob("*/*.used"):
-            sha256 = stamp.name.removesuffix(".used")
-            try:
-                used = stamp.stat().st_mtime
-                size = self.blob(sha256).stat().st_size
-            except FileNotFoundError:
-                stamp.unlink(missing_ok=True)  # a blob discarded or evicted halfway
-                continue
-            found.append((used, sha256, size))
-        return sorted(found)
+        """(last use, sha256, size) of every blob, oldest first; a blob never marked used
+        (its trainer died before) counts from when it was written."""
+        used: dict[str, float] = {}
+        blobs: dict[str, tuple[float, int]] = {}
+        for folder in self.blobs.iterdir():
+            for entry in os.scandir(folder):
+                name, _, suffix = entry.name.partition(".")
+                try:
+                    stat = entry.stat()
+                except FileNotFoundError:
+                    continue
+                if suffix == "used":
+                    used[name] = stat.st_mtime
+                elif not suffix:
+                    blobs[name] = (stat.st_mtime, stat.st_size)
+        for name in set(used) - set(blobs):  # a blob discarded or evicted halfway
+            Path(f"{self.blob(name)}.used").unlink(missing_ok=True)
+        return sorted((used.get(n, m), n, size) for n, (m, size) in blobs.items())
 
     def evict(self, keep: set[str], keep_trees: set[str]) -> Evicted:
         """Bring the cache under its cap: unused working trees first, then the least recently
@@ -238,7 +240,7 @@ class Cache:
                     break
                 if sha256 in keep:
                     continue
-                for suffix in ("", ".decodes", ".used"):
+                for suffix in ("", ".used"):
                     Path(f"{self.blob(sha256)}{suffix}").unlink(missing_ok=True)
                 removed, freed, total = removed + 1, freed + size, total - size
             return Evicted(removed, freed, trees, total)

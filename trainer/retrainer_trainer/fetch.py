@@ -122,7 +122,7 @@ class _Worker:
                 if entry is None:
                     return self._fetch(rel, key, etag, size, key_id)
         self.stats.add(cached_files=1)
-        return SourceFile(entry.path, entry.sha256, entry.size, self.cache.decodes(entry.sha256))
+        return SourceFile(entry.path, entry.sha256, entry.size, entry.decodes)
 
     def _hit(self, key_id: str) -> Entry | None:
         entry = self.cache.lookup(key_id)
@@ -152,14 +152,10 @@ class _Worker:
                     raise _infra(error, f"s3://{self.bucket}/{key}") from error
                 self.stats.add(retries=1)
                 time.sleep(min(0.2 * 2**attempt, 5.0))
-        sha256 = digest.hexdigest()
-        entry = self.cache.commit(part, key_id, sha256, size)
+        decodes = _decodes(bytes(data)) if keep else None
+        entry = self.cache.commit(part, key_id, digest.hexdigest(), size, bool(decodes))
         self.stats.add(fetched_files=1, fetched_bytes=size)
-        decodes = None
-        if keep:
-            decodes = _decodes(bytes(data))
-            if decodes:
-                self.cache.mark_decodes(sha256)
+        sha256 = entry.sha256
         return SourceFile(entry.path, sha256, size, decodes)
 
     def _stream(

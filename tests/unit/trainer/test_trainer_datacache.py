@@ -21,6 +21,7 @@ def put(cache: Cache, data: bytes, key: str, used_at: float | None = None) -> da
     part.write_bytes(data)
     entry = cache.commit(part, key_id, hashlib.sha256(data).hexdigest(), len(data))
     if used_at is not None:
+        cache.touch([entry.sha256])
         os.utime(entry.path.with_suffix(".used"), (used_at, used_at))
     return entry
 
