@@ -271,14 +271,19 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def link_or_copy(source: Path, target: Path) -> str:
-    """Hardlink `source` at `target`; a symlink where the filesystem refuses hardlinks."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+def link_or_copy(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> str:
+    """Hardlink `source` at `target` (its folder made if missing); a symlink where the
+    filesystem refuses hardlinks. Called once per dataset file: plain os calls."""
     try:
-        os.link(source, target)
+        try:
+            os.link(source, target)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.link(source, target)
         return "hardlink"
     except OSError as error:
         if error.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
             raise
-    os.symlink(source.resolve(), target)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.symlink(os.path.realpath(source), target)
     return "symlink"

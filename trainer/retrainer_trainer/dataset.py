@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
@@ -34,6 +35,7 @@ __all__ = [
     "load",
     "make_working_copy",
     "read_file",
+    "tally_counts",
     "tree_sha256",
     "unreadable",
     "validate_working_copy",
@@ -201,63 +203,82 @@ def _images(folder: Path) -> Iterable[Path]:
 
 def _sources(
     layout: Layout, folder: Path, known: Mapping[str, Known]
-) -> list[tuple[Path, Path, str]]:
+) -> list[tuple[Any, str, str]]:
     """(where the image is, its path below `folder`, its path below the dataset root) of each
     image in `folder`: from the files `known`, or found on disk."""
     if not known:
         return [
-            (image, image.relative_to(folder), image.relative_to(layout.root).as_posix())
+            (image, image.relative_to(folder).as_posix(), image.relative_to(layout.root).as_posix())
             for image in _images(folder)
         ]
     below = folder.relative_to(layout.root).as_posix()
     base = "" if below == "." else f"{below}/"
     return [
-        (known[rel].path, Path(rel[len(base) :]), rel)
+        (known[rel].path, rel[len(base) :], rel)
         for rel in sorted(known)
-        if rel.startswith(base) and PurePosixPath(rel).suffix.lower() in IMAGE_SUFFIXES
+        if rel.startswith(base) and os.path.splitext(rel)[1].lower() in IMAGE_SUFFIXES
     ]
 
 
-def _label_source(image: Path, where: str, layout: Layout, known: Mapping[str, Known]) -> Path:
+def _label_rel(where: str) -> str:
+    """label_for on a POSIX path string (called per image)."""
+    head, found, tail = where.rpartition("images/")
+    if found and (not head or head.endswith("/")):
+        where = f"{head}labels/{tail}"
+    return f"{os.path.splitext(where)[0]}.txt"
+
+
+def _label_source(image: Any, where: str, layout: Layout, known: Mapping[str, Known]) -> Any:
     if not known:
-        return label_for(image)
-    entry = known.get(label_for(Path(where)).as_posix())
-    return entry.path if entry is not None else layout.root / "missing"
+        return label_for(Path(image))
+    entry = known.get(_label_rel(where))
+    return entry.path if entry is not None else None
 
 
-def make_working_copy(layout: Layout, dest: Path, known: Mapping[str, Known] | None = None) -> Path:
+def make_working_copy(
+    layout: Layout,
+    dest: Path,
+    known: Mapping[str, Known] | None = None,
+    tally: dict[str, list[str | None]] | None = None,
+) -> Path:
     """Link the dataset into `dest/{images,labels}/<split>/` and validate every file there.
 
     Files are hardlinked (symlinked where the filesystem refuses), never copied. With `known`
     (the dataset's files by their path below its root), the files are taken from there and an
-    image known to decode is not decoded again. Problems name the file in the source dataset
-    so the user can fix it where it lives.
+    image known to decode is not decoded again. `tally` gets each split's label texts (None
+    for an image without a label), for `tally_counts`. Problems name the file in the source
+    dataset so the user can fix it where it lives.
     """
     if dest.exists():
         shutil.rmtree(dest)
     known = known or {}
+    tally = {} if tally is None else tally
     problems: list[str] = []
     for split, folders in layout.splits.items():
         found = 0
+        texts = tally.setdefault(split, [])
         for folder in folders:
             for image, rel, where in _sources(layout, folder, known):
                 found += 1
                 entry = known.get(where)
                 if entry is None or not entry.decodes:
                     try:
-                        problems += check_image_bytes(read_file(image), where)
+                        problems += check_image_bytes(read_file(Path(image)), where)
                     except OSError as error:
                         raise unreadable(error, where) from error
-                link_or_copy(image, dest / "images" / split / rel)
+                link_or_copy(image, f"{dest}/images/{split}/{rel}")
                 label = _label_source(image, where, layout, known)
-                if label.is_file():
-                    lwhere = label_for(Path(where)).as_posix()
-                    try:
-                        text = read_file(label).decode("utf-8", errors="replace")
-                    except OSError as error:
-                        raise unreadable(error, lwhere) from error
-                    problems += check_label_text(text, lwhere, len(layout.names))
-                    link_or_copy(label, (dest / "labels" / split / rel).with_suffix(".txt"))
+                if label is None or not os.path.isfile(label):
+                    texts.append(None)
+                    continue
+                lwhere = _label_rel(where)
+                try:
+                    text = read_file(Path(label)).decode("utf-8", errors="replace")
+                except OSError as error:
+                    raise unreadable(error, lwhere) from error
+                problems += check_label_text(text, lwhere, len(layout.names))
+                texts.append(text)
+                link_or_copy(label, f"{dest}/labels/{split}/{os.path.splitext(rel)[0]}.txt")
         if not found:
             problems.append(f"dataset: split {split} has no images in {[str(f) for f in folders]}")
     if problems:
@@ -304,22 +325,31 @@ def tree_sha256(root: Path) -> str:
 
 def counts(dest: Path, names: tuple[str, ...]) -> dict[str, Any]:
     """Sample and instance counts per split and class of a working copy."""
+    tally: dict[str, list[str | None]] = {}
+    for split in SPLITS:
+        texts = tally.setdefault(split, [])
+        for image in _images(dest / "images" / split):
+            label = dest / "labels" / split / image.relative_to(dest / "images" / split)
+            label = label.with_suffix(".txt")
+            texts.append(label.read_text(encoding="utf-8") if label.is_file() else None)
+    return tally_counts(tally, names)
+
+
+def tally_counts(tally: Mapping[str, list[str | None]], names: tuple[str, ...]) -> dict[str, Any]:
+    """Sample and instance counts per split and class from each image's label text."""
     result: dict[str, Any] = {}
     for split in SPLITS:
         per_class = {n: {"samples": 0, "instances": 0} for n in names}
         samples = instances = 0
-        for image in _images(dest / "images" / split):
+        for text in tally.get(split, []):
             samples += 1
-            label = dest / "labels" / split / image.relative_to(dest / "images" / split)
-            label = label.with_suffix(".txt")
             seen: set[int] = set()
-            if label.is_file():
-                for line in label.read_text(encoding="utf-8").splitlines():
-                    if line.split():
-                        cls = int(line.split()[0])
-                        instances += 1
-                        per_class[names[cls]]["instances"] += 1
-                        seen.add(cls)
+            for line in (text or "").splitlines():
+                if line.split():
+                    cls = int(line.split()[0])
+                    instances += 1
+                    per_class[names[cls]]["instances"] += 1
+                    seen.add(cls)
             for cls in seen:
                 per_class[names[cls]]["samples"] += 1
         result[split] = {"samples": samples, "instances": instances, "classes": per_class}

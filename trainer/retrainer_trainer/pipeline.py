@@ -305,15 +305,14 @@ def _inputs(config: Config) -> tuple[inputs.Inputs, Prepared]:
             if source is not None:
                 fetch.remember(cache, source, prep.reused)
     evicted = cache.evict(keep=prep.shas, keep_trees={prep.tree})
-    if evicted.blobs or evicted.trees:
-        logs.event(
-            "dataset.cache.evicted",
-            blobs=evicted.blobs,
-            bytes=evicted.bytes,
-            trees=evicted.trees,
-            cachedBytes=evicted.total_after,
-            maxBytes=cache.max_bytes,
-        )
+    logs.event(
+        "dataset.cache",
+        cachedBytes=evicted.total_after,
+        maxBytes=cache.max_bytes,
+        evictedBlobs=evicted.blobs,
+        evictedBytes=evicted.bytes,
+        evictedTrees=evicted.trees,
+    )
     return resolved, prep
 
 

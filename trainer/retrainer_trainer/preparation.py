@@ -45,9 +45,10 @@ def _populate(
     folder: Path, resolved: inputs.Inputs, cache: Cache, corrections_sha: str
 ) -> dict[str, Any]:
     """Validate, link and correct the dataset into `folder`; the tree's marker content."""
+    tally: dict[str, list[str | None]] = {}
     with worktree.view(resolved.dataset, cache, full=False) as root:
         found = dataset.load(root)
-        dataset.make_working_copy(found, folder, resolved.dataset.files)
+        dataset.make_working_copy(found, folder, resolved.dataset.files, tally)
     written = [layout.DATA_YAML]
     applied: list[corrections.Correction] = []
     if resolved.corrections is not None:
@@ -56,7 +57,11 @@ def _populate(
         dataset.validate_working_copy(folder, found.names)
     return {
         "names": list(found.names),
-        "counts": dataset.counts(folder, found.names),
+        "counts": (
+            dataset.counts(folder, found.names)  # corrections changed labels: count them again
+            if resolved.corrections is not None
+            else dataset.tally_counts(tally, found.names)
+        ),
         "applied": corrections.applied_document(applied, corrections_sha),
         "written": written,
     }

@@ -83,11 +83,14 @@ def view(source: Source, cache: Cache, *, full: bool = True) -> Iterator[Path]:
         return
     folder = cache.new_tmp("view")
     try:
-        for rel, file in source.files.items():
-            if full or rel == DATA_YAML:
+        if full:
+            for rel, file in source.files.items():
                 link_or_copy(file.path, folder / rel)
-            else:
-                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            for parent in {os.path.dirname(rel) for rel in source.files} - {""}:
+                os.makedirs(folder / parent, exist_ok=True)
+            if DATA_YAML in source.files:
+                link_or_copy(source.files[DATA_YAML].path, folder / DATA_YAML)
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
