@@ -184,7 +184,8 @@ def test_two_trainers_at_once_share_the_cache_and_fetch_each_object_once(
         for _ in range(2)
     ]
     go.touch()  # both start together
-    results = [json.loads(t.communicate(timeout=120)[0]) for t in trainers]
+    # Each prints its events, then its result as the last line.
+    results = [json.loads(t.communicate(timeout=120)[0].splitlines()[-1]) for t in trainers]
 
     assert [t.returncode for t in trainers] == [0, 0]
     count = sum(1 for p in folder.rglob("*") if p.is_file())

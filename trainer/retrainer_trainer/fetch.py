@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from minio.error import S3Error
 from retrainer_contract import layout
 
-from retrainer_trainer import listing, logs
+from retrainer_trainer import dataset, listing, logs
 from retrainer_trainer.datacache import Cache, Entry, locked
 from retrainer_trainer.errors import BadInput, TrainerError
 
@@ -85,15 +86,11 @@ class Fetched:
 
 
 def _is_image(rel: str) -> bool:
-    from retrainer_trainer.dataset import IMAGE_SUFFIXES
-
-    return PurePosixPath(rel).suffix.lower() in IMAGE_SUFFIXES
+    return PurePosixPath(rel).suffix.lower() in dataset.IMAGE_SUFFIXES
 
 
 def _decodes(data: bytes) -> bool:
-    from retrainer_trainer.dataset import check_image_bytes
-
-    return not check_image_bytes(data, "")
+    return not dataset.check_image_bytes(data, "")
 
 
 @dataclass(frozen=True)
@@ -162,8 +159,6 @@ class _Worker:
         self, part: Path, key: str, etag: str, size: int, keep: bool
     ) -> tuple[Any, bytearray]:
         """Append the rest of the object to `part`, hashing all of it; the bytes if kept."""
-        from minio.error import S3Error
-
         digest, data = hashlib.sha256(), bytearray()
         have = part.stat().st_size if part.exists() else 0
         if have > size:
@@ -208,8 +203,6 @@ def _infra(error: Exception, uri: str) -> TrainerError:
 
 
 def _listing(client: Any, bucket: str, prefix: str, field_name: str) -> _Objects:
-    from minio.error import S3Error
-
     objects = []
     try:
         for obj in listing.objects(client, bucket, prefix):
