@@ -32,6 +32,7 @@ import json
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,9 @@ from typing import Any
 
 from retrainer_contract import integrity, layout
 
-__all__ = ["Cache", "Entry", "Evicted", "locked"]
+__all__ = ["STALE_TMP_SECONDS", "Cache", "Entry", "Evicted", "link_or_copy", "locked"]
+
+STALE_TMP_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,7 @@ class Cache:
         used blobs, never one in `keep` (what this run uses). Waits for no trainer to be
         linking blobs (cache.lock exclusive)."""
         with locked(self.lock(), fcntl.LOCK_EX):
+            self._sweep_tmp()
             blobs = self._blobs_by_age()
             total = sum(size for _, _, size in blobs)
             if total <= self.max_bytes:
@@ -244,6 +248,21 @@ class Cache:
                     Path(f"{self.blob(sha256)}{suffix}").unlink(missing_ok=True)
                 removed, freed, total = removed + 1, freed + size, total - size
             return Evicted(removed, freed, trees, total)
+
+    def _sweep_tmp(self) -> None:
+        """Remove what dead trainers left in tmp/ a day ago or more: partial downloads (a
+        live one is touched by every write), trees and views never finished, stale trees."""
+        old = time.time() - STALE_TMP_SECONDS
+        for entry in os.scandir(self.tmp):
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime > old:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
 
     def _drop_unused_trees(self, keep: set[str]) -> int:
         """Remove the working trees no trainer holds (they hardlink blobs, keeping their bytes

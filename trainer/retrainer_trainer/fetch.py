@@ -114,10 +114,14 @@ class _Worker:
         key_id = self.cache.key_id(self.bucket, key, etag, size)
         entry = self._hit(key_id)
         if entry is None:
-            with locked(self.cache.part_lock(key_id), fcntl.LOCK_EX):
+            lock = self.cache.part_lock(key_id)
+            with locked(lock, fcntl.LOCK_EX):
                 entry = self._hit(key_id)  # another trainer may have fetched it meanwhile
                 if entry is None:
-                    return self._fetch(rel, key, etag, size, key_id)
+                    fetched = self._fetch(rel, key, etag, size, key_id)
+                    # Whoever still waits on this lock finds the blob; only then is it removed.
+                    lock.unlink(missing_ok=True)
+                    return fetched
         self.stats.add(cached_files=1)
         return SourceFile(entry.path, entry.sha256, entry.size, entry.decodes)
 

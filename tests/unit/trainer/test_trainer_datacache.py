@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,18 @@ def test_where_the_claim_refuses_hardlinks_the_tree_gets_symlinks(
     monkeypatch.setattr(datacache.os, "link", refused)
     assert datacache.link_or_copy(source, tmp_path / "tree" / "a.jpg") == "symlink"
     assert (tmp_path / "tree" / "a.jpg").resolve() == source.resolve()
+
+
+def test_what_a_dead_trainer_left_in_tmp_is_swept_a_day_later(tmp_path: Path) -> None:
+    cache = Cache(tmp_path, max_bytes=10**6)
+    old_part, fresh_part = cache.tmp / "old.part", cache.tmp / "fresh.part"
+    old_part.write_bytes(b"half")
+    fresh_part.write_bytes(b"half")
+    old_tree = cache.new_tmp("tree")
+    long_ago = time.time() - datacache.STALE_TMP_SECONDS - 60
+    for path in (old_part, old_tree):
+        os.utime(path, (long_ago, long_ago))
+
+    cache.evict(keep=set(), keep_trees=set())
+
+    assert not old_part.exists() and not old_tree.exists() and fresh_part.exists()
