@@ -1,7 +1,8 @@
 """The dataset cache against the world's real MinIO: an unchanged folder costs no byte, a
 changed object (its ETag differs) is fetched again and only it, a corrupted blob is caught and
 fetched again, a cut-off download resumes where it stopped, and two trainers at once share the
-cache, each object fetched once between them.
+cache, each object fetched once between them. The next version on unchanged data reuses the
+working tree and Ultralytics' label cache in it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from retrainer_demo import shapes
 from retrainer_trainer import fetch
 from retrainer_trainer.datacache import Cache
 from retrainer_world.world import World
+from test_trainer_support import TINY, Claim, run_trainer, spec
 
 pytestmark = pytest.mark.integration
 
@@ -193,3 +195,25 @@ def test_two_trainers_at_once_share_the_cache_and_fetch_each_object_once(
     assert [r["fetched"] + r["cached"] for r in results] == [count, count]
     assert results[0]["files"] == results[1]["files"]
     assert results[0]["files"]["data.yaml"] == sha((folder / "data.yaml").read_bytes())
+
+
+def test_the_next_version_on_unchanged_data_reuses_the_tree_and_ultralytics_label_cache(
+    world: World, tmp_path: Path
+) -> None:
+    claim = Claim(world, tmp_path / "claim", tmp_path / "work")
+    shapes.generate_dataset(claim.root / "datasets" / "shapes", seed=2, train=8, val=4)
+    model = f"cache-line-{claim.token}"
+    body = spec(model, training={**TINY, "epochs": 1}, mlflow={"experiment": model})
+
+    v1 = run_trainer(claim.env(body, 1))
+    v2 = run_trainer(claim.env(body, 2))
+
+    assert v1.rc == 0, v1.explain()
+    assert v2.rc == 0, v2.explain()
+    (ready1,), (ready2,) = v1.named("dataset.ready"), v2.named("dataset.ready")
+    assert (ready1["reused"], ready2["reused"]) == (False, True)
+    assert ready2["tree"] == ready1["tree"] and ready2["sha256"] == ready1["sha256"]
+    # Ultralytics writes labels/<split>.cache on a first scan and says so; v2 loads it as is.
+    assert "New cache created" in v1.stdout + v1.stderr
+    assert "New cache created" not in v2.stdout + v2.stderr
+    assert (Path(ready2["tree"]) / "labels" / "train.cache").is_file()
