@@ -154,6 +154,25 @@ def test_a_download_cut_off_midway_resumes_where_it_stopped(world: World, tmp_pa
     assert source.files["blob.bin"].path.read_bytes() == payload
 
 
+def test_a_damaged_partial_download_left_by_a_dead_pod_is_not_completed_but_fetched_anew(
+    world: World, tmp_path: Path
+) -> None:
+    payload = secrets.token_bytes(2 * fetch.CHUNK + 7)
+    prefix = f"cache-{secrets.token_hex(4)}/big"
+    key = f"{prefix}/blob.bin"
+    world.minio_client().put_object(BUCKET, key, io.BytesIO(payload), len(payload))
+    stat = world.minio_client().stat_object(BUCKET, key)
+    cache = Cache(tmp_path / "claim", max_bytes=10**9)
+    part = cache.part(cache.key_id(BUCKET, key, stat.etag, len(payload)))
+    part.write_bytes(b"\0" * fetch.CHUNK)  # the fault: half a download, and wrong bytes
+
+    source, stats = fetch_into(world.minio_client(), f"s3://{BUCKET}/{prefix}", tmp_path / "claim")
+
+    assert source.files["blob.bin"].sha256 == sha(payload)
+    assert source.files["blob.bin"].path.read_bytes() == payload
+    assert stats.retries == 1 and not part.exists()
+
+
 TRAINER = """
 import json, sys, time
 from pathlib import Path

@@ -16,6 +16,7 @@ import io
 import os
 import shutil
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -235,6 +236,36 @@ def _label_source(image: Any, where: str, layout: Layout, known: Mapping[str, Kn
     return entry.path if entry is not None else None
 
 
+LINK_THREADS = 8  # links and label reads are system calls: they overlap in threads
+LINK_CHUNK = 128
+
+
+def _link_one(
+    source: tuple[Any, str, str], split: str, dest: Path, layout: Layout, known: Mapping[str, Known]
+) -> tuple[list[str], str | None]:
+    """Check (unless known to decode) and link one image and its label: problems, label text."""
+    image, rel, where = source
+    problems: list[str] = []
+    entry = known.get(where)
+    if entry is None or not entry.decodes:
+        try:
+            problems += check_image_bytes(read_file(Path(image)), where)
+        except OSError as error:
+            raise unreadable(error, where) from error
+    link_or_copy(image, f"{dest}/images/{split}/{rel}")
+    label = _label_source(image, where, layout, known)
+    if label is None or not os.path.isfile(label):
+        return problems, None
+    lwhere = _label_rel(where)
+    try:
+        text = read_file(Path(label)).decode("utf-8", errors="replace")
+    except OSError as error:
+        raise unreadable(error, lwhere) from error
+    problems += check_label_text(text, lwhere, len(layout.names))
+    link_or_copy(label, f"{dest}/labels/{split}/{os.path.splitext(rel)[0]}.txt")
+    return problems, text
+
+
 def make_working_copy(
     layout: Layout,
     dest: Path,
@@ -254,33 +285,23 @@ def make_working_copy(
     known = known or {}
     tally = {} if tally is None else tally
     problems: list[str] = []
-    for split, folders in layout.splits.items():
-        found = 0
-        texts = tally.setdefault(split, [])
-        for folder in folders:
-            for image, rel, where in _sources(layout, folder, known):
-                found += 1
-                entry = known.get(where)
-                if entry is None or not entry.decodes:
-                    try:
-                        problems += check_image_bytes(read_file(Path(image)), where)
-                    except OSError as error:
-                        raise unreadable(error, where) from error
-                link_or_copy(image, f"{dest}/images/{split}/{rel}")
-                label = _label_source(image, where, layout, known)
-                if label is None or not os.path.isfile(label):
-                    texts.append(None)
-                    continue
-                lwhere = _label_rel(where)
-                try:
-                    text = read_file(Path(label)).decode("utf-8", errors="replace")
-                except OSError as error:
-                    raise unreadable(error, lwhere) from error
-                problems += check_label_text(text, lwhere, len(layout.names))
-                texts.append(text)
-                link_or_copy(label, f"{dest}/labels/{split}/{os.path.splitext(rel)[0]}.txt")
-        if not found:
-            problems.append(f"dataset: split {split} has no images in {[str(f) for f in folders]}")
+
+    def chunk(part: list[tuple[Any, str, str, str]]) -> list[tuple[list[str], str | None]]:
+        return [_link_one((i, r, w), split, dest, layout, known) for i, r, w, split in part]
+
+    with ThreadPoolExecutor(max_workers=LINK_THREADS) as pool:
+        for split, folders in layout.splits.items():
+            items = [(*s, split) for folder in folders for s in _sources(layout, folder, known)]
+            chunks = [items[i : i + LINK_CHUNK] for i in range(0, len(items), LINK_CHUNK)]
+            texts = tally.setdefault(split, [])
+            for done in pool.map(chunk, chunks):
+                for found, text in done:
+                    problems += found
+                    texts.append(text)
+            if not items:
+                problems.append(
+                    f"dataset: split {split} has no images in {[str(f) for f in folders]}"
+                )
     if problems:
         raise BadInput(f"dataset: {len(problems)} problem(s) in {layout.root}", problems)
     write_data_yaml(dest, layout.names)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ CHUNK = 1024 * 1024
 PROGRESS_SECONDS = 5.0
 DECODE_IN_MEMORY = 64 * 1024 * 1024  # images up to this size are decoded from memory
 HIT_BATCH = 64  # cached objects re-read per task
+_MD5_ETAG = re.compile(r"^[0-9a-fA-F]{32}$")  # a single-part upload's ETag is its MD5
 
 _Objects = list[tuple[str, listing.Listed]]  # (path below the prefix, the object)
 
@@ -146,8 +148,8 @@ class _Worker:
             try:
                 digest, data = self._stream(part, key, etag, size, keep)
                 break
-            except BadInput:
-                raise
+            except TrainerError:
+                raise  # bad input, or the object changed meanwhile: retrying cannot help
             except Exception as error:  # connection resets, timeouts, 5xx: resume and retry
                 if attempt == ATTEMPTS:
                     raise _infra(error, f"s3://{self.bucket}/{key}") from error
@@ -168,10 +170,15 @@ class _Worker:
         if have > size:
             part.unlink()
             have = 0
+        # Bytes kept from an earlier attempt are checked against the store's MD5 ETag (a
+        # single-part upload's), so a damaged partial file is never completed into a blob.
+        md5 = hashlib.md5(usedforsecurity=False) if have and _MD5_ETAG.match(etag) else None
         with open(part, "ab+") as out:
             out.seek(0)
             while chunk := out.read(CHUNK):  # what an earlier attempt left: hash it first
                 digest.update(chunk)
+                if md5 is not None:
+                    md5.update(chunk)
                 if keep:
                     data += chunk
             if have < size:
@@ -192,6 +199,8 @@ class _Worker:
                     for chunk in response.stream(CHUNK):
                         out.write(chunk)
                         digest.update(chunk)
+                        if md5 is not None:
+                            md5.update(chunk)
                         if keep:
                             data += chunk
                 finally:
@@ -199,6 +208,9 @@ class _Worker:
                     response.release_conn()
         if part.stat().st_size != size:
             raise OSError(f"short read: {part.stat().st_size} of {size} bytes")
+        if md5 is not None and md5.hexdigest() != etag.lower():
+            part.unlink()
+            raise OSError(f"a resumed download of {key} does not match its ETag: fetched again")
         return digest, data
 
 
