@@ -88,7 +88,7 @@ def test_an_object_whose_etag_changed_is_fetched_again_and_only_it(
     assert (stats.fetched_files, stats.fetched_bytes) == (1, len(relabelled))
     changed = after.files["labels/train/train_0001.txt"]
     assert changed.sha256 == sha(relabelled) != before.files["labels/train/train_0001.txt"].sha256
-    assert changed.path.read_bytes() == relabelled
+    assert Path(changed.path).read_bytes() == relabelled
 
 
 def test_a_corrupted_cache_entry_is_detected_and_fetched_again(
@@ -97,7 +97,7 @@ def test_a_corrupted_cache_entry_is_detected_and_fetched_again(
     uri, folder = uploaded(world, tmp_path)
     claim = tmp_path / "claim"
     first, _ = fetch_into(world.minio_client(), uri, claim)
-    blob = first.files["images/val/val_0000.png"].path
+    blob = Path(first.files["images/val/val_0000.png"].path)
     data = bytearray(blob.read_bytes())
     data[len(data) // 2] ^= 0x01  # the fault: one flipped bit in a cached blob on the claim
     os.chmod(blob, 0o644)
@@ -108,7 +108,7 @@ def test_a_corrupted_cache_entry_is_detected_and_fetched_again(
 
     original = (folder / "images" / "val" / "val_0000.png").read_bytes()
     assert (stats.refetched_corrupt, stats.fetched_files) == (1, 1)
-    assert again.files["images/val/val_0000.png"].path.read_bytes() == original
+    assert Path(again.files["images/val/val_0000.png"].path).read_bytes() == original
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [e["blob"] for e in events if e["event"] == "dataset.cache.corrupt"] == [sha(original)]
 
@@ -151,7 +151,7 @@ def test_a_download_cut_off_midway_resumes_where_it_stopped(world: World, tmp_pa
     assert client.offsets == [0, fetch.CHUNK], "the retry asked only for the rest"
     assert stats.retries == 1 and stats.fetched_files == 1
     assert source.files["blob.bin"].sha256 == sha(payload)
-    assert source.files["blob.bin"].path.read_bytes() == payload
+    assert Path(source.files["blob.bin"].path).read_bytes() == payload
 
 
 def test_a_damaged_partial_download_left_by_a_dead_pod_is_not_completed_but_fetched_anew(
@@ -169,7 +169,7 @@ def test_a_damaged_partial_download_left_by_a_dead_pod_is_not_completed_but_fetc
     source, stats = fetch_into(world.minio_client(), f"s3://{BUCKET}/{prefix}", tmp_path / "claim")
 
     assert source.files["blob.bin"].sha256 == sha(payload)
-    assert source.files["blob.bin"].path.read_bytes() == payload
+    assert Path(source.files["blob.bin"].path).read_bytes() == payload
     assert stats.retries == 1 and not part.exists()
 
 

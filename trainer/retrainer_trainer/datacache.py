@@ -88,6 +88,7 @@ class Cache:
         self.root = layout.dataset_cache_dir(storage_root)
         self.max_bytes = max_bytes
         self.blobs = self.root / "blobs"
+        self._blobs = str(self.blobs)
         self.keys = self.root / "keys"
         self.tmp = self.root / "tmp"
         self.trees = self.root / "trees"
@@ -103,7 +104,11 @@ class Cache:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def blob(self, sha256: str) -> Path:
-        return Path(f"{self.blobs}/{sha256[:2]}/{sha256}")  # one parse: called per object
+        return Path(self.blob_path(sha256))
+
+    def blob_path(self, sha256: str) -> str:
+        """The blob's path as a string (the per-object hot path makes no Path)."""
+        return f"{self._blobs}/{sha256[:2]}/{sha256}"
 
     def _key_record(self, key_id: str) -> Path:
         return self.keys / key_id[:2] / key_id
@@ -124,7 +129,7 @@ class Cache:
     # ---- stamps: a blob unchanged since it was last verified is not read again ----------------
 
     @staticmethod
-    def stamp(path: Path) -> str:
+    def stamp(path: str | os.PathLike[str]) -> str:
         """What any write, truncation, chmod or replacement of a file changes (its ctime
         cannot be set back by a process). Silent media corruption leaves it: the claim's
         storage checksums are what catch that."""

@@ -45,7 +45,7 @@ class SourceFile:
     """One file of an input folder: where its bytes are, their sha256 and size, and whether
     it is known to decode (None: not an image, or not checked yet)."""
 
-    path: Path
+    path: str  # a plain string: made once per object, tens of thousands of times
     sha256: str
     size: int
     decodes: bool | None = None
@@ -125,7 +125,7 @@ class _Worker:
                     lock.unlink(missing_ok=True)
                     return fetched
         self.stats.add(cached_files=1)
-        return SourceFile(entry.path, entry.sha256, entry.size, entry.decodes)
+        return SourceFile(str(entry.path), entry.sha256, entry.size, entry.decodes)
 
     def _hit(self, key_id: str) -> Entry | None:
         entry = self.cache.lookup(key_id)
@@ -159,7 +159,7 @@ class _Worker:
         entry = self.cache.commit(part, key_id, digest.hexdigest(), size, bool(decodes))
         self.stats.add(fetched_files=1, fetched_bytes=size)
         sha256 = entry.sha256
-        return SourceFile(entry.path, sha256, size, decodes)
+        return SourceFile(str(entry.path), sha256, size, decodes)
 
     def _stream(
         self, part: Path, key: str, etag: str, size: int, keep: bool
@@ -257,7 +257,7 @@ def _plan(
         key_id = key_ids[rel] = cache.key_id(bucket, item.key, item.etag, item.size)
         known = trusted.get(key_id)
         if known is not None:
-            path = cache.blob(known[0])
+            path = cache.blob_path(known[0])
             try:
                 unchanged = cache.stamp(path) == known[2]
             except OSError:

@@ -69,7 +69,7 @@ def scan_folder(root: Path, uri: str) -> Source:
         decodes = None
         if path.suffix.lower() in dataset.IMAGE_SUFFIXES:
             decodes = not dataset.check_image_bytes(data, rel)
-        files[rel] = SourceFile(path, hashlib.sha256(data).hexdigest(), len(data), decodes)
+        files[rel] = SourceFile(str(path), hashlib.sha256(data).hexdigest(), len(data), decodes)
     return Source(uri=uri, files=files, root=root)
 
 
