@@ -89,6 +89,7 @@ class Cache:
         self.max_bytes = max_bytes
         self.blobs = self.root / "blobs"
         self._blobs = str(self.blobs)
+        self._made: set[Path] = set()
         self.keys = self.root / "keys"
         self.tmp = self.root / "tmp"
         self.trees = self.root / "trees"
@@ -193,13 +194,19 @@ class Cache:
     ) -> Entry:
         """Move a complete, hashed download into blobs/ and record its key; idempotent."""
         target = self.blob(sha256)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self._folder(target.parent)
         os.chmod(part, 0o444)
         os.replace(part, target)  # the same bytes under the same name: a race is harmless
         record = self._key_record(key_id)
-        record.parent.mkdir(parents=True, exist_ok=True)
+        self._folder(record.parent)
         _atomic_text(record, f"{sha256} {size} {int(decodes)}\n")
         return Entry(target, sha256, size, decodes)
+
+    def _folder(self, path: Path) -> None:
+        """Make a blobs/ or keys/ subfolder once per process (commit runs per object)."""
+        if path not in self._made:
+            path.mkdir(parents=True, exist_ok=True)
+            self._made.add(path)
 
     def touch(self, shas: Iterable[str]) -> None:
         """Mark blobs as used now (the LRU clock)."""

@@ -101,6 +101,7 @@ class _Item:
     key: str
     etag: str
     size: int
+    missing: bool = False  # not in the cache when planned: no need to look again before locking
 
 
 class _Worker:
@@ -110,11 +111,13 @@ class _Worker:
         self.client, self.cache, self.bucket, self.stats = client, cache, bucket, stats
 
     def some(self, items: list[_Item]) -> list[tuple[str, SourceFile]]:
-        return [(i.rel, self(i.rel, i.key, i.etag, i.size)) for i in items]
+        return [(i.rel, self(i.rel, i.key, i.etag, i.size, i.missing)) for i in items]
 
-    def __call__(self, rel: str, key: str, etag: str, size: int) -> SourceFile:
+    def __call__(
+        self, rel: str, key: str, etag: str, size: int, missing: bool = False
+    ) -> SourceFile:
         key_id = self.cache.key_id(self.bucket, key, etag, size)
-        entry = self._hit(key_id)
+        entry = None if missing else self._hit(key_id)
         if entry is None:
             lock = self.cache.part_lock(key_id)
             with locked(lock, fcntl.LOCK_EX):
@@ -269,7 +272,7 @@ def _plan(
                 )
                 continue
         if cache.lookup(key_id) is None:
-            misses.append([item])
+            misses.append([_Item(rel, item.key, item.etag, item.size, missing=True)])
         else:
             hits.append(item)
     stats.add(cached_files=len(ready))
