@@ -9,6 +9,7 @@ Secret references, never as values in the Job.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,11 @@ __all__ = [
     "BASE_VERSION",
     "CHAMPION_VERSION",
     "CLAIM_NAME",
+    "DATASET_CACHE_MAX_SIZE",
+    "DATASET_FETCH_CONCURRENCY",
     "DEFAULT_CLAIM_NAME",
+    "DEFAULT_DATASET_CACHE_MAX_SIZE",
+    "DEFAULT_DATASET_FETCH_CONCURRENCY",
     "DEFAULT_STORAGE_ROOT",
     "DEFAULT_TERMINATION_MESSAGE_PATH",
     "DEFAULT_WORKDIR",
@@ -39,6 +44,7 @@ __all__ = [
     "EnvError",
     "TrainerEnv",
     "container_env",
+    "quantity_bytes",
     "read",
 ]
 
@@ -54,6 +60,10 @@ STORAGE_ROOT = "RETRAINER_STORAGE_ROOT"
 CLAIM_NAME = "RETRAINER_CLAIM_NAME"
 WORKDIR = "RETRAINER_WORKDIR"
 TERMINATION_MESSAGE_PATH = "RETRAINER_TERMINATION_MESSAGE_PATH"
+# The dataset cache on the claim: its size cap (a Kubernetes quantity), and how many objects
+# are fetched at once (chart values trainer.datasetCache.maxSize and .fetchConcurrency).
+DATASET_CACHE_MAX_SIZE = "RETRAINER_DATASET_CACHE_MAX_SIZE"
+DATASET_FETCH_CONCURRENCY = "RETRAINER_DATASET_FETCH_CONCURRENCY"
 # MLflow's and boto3's own names, so their clients pick them up as they are.
 TRACKING_URI = "MLFLOW_TRACKING_URI"
 S3_ENDPOINT = "MLFLOW_S3_ENDPOINT_URL"
@@ -65,7 +75,8 @@ SECRET_SECRET_KEY_FIELD = "secretKey"
 # Every variable of the trainer's environment.
 NAMES: tuple[str, ...] = (
     SPEC, NAME, NAMESPACE, UID, VERSION, BASE_VERSION, CHAMPION_VERSION, STORAGE_ROOT, CLAIM_NAME,
-    WORKDIR, TERMINATION_MESSAGE_PATH, TRACKING_URI, S3_ENDPOINT, ACCESS_KEY, SECRET_KEY,
+    WORKDIR, TERMINATION_MESSAGE_PATH, DATASET_CACHE_MAX_SIZE, DATASET_FETCH_CONCURRENCY,
+    TRACKING_URI, S3_ENDPOINT, ACCESS_KEY, SECRET_KEY,
 )  # fmt: skip
 
 # Where the claim is mounted, which claim, the scratch folder, the termination log.
@@ -73,6 +84,9 @@ DEFAULT_STORAGE_ROOT = "/var/lib/retrainer"
 DEFAULT_CLAIM_NAME = "retrainer-models"
 DEFAULT_WORKDIR = "/tmp/retrainer"
 DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+# 100 GiB of cached dataset objects per claim; 16 objects in flight.
+DEFAULT_DATASET_CACHE_MAX_SIZE = "100Gi"
+DEFAULT_DATASET_FETCH_CONCURRENCY = 16
 
 
 class EnvError(ValueError):
@@ -94,6 +108,8 @@ class TrainerEnv:
     claim_name: str = DEFAULT_CLAIM_NAME
     workdir: str = DEFAULT_WORKDIR
     termination_message_path: str = DEFAULT_TERMINATION_MESSAGE_PATH
+    dataset_cache_max_size: str = DEFAULT_DATASET_CACHE_MAX_SIZE
+    dataset_fetch_concurrency: int = DEFAULT_DATASET_FETCH_CONCURRENCY
     tracking_uri: str = ""
     s3_endpoint: str = ""
     access_key: str = field(default="", repr=False)
@@ -112,6 +128,8 @@ def container_env(env: TrainerEnv, secret_name: str) -> list[dict[str, Any]]:
         CLAIM_NAME: env.claim_name,
         WORKDIR: env.workdir,
         TERMINATION_MESSAGE_PATH: env.termination_message_path,
+        DATASET_CACHE_MAX_SIZE: env.dataset_cache_max_size,
+        DATASET_FETCH_CONCURRENCY: str(env.dataset_fetch_concurrency),
         TRACKING_URI: env.tracking_uri,
         S3_ENDPOINT: env.s3_endpoint,
     }
@@ -137,6 +155,40 @@ def _spec(raw: str) -> dict[str, Any]:
     return spec
 
 
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    """A positive integer variable; unset or empty means `default`."""
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise EnvError(f"{name} must be a positive integer, got {text!r}")
+    return int(text)
+
+
+_QUANTITY = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<unit>Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+_UNITS = {
+    "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}  # fmt: skip
+
+
+def quantity_bytes(text: str) -> int:
+    """Bytes of a Kubernetes quantity such as 100Gi or 500M; ValueError if it is not one."""
+    match = _QUANTITY.match(text.strip())
+    if match is None or float(match.group("number")) <= 0:
+        raise ValueError(f"{text!r} is not a positive Kubernetes quantity such as 100Gi")
+    return int(float(match.group("number")) * _UNITS[match.group("unit") or ""])
+
+
+def _size(env: Mapping[str, str]) -> str:
+    text = env.get(DATASET_CACHE_MAX_SIZE, "").strip() or DEFAULT_DATASET_CACHE_MAX_SIZE
+    try:
+        quantity_bytes(text)
+    except ValueError as error:
+        raise EnvError(f"{DATASET_CACHE_MAX_SIZE}: {error}") from error
+    return text
+
+
 def read(env: Mapping[str, str]) -> TrainerEnv:
     """The trainer's environment from `env`; EnvError names the first bad variable."""
     spec = _spec(env.get(SPEC, ""))
@@ -151,6 +203,10 @@ def read(env: Mapping[str, str]) -> TrainerEnv:
         raise EnvError(f"{CHAMPION_VERSION} must be a positive integer, got {champion_text!r}")
     return TrainerEnv(
         spec=spec,
+        dataset_cache_max_size=_size(env),
+        dataset_fetch_concurrency=_count(
+            env, DATASET_FETCH_CONCURRENCY, DEFAULT_DATASET_FETCH_CONCURRENCY
+        ),
         version=int(version_text),
         name=env.get(NAME, ""),
         namespace=env.get(NAMESPACE, ""),

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlparse
 __all__ = [
     "ARTIFACT_NAMES",
     "CORRECTIONS_APPLIED",
+    "DATASET_CACHE",
     "DATASET_METADATA",
     "DATA_YAML",
     "MANIFEST",
@@ -30,6 +31,7 @@ __all__ = [
     "VersionPaths",
     "claim_path",
     "claim_versions",
+    "dataset_cache_dir",
     "mlflow_weights_uri",
     "parse_s3_uri",
     "pvc_uri",
@@ -53,6 +55,9 @@ OWNER = "owner.json"
 DATASET_METADATA = "retraining_dataset_metadata.json"
 CORRECTIONS_APPLIED = "corrections_applied.json"
 DATA_YAML = "data.yaml"
+# The dataset cache of a claim, relative to the storage root: shared by every model line on the
+# claim (docs/datasets.md). A dot folder, so it can never be taken for a model line.
+DATASET_CACHE = ".retrainer/datasets"
 
 # The production copy's file name; its N is the version (versions start at 1).
 WEIGHTS_FILE = re.compile(r"^retrained_v([1-9][0-9]*)\.pt$")
@@ -212,3 +217,8 @@ def claim_versions(root: str | os.PathLike[str], model: str) -> Iterator[int]:
     for path in models_dir.iterdir():
         if match := WEIGHTS_FILE.match(path.name):
             yield int(match.group(1))
+
+
+def dataset_cache_dir(root: str | os.PathLike[str]) -> Path:
+    """The dataset cache on the claim mounted at `root` (s3:// objects and working trees)."""
+    return Path(root) / DATASET_CACHE

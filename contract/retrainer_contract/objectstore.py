@@ -30,6 +30,7 @@ def minio_client(
     secret_key: str | None = None,
     environ: Mapping[str, str] | None = None,
     timeout: float | None = None,
+    max_connections: int | None = None,
 ) -> Any:
     """A `minio.Minio` for `http(s)://host:port`; unset values come from the contract's
     environment names (MLFLOW_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
@@ -37,6 +38,7 @@ def minio_client(
     `timeout` (seconds to connect, and between two reads) with few retries makes an
     unreachable or stopped server an error in seconds; without it minio's defaults apply
     (minutes), which suit a trainer's big transfers but not an operator's reconcile thread.
+    `max_connections` sizes the connection pool for that many threads at once (default 10).
     """
     from minio import Minio  # optional dependency: only the callers that touch MinIO need it
 
@@ -46,6 +48,15 @@ def minio_client(
         raise ValueError(f"{trainer_env.S3_ENDPOINT} is not set: the MinIO endpoint is unknown")
     parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
     http_client = None
+    if timeout is None and max_connections is not None:
+        import urllib3
+
+        http_client = urllib3.PoolManager(
+            maxsize=max_connections,
+            retries=urllib3.Retry(
+                total=5, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
+            ),
+        )
     if timeout is not None:
         import urllib3
 
@@ -54,7 +65,7 @@ def minio_client(
             retries=urllib3.Retry(
                 total=2, backoff_factor=0.5, status_forcelist=[500, 502, 503, 504]
             ),
-            maxsize=32,
+            maxsize=max(32, max_connections or 0),
         )
     return Minio(
         parsed.netloc,

@@ -58,6 +58,8 @@ def _env(
         champion_version=champion_version,
         storage_root=config.storage_root,
         claim_name=claim,
+        dataset_cache_max_size=config.dataset_cache_max_size,
+        dataset_fetch_concurrency=config.dataset_fetch_concurrency,
         tracking_uri=config.mlflow_tracking_uri,
         s3_endpoint=config.s3_endpoint,
     )

@@ -225,6 +225,10 @@ class OperatorConfig:
     # sizeLimit of the training pod's scratch emptyDir (RETRAINER_WORKDIR), where s3://
     # datasets are downloaded: a pod that writes more is evicted by the kubelet.
     trainer_workdir_size_limit: str = "50Gi"
+    # The dataset cache on the claim (docs/datasets.md): its cap, and the objects the trainer
+    # fetches at once; passed to the trainer under the same names (retrainer_contract.env).
+    dataset_cache_max_size: str = trainer_env.DEFAULT_DATASET_CACHE_MAX_SIZE
+    dataset_fetch_concurrency: int = trainer_env.DEFAULT_DATASET_FETCH_CONCURRENCY
     # Image repositories (or prefixes ending in "/") spec.image may name; empty means the
     # repository of trainer_image only.
     allowed_trainer_images: tuple[str, ...] = ()
@@ -302,6 +306,12 @@ class OperatorConfig:
             ),
             trainer_workdir_size_limit=_quantity(
                 env, "RETRAINER_TRAINER_WORKDIR_SIZE_LIMIT", d.trainer_workdir_size_limit
+            ),
+            dataset_cache_max_size=_quantity(
+                env, trainer_env.DATASET_CACHE_MAX_SIZE, d.dataset_cache_max_size
+            ),
+            dataset_fetch_concurrency=_int(
+                env, trainer_env.DATASET_FETCH_CONCURRENCY, d.dataset_fetch_concurrency, 1, 256
             ),
             allowed_trainer_images=_allowed_images(env, "RETRAINER_ALLOWED_TRAINER_IMAGES"),
             trainer_pod_security_context=_json_object(

@@ -116,6 +116,8 @@ def test_defaults_render_the_operator_config_with_the_documented_defaults(helm: 
         "RETRAINER_ALLOWED_TRAINER_IMAGES": "ghcr.io/retrainer/trainer",
         "RETRAINER_TRAINER_ACTIVE_DEADLINE_SECONDS": "86400",
         "RETRAINER_TRAINER_WORKDIR_SIZE_LIMIT": "50Gi",
+        "RETRAINER_DATASET_CACHE_MAX_SIZE": "100Gi",
+        "RETRAINER_DATASET_FETCH_CONCURRENCY": "16",
         "RETRAINER_METRICS_PORT": "8080",
         "RETRAINER_HEALTH_PORT": "8081",
         "RETRAINER_PROGRESS_INTERVAL": "10",
@@ -250,6 +252,10 @@ def test_trainer_policy_values_reach_the_operator_config(helm: HelmRunner) -> No
             "trainer.activeDeadlineSeconds=3600",
             "--set",
             "trainer.workdirSizeLimit=200Gi",
+            "--set",
+            "trainer.datasetCache.maxSize=2Ti",
+            "--set",
+            "trainer.datasetCache.fetchConcurrency=64",
         )
     )
     assert data["RETRAINER_ALLOWED_TRAINER_IMAGES"] == (
@@ -265,6 +271,7 @@ def test_trainer_policy_values_reach_the_operator_config(helm: HelmRunner) -> No
     )
     assert config.trainer_active_deadline_seconds == 3600
     assert config.trainer_workdir_size_limit == "200Gi"
+    assert (config.dataset_cache_max_size, config.dataset_fetch_concurrency) == ("2Ti", 64)
     assert OperatorConfig.from_env(config_map_data(render(helm))).allowed_trainer_images == (
         "ghcr.io/retrainer/trainer",
     )
@@ -284,6 +291,14 @@ def test_trainer_policy_values_reach_the_operator_config(helm: HelmRunner) -> No
         (
             ["--set", "trainer.workdirSizeLimit=0"],
             r"trainer.workdirSizeLimit",
+        ),
+        (
+            ["--set", "trainer.datasetCache.maxSize=100GB"],
+            r"trainer.datasetCache.maxSize|datasetCache/maxSize",
+        ),
+        (
+            ["--set", "trainer.datasetCache.fetchConcurrency=0"],
+            r"fetchConcurrency",
         ),
         (
             ["--set", "trainer.allowedImages={ghcr.io/retrainer/trainer:0.1.0}"],

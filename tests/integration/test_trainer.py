@@ -160,8 +160,12 @@ def test_v2_from_latest_trains_on_corrected_labels_and_records_lineage(
     assert lineage["correctionsApplied"] == 3 and lineage["trainSamples"] == 17
     assert lineage["correctionsSha256"]
     corrected = line.claim.root / "corrections" / "b1" / "labels" / "train" / "train_0000.txt"
-    trained_on = Path(env["RETRAINER_WORKDIR"]) / "dataset" / "labels" / "train" / "train_0000.txt"
+    # The working tree is on the claim (the dataset cache), named by its content.
+    (ready,) = v2.named("dataset.ready")
+    trained_on = Path(ready["tree"]) / "labels" / "train" / "train_0000.txt"
     assert trained_on.read_text() == corrected.read_text()
+    (fetched,) = v2.named("dataset.fetch.done")
+    assert fetched["fetchedBytes"] == 0 and fetched["cachedFiles"] == fetched["files"]
     run = MlflowClient(world.mlflow_uri).get_run(manifest["mlflow"]["runId"])
     bucket, prefix = layout.parse_s3_uri(run.info.artifact_uri)
     stored = world.minio_client().get_object(bucket, f"{prefix}/corrections_applied.json")

@@ -82,6 +82,10 @@ class Config:
     # The champion to score against on the holdout (RETRAINER_CHAMPION_VERSION; None: none).
     champion_version: int | None = None
     termination_path: Path | None = None
+    dataset_cache_max_bytes: int = trainer_env.quantity_bytes(
+        trainer_env.DEFAULT_DATASET_CACHE_MAX_SIZE
+    )
+    fetch_concurrency: int = trainer_env.DEFAULT_DATASET_FETCH_CONCURRENCY
     tracking_uri: str = ""
     s3_endpoint: str = ""
     # Credentials stay out of repr() so a logged Config never leaks them.
@@ -179,6 +183,8 @@ def from_env(env: Mapping[str, str]) -> Config:
         resolved_base_version=told.base_version,
         champion_version=told.champion_version,
         termination_path=Path(termination) if termination else None,
+        dataset_cache_max_bytes=trainer_env.quantity_bytes(told.dataset_cache_max_size),
+        fetch_concurrency=told.dataset_fetch_concurrency,
         tracking_uri=told.tracking_uri,
         s3_endpoint=told.s3_endpoint,
         access_key=told.access_key,

@@ -10,12 +10,12 @@ all collected and reported together, naming the corrections file (exit 3).
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from retrainer_trainer import dataset
+from retrainer_trainer.datacache import link_or_copy
 from retrainer_trainer.errors import BadInput
 
 __all__ = ["ACTIONS", "Correction", "apply", "read_log"]
@@ -122,8 +122,12 @@ def _plan(source: Path, work: Path) -> tuple[list[Correction], list[str]]:
     return entries, problems
 
 
-def apply(source: Path, work: Path, names: tuple[str, ...]) -> list[Correction]:
-    """Apply the corrections in `source` to the working copy `work`; returns what was done."""
+def apply(
+    source: Path, work: Path, names: tuple[str, ...], written: list[str] | None = None
+) -> list[Correction]:
+    """Apply the corrections in `source` to the working copy `work`; returns what was done
+    (and adds the label files it wrote, relative to `work`, to `written`)."""
+    written = [] if written is None else written
     entries, problems = _plan(source, work)
     todo: list[tuple[Correction, Path | None, Path | None, str | None]] = []
     for entry in entries:
@@ -156,19 +160,21 @@ def apply(source: Path, work: Path, names: tuple[str, ...]) -> list[Correction]:
     for entry, existing, brought, new_label in todo:
         split, stem = entry.key
         target_label = work / "labels" / split / f"{stem}.txt"
+        # The working copy's files are links to the dataset's: unlink, never write through.
+        target_label.unlink(missing_ok=True)
         if entry.action == "delete":
             if existing is not None:
                 existing.unlink()
-            target_label.unlink(missing_ok=True)
             continue
         if brought is not None:
             if existing is not None:
                 existing.unlink()  # a replacement image may change the suffix
             target = work / "images" / split / brought.relative_to(source / "images" / split)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(brought, target)
+            target.unlink(missing_ok=True)
+            link_or_copy(brought, target)
         target_label.parent.mkdir(parents=True, exist_ok=True)
         target_label.write_text(new_label or "", encoding="utf-8")
+        written.append(target_label.relative_to(work).as_posix())
     return [entry for entry, *_ in todo]
 
 

@@ -1,9 +1,10 @@
-"""Check a YOLO dataset before training, copy it into the work dir, hash and count it.
+"""Check a YOLO dataset before training, link it into its working tree, hash and count it.
 
 Ultralytics quietly skips broken labels and images; for retraining that hides mistakes, so
 every problem is reported up front with its file and line, and the pipeline exits 3 before
 spending a GPU minute. The working copy has one fixed layout (images/<split>,
-labels/<split>) that corrections are applied to and that Ultralytics trains on. A file the
+labels/<split>) that corrections are applied to and that Ultralytics trains on; its files are
+links to the dataset's, never copies (worktree.py). A file the
 system could not read (EIO, ENOSPC, EACCES) says nothing about the dataset: that is
 infrastructure (exit 1, retried), never bad input.
 """
@@ -12,15 +13,18 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from retrainer_contract import integrity
 
+from retrainer_trainer.datacache import link_or_copy
 from retrainer_trainer.errors import BadInput, TrainerError
 
 __all__ = [
@@ -32,13 +36,26 @@ __all__ = [
     "load",
     "make_working_copy",
     "read_file",
+    "tally_counts",
     "tree_sha256",
+    "unreadable",
     "validate_working_copy",
     "write_data_yaml",
+    "write_data_yaml_at",
 ]
 
 IMAGE_SUFFIXES = frozenset({".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"})
 SPLITS = ("train", "val")
+
+
+class Known(Protocol):
+    """What is known of a dataset file before it is read (fetch.SourceFile)."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def decodes(self) -> bool | None: ...
 
 
 @dataclass(frozen=True)
@@ -140,7 +157,7 @@ def check_label_text(text: str, where: str, classes: int) -> list[str]:
     return problems
 
 
-def _unreadable(error: OSError, where: str) -> TrainerError:
+def unreadable(error: OSError, where: str) -> TrainerError:
     return TrainerError(
         f"dataset: cannot read {where} ({error.strerror or error}, errno {error.errno}): an I/O "
         "problem of the storage, not of the dataset; the Job retries"
@@ -163,7 +180,7 @@ def check_image(path: Path, where: str) -> list[str]:
     except OSError as error:
         if error.errno is None:
             raise
-        raise _unreadable(error, where) from error
+        raise unreadable(error, where) from error
 
 
 def check_image_bytes(data: bytes, where: str) -> list[str]:
@@ -185,42 +202,106 @@ def _images(folder: Path) -> Iterable[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def make_working_copy(layout: Layout, dest: Path) -> Path:
-    """Copy the dataset into `dest/{images,labels}/<split>/` and validate every file there.
+def _sources(
+    layout: Layout, folder: Path, known: Mapping[str, Known]
+) -> list[tuple[Any, str, str]]:
+    """(where the image is, its path below `folder`, its path below the dataset root) of each
+    image in `folder`: from the files `known`, or found on disk."""
+    if not known:
+        return [
+            (image, image.relative_to(folder).as_posix(), image.relative_to(layout.root).as_posix())
+            for image in _images(folder)
+        ]
+    below = folder.relative_to(layout.root).as_posix()
+    base = "" if below == "." else f"{below}/"
+    return [
+        (known[rel].path, rel[len(base) :], rel)
+        for rel in sorted(known)
+        if rel.startswith(base) and os.path.splitext(rel)[1].lower() in IMAGE_SUFFIXES
+    ]
 
-    Problems name the file in the source dataset so the user can fix it where it lives.
+
+def _label_rel(where: str) -> str:
+    """label_for on a POSIX path string (called per image)."""
+    head, found, tail = where.rpartition("images/")
+    if found and (not head or head.endswith("/")):
+        where = f"{head}labels/{tail}"
+    return f"{os.path.splitext(where)[0]}.txt"
+
+
+def _label_source(image: Any, where: str, layout: Layout, known: Mapping[str, Known]) -> Any:
+    if not known:
+        return label_for(Path(image))
+    entry = known.get(_label_rel(where))
+    return entry.path if entry is not None else None
+
+
+LINK_THREADS = 8  # links and label reads are system calls: they overlap in threads
+LINK_CHUNK = 128
+
+
+def _link_one(
+    source: tuple[Any, str, str], split: str, dest: Path, layout: Layout, known: Mapping[str, Known]
+) -> tuple[list[str], str | None]:
+    """Check (unless known to decode) and link one image and its label: problems, label text."""
+    image, rel, where = source
+    problems: list[str] = []
+    entry = known.get(where)
+    if entry is None or not entry.decodes:
+        try:
+            problems += check_image_bytes(read_file(Path(image)), where)
+        except OSError as error:
+            raise unreadable(error, where) from error
+    link_or_copy(image, f"{dest}/images/{split}/{rel}")
+    label = _label_source(image, where, layout, known)
+    if label is None or not os.path.isfile(label):
+        return problems, None
+    lwhere = _label_rel(where)
+    try:
+        text = read_file(Path(label)).decode("utf-8", errors="replace")
+    except OSError as error:
+        raise unreadable(error, lwhere) from error
+    problems += check_label_text(text, lwhere, len(layout.names))
+    link_or_copy(label, f"{dest}/labels/{split}/{os.path.splitext(rel)[0]}.txt")
+    return problems, text
+
+
+def make_working_copy(
+    layout: Layout,
+    dest: Path,
+    known: Mapping[str, Known] | None = None,
+    tally: dict[str, list[str | None]] | None = None,
+) -> Path:
+    """Link the dataset into `dest/{images,labels}/<split>/` and validate every file there.
+
+    Files are hardlinked (symlinked where the filesystem refuses), never copied. With `known`
+    (the dataset's files by their path below its root), the files are taken from there and an
+    image known to decode is not decoded again. `tally` gets each split's label texts (None
+    for an image without a label), for `tally_counts`. Problems name the file in the source
+    dataset so the user can fix it where it lives.
     """
     if dest.exists():
         shutil.rmtree(dest)
+    known = known or {}
+    tally = {} if tally is None else tally
     problems: list[str] = []
-    for split, folders in layout.splits.items():
-        found = 0
-        for folder in folders:
-            for image in _images(folder):
-                found += 1
-                rel = image.relative_to(folder)
-                where = image.relative_to(layout.root).as_posix()
-                try:
-                    data = read_file(image)
-                    problems += check_image_bytes(data, where)
-                except OSError as error:
-                    raise _unreadable(error, where) from error
-                target = dest / "images" / split / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-                label = label_for(image)
-                if label.is_file():
-                    lwhere = label.relative_to(layout.root).as_posix()
-                    try:
-                        text = read_file(label).decode("utf-8", errors="replace")
-                    except OSError as error:
-                        raise _unreadable(error, lwhere) from error
-                    problems += check_label_text(text, lwhere, len(layout.names))
-                    target_label = (dest / "labels" / split / rel).with_suffix(".txt")
-                    target_label.parent.mkdir(parents=True, exist_ok=True)
-                    target_label.write_text(text, encoding="utf-8")
-        if not found:
-            problems.append(f"dataset: split {split} has no images in {[str(f) for f in folders]}")
+
+    def chunk(part: list[tuple[Any, str, str, str]]) -> list[tuple[list[str], str | None]]:
+        return [_link_one((i, r, w), split, dest, layout, known) for i, r, w, split in part]
+
+    with ThreadPoolExecutor(max_workers=LINK_THREADS) as pool:
+        for split, folders in layout.splits.items():
+            items = [(*s, split) for folder in folders for s in _sources(layout, folder, known)]
+            chunks = [items[i : i + LINK_CHUNK] for i in range(0, len(items), LINK_CHUNK)]
+            texts = tally.setdefault(split, [])
+            for done in pool.map(chunk, chunks):
+                for found, text in done:
+                    problems += found
+                    texts.append(text)
+            if not items:
+                problems.append(
+                    f"dataset: split {split} has no images in {[str(f) for f in folders]}"
+                )
     if problems:
         raise BadInput(f"dataset: {len(problems)} problem(s) in {layout.root}", problems)
     write_data_yaml(dest, layout.names)
@@ -228,8 +309,13 @@ def make_working_copy(layout: Layout, dest: Path) -> Path:
 
 
 def write_data_yaml(dest: Path, names: tuple[str, ...]) -> Path:
+    return write_data_yaml_at(dest, dest.resolve(), names)
+
+
+def write_data_yaml_at(dest: Path, root: Path, names: tuple[str, ...]) -> Path:
+    """`dest/data.yaml` for a dataset that Ultralytics will read at `root`."""
     data = {
-        "path": str(dest.resolve()),
+        "path": str(root),
         "train": "images/train",
         "val": "images/val",
         "names": dict(enumerate(names)),
@@ -260,22 +346,31 @@ def tree_sha256(root: Path) -> str:
 
 def counts(dest: Path, names: tuple[str, ...]) -> dict[str, Any]:
     """Sample and instance counts per split and class of a working copy."""
+    tally: dict[str, list[str | None]] = {}
+    for split in SPLITS:
+        texts = tally.setdefault(split, [])
+        for image in _images(dest / "images" / split):
+            label = dest / "labels" / split / image.relative_to(dest / "images" / split)
+            label = label.with_suffix(".txt")
+            texts.append(label.read_text(encoding="utf-8") if label.is_file() else None)
+    return tally_counts(tally, names)
+
+
+def tally_counts(tally: Mapping[str, list[str | None]], names: tuple[str, ...]) -> dict[str, Any]:
+    """Sample and instance counts per split and class from each image's label text."""
     result: dict[str, Any] = {}
     for split in SPLITS:
         per_class = {n: {"samples": 0, "instances": 0} for n in names}
         samples = instances = 0
-        for image in _images(dest / "images" / split):
+        for text in tally.get(split, []):
             samples += 1
-            label = dest / "labels" / split / image.relative_to(dest / "images" / split)
-            label = label.with_suffix(".txt")
             seen: set[int] = set()
-            if label.is_file():
-                for line in label.read_text(encoding="utf-8").splitlines():
-                    if line.split():
-                        cls = int(line.split()[0])
-                        instances += 1
-                        per_class[names[cls]]["instances"] += 1
-                        seen.add(cls)
+            for line in (text or "").splitlines():
+                if line.split():
+                    cls = int(line.split()[0])
+                    instances += 1
+                    per_class[names[cls]]["instances"] += 1
+                    seen.add(cls)
             for cls in seen:
                 per_class[names[cls]]["samples"] += 1
         result[split] = {"samples": samples, "instances": instances, "classes": per_class}

@@ -1,14 +1,14 @@
 """Turn the spec's URIs into local files: dataset, corrections and base weights.
 
-An input is either `s3://bucket/prefix` in MinIO (downloaded into the work dir, with progress
-events) or a path relative to the storage root. A missing input is the user's mistake (exit 3);
-an unreachable MinIO is infrastructure (exit 1). A base model `.pt` is a pickle that could run
-code when loaded: its globals are scanned here, before anything loads it (exit 3 if refused).
+An input folder is either `s3://bucket/prefix` in MinIO (fetched into the dataset cache on the
+claim, fetch.py) or a path relative to the storage root (read once, in place). A missing input
+is the user's mistake (exit 3); an unreachable MinIO is infrastructure (exit 1). A base model
+`.pt` is a pickle that could run code when loaded: its globals are scanned here, before
+anything loads it (exit 3 if refused).
 """
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,13 +16,13 @@ from typing import Any
 from retrainer_contract import env as trainer_env
 from retrainer_contract import integrity, layout, objectstore, versions
 
-from retrainer_trainer import checkpoints, logs
+from retrainer_trainer import checkpoints, fetch, logs, worktree
 from retrainer_trainer.config import Config
+from retrainer_trainer.datacache import Cache
 from retrainer_trainer.errors import BadInput, TrainerError
+from retrainer_trainer.fetch import Source
 
-__all__ = ["BaseModel", "Inputs", "download_prefix", "resolve", "resolve_base"]
-
-PROGRESS_EVERY = 50 * 1024 * 1024  # bytes between progress events for big downloads
+__all__ = ["BaseModel", "Inputs", "resolve", "resolve_base"]
 
 
 @dataclass(frozen=True)
@@ -37,57 +37,25 @@ class BaseModel:
 
 @dataclass(frozen=True)
 class Inputs:
-    dataset: Path
-    corrections: Path | None
+    dataset: Source
+    corrections: Source | None
     base: BaseModel
-    holdout: Path | None = None  # spec.promotion.holdout.uri: the pinned evaluation set
+    holdout: Source | None = None  # spec.promotion.holdout.uri: the pinned evaluation set
 
 
-def _client(config: Config) -> Any:
+def _client(config: Config, max_connections: int | None = None) -> Any:
     if not config.s3_endpoint:
         raise BadInput(f"an s3:// input needs {trainer_env.S3_ENDPOINT} (the MinIO endpoint)")
-    return objectstore.minio_client(config.s3_endpoint, config.access_key, config.secret_key)
+    return objectstore.minio_client(
+        config.s3_endpoint,
+        config.access_key,
+        config.secret_key,
+        max_connections=max_connections,
+    )
 
 
 def _infra(error: Exception, uri: str) -> TrainerError:
     return TrainerError(f"cannot read {uri} from MinIO: {type(error).__name__}: {error}")
-
-
-def download_prefix(client: Any, uri: str, dest: Path, field: str) -> Path:
-    """Download every object under `s3://bucket/prefix/` into `dest` (replaced if present)."""
-    from minio.error import S3Error
-
-    bucket, prefix = layout.parse_s3_uri(uri)
-    prefix = f"{prefix.rstrip('/')}/" if prefix else ""
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    count = size = reported = 0
-    try:
-        for obj in client.list_objects(bucket, prefix=prefix, recursive=True):
-            if obj.is_dir:
-                continue
-            rel = obj.object_name[len(prefix) :]
-            if ".." in Path(rel).parts:
-                raise BadInput(f"{field}: object {obj.object_name!r} escapes the prefix")
-            client.fget_object(bucket, obj.object_name, str(dest / rel))
-            count += 1
-            size += obj.size or 0
-            if size - reported >= PROGRESS_EVERY:
-                logs.event("download.progress", uri=uri, files=count, bytes=size)
-                reported = size
-    except S3Error as error:
-        if error.code == "NoSuchBucket":
-            raise BadInput(f"{field}: bucket {bucket!r} does not exist ({uri})") from error
-        raise _infra(error, uri) from error
-    except BadInput:
-        raise
-    except Exception as error:  # urllib3 connection errors and the like
-        raise _infra(error, uri) from error
-    if count == 0:
-        raise BadInput(f"{field}: nothing found at {uri}; upload the folder there first")
-    logs.event("download.done", uri=uri, files=count, bytes=size)
-    return dest
 
 
 def _download_object(client: Any, uri: str, dest: Path, field: str) -> Path:
@@ -106,16 +74,20 @@ def _download_object(client: Any, uri: str, dest: Path, field: str) -> Path:
     return dest
 
 
-def _folder(config: Config, uri: str, name: str, field: str) -> Path:
+def _folder(config: Config, cache: Cache, uri: str, field: str) -> Source:
     if uri.startswith("s3://"):
-        return download_prefix(_client(config), uri, config.workdir / "inputs" / name, field)
+        client = _client(config, max_connections=config.fetch_concurrency)
+        source, _ = fetch.fetch_prefix(
+            client, uri, cache, concurrency=config.fetch_concurrency, field_name=field
+        )
+        return source
     try:
         path = layout.claim_path(uri, config.storage_root)
     except ValueError as error:
         raise BadInput(f"{field}: {error}") from error
     if not path.is_dir():
         raise BadInput(f"{field}: folder {uri!r} not found on the claim (looked at {path})")
-    return path
+    return worktree.scan_folder(path, uri)
 
 
 def resolve_base(config: Config) -> BaseModel:
@@ -170,16 +142,17 @@ def resolve_base(config: Config) -> BaseModel:
     )
 
 
-def resolve(config: Config) -> Inputs:
+def resolve(config: Config, cache: Cache) -> Inputs:
+    """The inputs; s3:// folders come through the dataset cache on the claim (fetch.py)."""
     spec = config.spec
-    dataset = _folder(config, spec.dataset_uri, "dataset", "spec.dataset.uri")
+    dataset = _folder(config, cache, spec.dataset_uri, "spec.dataset.uri")
     corrections = (
-        _folder(config, spec.corrections_uri, "corrections", "spec.corrections.uri")
+        _folder(config, cache, spec.corrections_uri, "spec.corrections.uri")
         if spec.corrections_uri
         else None
     )
     holdout = (
-        _folder(config, spec.promotion.holdout_uri, "holdout", "spec.promotion.holdout.uri")
+        _folder(config, cache, spec.promotion.holdout_uri, "spec.promotion.holdout.uri")
         if spec.promotion is not None
         else None
     )

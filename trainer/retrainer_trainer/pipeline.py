@@ -11,19 +11,18 @@ that run is open it is never left RUNNING: SIGTERM ends it KILLED, any failure F
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from retrainer_contract import documents, integrity, layout, objectstore
 
 from retrainer_trainer import (
-    corrections,
-    dataset,
+    datacache,
     evaluate,
-    holdout,
+    fetch,
     inputs,
     logs,
     repair,
@@ -34,69 +33,11 @@ from retrainer_trainer import (
 from retrainer_trainer import tracking as run_status
 from retrainer_trainer.config import Config
 from retrainer_trainer.errors import Preempted, TrainerError
+from retrainer_trainer.preparation import Prepared, prepare_data
 from retrainer_trainer.tracking import RunRef, Tracker
 from retrainer_trainer.verify import verify
 
 __all__ = ["Prepared", "prepare_data", "run"]
-
-
-class Prepared:
-    """The working dataset and what is known about it before training."""
-
-    def __init__(
-        self,
-        data_yaml: Path,
-        metadata: dict[str, Any],
-        applied: dict[str, Any],
-        pinned: holdout.Holdout | None = None,
-    ) -> None:
-        self.data_yaml = data_yaml
-        self.metadata = metadata
-        self.applied = applied
-        self.holdout = pinned
-
-
-def prepare_data(config: Config, resolved: inputs.Inputs) -> Prepared:
-    """Validate the dataset and the holdout, merge the corrections (never into the holdout),
-    write the two dataset documents."""
-    layout_found = dataset.load(resolved.dataset)
-    work = config.workdir / "dataset"
-    dataset.make_working_copy(layout_found, work)
-    dataset_sha = dataset.tree_sha256(resolved.dataset)
-    pinned = None
-    if resolved.holdout is not None and config.spec.promotion is not None:
-        pinned = holdout.load(resolved.holdout, layout_found.names, config.workdir / "holdout")
-        evaluate.check_policy(config.spec.promotion, pinned)
-    corrections_sha = ""
-    applied: list[corrections.Correction] = []
-    if resolved.corrections is not None:
-        corrections_sha = dataset.tree_sha256(resolved.corrections)
-        if pinned is not None:
-            holdout.check_corrections(resolved.corrections, work, pinned)
-        applied = corrections.apply(resolved.corrections, work, layout_found.names)
-        dataset.validate_working_copy(work, layout_found.names)
-    data_yaml = dataset.write_data_yaml(work, layout_found.names)
-    counted = dataset.counts(work, layout_found.names)
-    metadata = {
-        "datasetUri": config.spec.dataset_uri,
-        "datasetSha256": dataset_sha,
-        "correctionsUri": config.spec.corrections_uri or "",
-        "correctionsSha256": corrections_sha,
-        "correctionsApplied": len(applied),
-        "names": list(layout_found.names),
-        "splits": counted,
-    }
-    applied_doc = corrections.applied_document(applied, corrections_sha)
-    store.atomic_write_json(config.workdir / layout.DATASET_METADATA, metadata)
-    store.atomic_write_json(config.workdir / layout.CORRECTIONS_APPLIED, applied_doc)
-    logs.event(
-        "dataset.ready",
-        train=counted["train"]["samples"],
-        val=counted["val"]["samples"],
-        corrections=len(applied),
-        sha256=dataset_sha,
-    )
-    return Prepared(data_yaml, metadata, applied_doc, pinned)
 
 
 def _minio(config: Config) -> Any:
@@ -352,6 +293,28 @@ def _publish(
     tracker.end(run_ref.run_id, run_status.FINISHED)
 
 
+def _inputs(config: Config) -> tuple[inputs.Inputs, Prepared]:
+    """Resolve the inputs and prepare the working dataset through the claim's dataset cache,
+    then bring the cache back under its cap (never evicting what this run uses)."""
+    cache = datacache.Cache(config.storage_root, config.dataset_cache_max_bytes)
+    with datacache.locked(cache.lock(), fcntl.LOCK_SH):
+        resolved = inputs.resolve(config, cache)
+        prep = prepare_data(config, resolved, cache)
+        for source in (resolved.dataset, resolved.corrections):
+            if source is not None:
+                fetch.remember(cache, source, prep.reused)
+    evicted = cache.evict(keep=prep.shas, keep_trees={prep.tree})
+    logs.event(
+        "dataset.cache",
+        cachedBytes=evicted.total_after,
+        maxBytes=cache.max_bytes,
+        evictedBlobs=evicted.blobs,
+        evictedBytes=evicted.bytes,
+        evictedTrees=evicted.trees,
+    )
+    return resolved, prep
+
+
 def run(config: Config) -> dict[str, Any]:
     """Produce and verify version N; returns its manifest. Raises TrainerError/BadInput.
 
@@ -370,8 +333,7 @@ def run(config: Config) -> dict[str, Any]:
         return done
 
     # Input checks first: bad input is reported (exit 3) whatever state MLflow is in.
-    resolved = inputs.resolve(config)
-    prep = prepare_data(config, resolved)
+    resolved, prep = _inputs(config)
     device = _device(config)
     tracker, run_ref = _open_run(config, resolved.base, device)
     with _ends_the_run(tracker, run_ref):

@@ -77,9 +77,42 @@ def test_the_defaults_are_the_same_on_both_sides() -> None:
     assert read.storage_root == trainer_env.TrainerEnv(spec={}, version=1).storage_root
 
 
+def test_the_dataset_cache_settings_travel_and_default_on_both_sides() -> None:
+    written = told(dataset_cache_max_size="1.5Ti", dataset_fetch_concurrency=64)
+    read = trainer_env.read(as_pod_env(trainer_env.container_env(written, "s")))
+    assert (read.dataset_cache_max_size, read.dataset_fetch_concurrency) == ("1.5Ti", 64)
+    minimal = trainer_env.read({trainer_env.SPEC: "{}", trainer_env.VERSION: "1"})
+    assert minimal.dataset_cache_max_size == trainer_env.DEFAULT_DATASET_CACHE_MAX_SIZE == "100Gi"
+    assert minimal.dataset_fetch_concurrency == trainer_env.DEFAULT_DATASET_FETCH_CONCURRENCY
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("100Gi", 100 * 2**30), ("1.5Ti", int(1.5 * 2**40)), ("500M", 500 * 10**6), ("4096", 4096)],
+)
+def test_a_quantity_reads_as_bytes(text: str, size: int) -> None:
+    assert trainer_env.quantity_bytes(text) == size
+
+
 @pytest.mark.parametrize(
     ("env", "named"),
     [
+        (
+            {
+                trainer_env.SPEC: "{}",
+                trainer_env.VERSION: "1",
+                trainer_env.DATASET_CACHE_MAX_SIZE: "9GB",
+            },
+            trainer_env.DATASET_CACHE_MAX_SIZE,
+        ),
+        (
+            {
+                trainer_env.SPEC: "{}",
+                trainer_env.VERSION: "1",
+                trainer_env.DATASET_FETCH_CONCURRENCY: "0",
+            },
+            trainer_env.DATASET_FETCH_CONCURRENCY,
+        ),
         ({}, trainer_env.SPEC),
         ({trainer_env.SPEC: "{not json"}, trainer_env.SPEC),
         ({trainer_env.SPEC: "[1]"}, trainer_env.SPEC),

@@ -197,6 +197,16 @@ def test_the_scratch_emptydir_has_the_configured_size_limit() -> None:
     assert workdir(config) == {"sizeLimit": "200Gi"}
 
 
+def test_the_trainer_is_told_the_dataset_cache_settings() -> None:
+    config = OperatorConfig.from_env(
+        {"RETRAINER_DATASET_CACHE_MAX_SIZE": "2Ti", "RETRAINER_DATASET_FETCH_CONCURRENCY": "64"}
+    )
+    pod = build_job_spec(retrainjob(), 1, None, config)["spec"]["template"]["spec"]
+    env = {v["name"]: v.get("value") for v in pod["containers"][0]["env"]}
+    assert env["RETRAINER_DATASET_CACHE_MAX_SIZE"] == "2Ti"
+    assert env["RETRAINER_DATASET_FETCH_CONCURRENCY"] == "64"
+
+
 def test_cpu_training_requests_and_limits_cpu_and_memory_without_gpus() -> None:
     job = build_job_spec(retrainjob(resources={"cpu": 2, "memory": "1Gi"}), 1, None, CONFIG)
     pod = job["spec"]["template"]["spec"]

@@ -175,3 +175,16 @@ def test_the_operator_image_for_upkeep_jobs_is_read_and_checked() -> None:
     assert given.operator_image == "registry.example.com/op:2.0"
     with pytest.raises(ConfigError, match="RETRAINER_OPERATOR_IMAGE"):
         OperatorConfig.from_env({"RETRAINER_OPERATOR_IMAGE": "Not An Image"})
+
+
+def test_the_dataset_cache_settings_default_and_are_checked() -> None:
+    config = OperatorConfig.from_env({})
+    assert (config.dataset_cache_max_size, config.dataset_fetch_concurrency) == ("100Gi", 16)
+    config = OperatorConfig.from_env(
+        {"RETRAINER_DATASET_CACHE_MAX_SIZE": "2Ti", "RETRAINER_DATASET_FETCH_CONCURRENCY": "64"}
+    )
+    assert (config.dataset_cache_max_size, config.dataset_fetch_concurrency) == ("2Ti", 64)
+    with pytest.raises(ConfigError, match="RETRAINER_DATASET_CACHE_MAX_SIZE"):
+        OperatorConfig.from_env({"RETRAINER_DATASET_CACHE_MAX_SIZE": "2TB"})
+    with pytest.raises(ConfigError, match="RETRAINER_DATASET_FETCH_CONCURRENCY"):
+        OperatorConfig.from_env({"RETRAINER_DATASET_FETCH_CONCURRENCY": "0"})

@@ -1,0 +1,320 @@
+"""The dataset cache on the claim: s3:// objects kept once, by content, for every version.
+
+Re-downloading an unchanged dataset for each version of a line was most of a short run's
+time, so objects are kept on the claim (shared by the model lines of a namespace) under their
+sha256, and an object key + ETag is remembered as that sha256. Layout, below
+`<storage root>/.retrainer/datasets/` (retrainer_contract.layout.DATASET_CACHE):
+
+    blobs/<aa>/<sha256>          an object's bytes, read-only, named by its content
+    blobs/<aa>/<sha256>.used     touched at each use: the clock of least-recently-used eviction
+                                 (the blob's own mtime never changes: working trees hardlink
+                                 the blob, and Ultralytics' label cache keys on its mtime)
+    keys/<hh>/<hash>             bucket/key/ETag/size -> "sha256 size decodes" (decodes: the
+                                 image was decoded once; validation need not decode it again)
+    listings/<hash>.json         one s3:// folder as last prepared: each object's sha256 and
+                                 the stamp (inode, size, mtime, ctime) its blob had then
+    tmp/<hash>.part, .lock       a download in progress (resumed from its size), its lock
+    trees/                       working trees (worktree.py)
+    cache.lock                   shared while a trainer links blobs, exclusive while evicting
+
+Two trainers at once (the claim is shared by pods): every file appears whole, by an atomic
+rename of a complete file; one object is downloaded by one process at a time (an flock on its
+`.lock`); eviction waits until no trainer is between looking a blob up and linking it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from retrainer_contract import integrity, layout
+
+__all__ = ["STALE_TMP_SECONDS", "Cache", "Entry", "Evicted", "link_or_copy", "locked"]
+
+STALE_TMP_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cached object: its blob, sha256 and size."""
+
+    path: Path
+    sha256: str
+    size: int
+    decodes: bool = False
+
+
+@dataclass(frozen=True)
+class Evicted:
+    """What one eviction pass removed."""
+
+    blobs: int
+    bytes: int
+    trees: int
+    total_after: int
+
+
+@contextlib.contextmanager
+def locked(path: Path, operation: int) -> Iterator[bool]:
+    """Hold an flock on `path` (created if missing); yields False when LOCK_NB found it busy."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o664)
+    try:
+        try:
+            fcntl.flock(fd, operation)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+class Cache:
+    """The dataset cache of one claim."""
+
+    def __init__(self, storage_root: Path, max_bytes: int) -> None:
+        self.root = layout.dataset_cache_dir(storage_root)
+        self.max_bytes = max_bytes
+        self.blobs = self.root / "blobs"
+        self._blobs = str(self.blobs)
+        self._made: set[Path] = set()
+        self.keys = self.root / "keys"
+        self.tmp = self.root / "tmp"
+        self.trees = self.root / "trees"
+        for folder in (self.blobs, self.keys, self.tmp, self.trees):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    # ---- names -------------------------------------------------------------------------------
+
+    @staticmethod
+    def key_id(bucket: str, key: str, etag: str, size: int) -> str:
+        """The name of one object version: its bucket, key, ETag and size."""
+        text = f"{bucket}\0{key}\0{etag.strip(chr(34))}\0{size}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def blob(self, sha256: str) -> Path:
+        return Path(self.blob_path(sha256))
+
+    def blob_path(self, sha256: str) -> str:
+        """The blob's path as a string (the per-object hot path makes no Path)."""
+        return f"{self._blobs}/{sha256[:2]}/{sha256}"
+
+    def _key_record(self, key_id: str) -> Path:
+        return self.keys / key_id[:2] / key_id
+
+    def part(self, key_id: str) -> Path:
+        return self.tmp / f"{key_id}.part"
+
+    def part_lock(self, key_id: str) -> Path:
+        return self.tmp / f"{key_id}.lock"
+
+    def lock(self) -> Path:
+        return self.root / "cache.lock"
+
+    def _listing(self, bucket: str, prefix: str) -> Path:
+        name = hashlib.sha256(f"{bucket}\0{prefix}".encode()).hexdigest()
+        return self.root / "listings" / f"{name}.json"
+
+    # ---- stamps: a blob unchanged since it was last verified is not read again ----------------
+
+    @staticmethod
+    def stamp(path: str | os.PathLike[str]) -> str:
+        """What any write, truncation, chmod or replacement of a file changes (its ctime
+        cannot be set back by a process). Silent media corruption leaves it: the claim's
+        storage checksums are what catch that."""
+        st = os.stat(path)
+        return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+    def trusted(self, bucket: str, prefix: str) -> dict[str, list[Any]]:
+        """key id -> [sha256, size, stamp, decodes] of a folder as last prepared."""
+        try:
+            data = json.loads(self._listing(bucket, prefix).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def remember(self, bucket: str, prefix: str, entries: dict[str, tuple[str, int, bool]]) -> None:
+        """Record each key id's blob with its stamp now (after the working tree was linked:
+        linking changes a blob's ctime)."""
+        listing: dict[str, list[Any]] = {}
+        for key_id, (sha256, size, decodes) in entries.items():
+            try:
+                listing[key_id] = [sha256, size, self.stamp(self.blob(sha256)), decodes]
+            except OSError:
+                continue
+        path = self._listing(bucket, prefix)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_text(path, json.dumps(listing))
+
+    # ---- reading -----------------------------------------------------------------------------
+
+    def lookup(self, key_id: str) -> Entry | None:
+        """The blob recorded for an object version, if both the record and the blob exist."""
+        try:
+            sha256, size, decodes = self._key_record(key_id).read_text(encoding="ascii").split()
+        except (OSError, ValueError):
+            return None
+        path = self.blob(sha256)
+        try:
+            if path.stat().st_size != int(size):
+                return None
+        except OSError:
+            return None
+        return Entry(path, sha256, int(size), decodes == "1")
+
+    def intact(self, entry: Entry) -> bool:
+        """Read the blob again: does it still hash to its name? (catches any corruption)"""
+        try:
+            return integrity.sha256_file(entry.path) == (entry.sha256, entry.size)
+        except FileNotFoundError:
+            raise
+        except OSError:
+            return False
+
+    # ---- writing -----------------------------------------------------------------------------
+
+    def discard(self, entry: Entry) -> None:
+        """Drop a blob found corrupted (its name only: working trees keep their own inode)."""
+        entry.path.unlink(missing_ok=True)
+
+    def commit(
+        self, part: Path, key_id: str, sha256: str, size: int, decodes: bool = False
+    ) -> Entry:
+        """Move a complete, hashed download into blobs/ and record its key; idempotent."""
+        target = self.blob(sha256)
+        self._folder(target.parent)
+        os.chmod(part, 0o444)
+        os.replace(part, target)  # the same bytes under the same name: a race is harmless
+        record = self._key_record(key_id)
+        self._folder(record.parent)
+        _atomic_text(record, f"{sha256} {size} {int(decodes)}\n")
+        return Entry(target, sha256, size, decodes)
+
+    def _folder(self, path: Path) -> None:
+        """Make a blobs/ or keys/ subfolder once per process (commit runs per object)."""
+        if path not in self._made:
+            path.mkdir(parents=True, exist_ok=True)
+            self._made.add(path)
+
+    def touch(self, shas: Iterable[str]) -> None:
+        """Mark blobs as used now (the LRU clock)."""
+        for sha256 in shas:
+            stamp = self.blob(sha256).with_suffix(".used")
+            try:
+                os.utime(stamp)
+            except FileNotFoundError:
+                stamp.touch()
+
+    # ---- eviction ----------------------------------------------------------------------------
+
+    def _blobs_by_age(self) -> list[tuple[float, str, int]]:
+        """(last use, sha256, size) of every blob, oldest first; a blob never marked used
+        (its trainer died before) counts from when it was written."""
+        used: dict[str, float] = {}
+        blobs: dict[str, tuple[float, int]] = {}
+        for folder in self.blobs.iterdir():
+            for entry in os.scandir(folder):
+                name, _, suffix = entry.name.partition(".")
+                try:
+                    stat = entry.stat()
+                except FileNotFoundError:
+                    continue
+                if suffix == "used":
+                    used[name] = stat.st_mtime
+                elif not suffix:
+                    blobs[name] = (stat.st_mtime, stat.st_size)
+        for name in set(used) - set(blobs):  # a blob discarded or evicted halfway
+            Path(f"{self.blob(name)}.used").unlink(missing_ok=True)
+        return sorted((used.get(n, m), n, size) for n, (m, size) in blobs.items())
+
+    def evict(self, keep: set[str], keep_trees: set[str]) -> Evicted:
+        """Bring the cache under its cap: unused working trees first, then the least recently
+        used blobs, never one in `keep` (what this run uses). Waits for no trainer to be
+        linking blobs (cache.lock exclusive)."""
+        with locked(self.lock(), fcntl.LOCK_EX):
+            self._sweep_tmp()
+            blobs = self._blobs_by_age()
+            total = sum(size for _, _, size in blobs)
+            if total <= self.max_bytes:
+                return Evicted(0, 0, 0, total)
+            trees = self._drop_unused_trees(keep_trees)
+            removed = freed = 0
+            for _, sha256, size in blobs:
+                if total <= self.max_bytes:
+                    break
+                if sha256 in keep:
+                    continue
+                for suffix in ("", ".used"):
+                    Path(f"{self.blob(sha256)}{suffix}").unlink(missing_ok=True)
+                removed, freed, total = removed + 1, freed + size, total - size
+            return Evicted(removed, freed, trees, total)
+
+    def _sweep_tmp(self) -> None:
+        """Remove what dead trainers left in tmp/ a day ago or more: partial downloads (a
+        live one is touched by every write), trees and views never finished, stale trees."""
+        old = time.time() - STALE_TMP_SECONDS
+        for entry in os.scandir(self.tmp):
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime > old:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+
+    def _drop_unused_trees(self, keep: set[str]) -> int:
+        """Remove the working trees no trainer holds (they hardlink blobs, keeping their bytes
+        on the claim after the blob's name is gone); rebuilding one is only links."""
+        dropped = 0
+        for tree in sorted(self.trees.iterdir()):
+            if not tree.is_dir() or tree.name in keep:
+                continue
+            with locked(self.trees / f"{tree.name}.lock", fcntl.LOCK_EX | fcntl.LOCK_NB) as free:
+                if free:
+                    shutil.rmtree(tree, ignore_errors=True)
+                    dropped += 1
+        return dropped
+
+    def new_tmp(self, prefix: str) -> Path:
+        """A fresh folder on the claim next to the blobs (hardlinks need the same filesystem)."""
+        path = self.tmp / f"{prefix}-{secrets.token_hex(6)}"
+        path.mkdir(parents=True)
+        return path
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    tmp.write_text(text, encoding="ascii")
+    os.replace(tmp, path)
+
+
+def link_or_copy(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> str:
+    """Hardlink `source` at `target` (its folder made if missing); a symlink where the
+    filesystem refuses hardlinks. Called once per dataset file: plain os calls."""
+    try:
+        try:
+            os.link(source, target)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.link(source, target)
+        return "hardlink"
+    except OSError as error:
+        if error.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
+            raise
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.symlink(os.path.realpath(source), target)
+    return "symlink"
