@@ -90,6 +90,8 @@ def _self_signed(folder: Path) -> None:
 def kueue(world: Any, kubectl: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     folder = _kueue_dir()
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(folder / "crds"))
+    # Kueue maps its kinds once at start: its CRDs must be served before it runs.
+    kubectl("wait", "--for=condition=Established", "--timeout=120s", "-f", str(folder / "crds"))
     kubectl("create", "namespace", "kueue-system", check=False)
     work = tmp_path_factory.mktemp("kueue")
     _self_signed(work / "certs")
