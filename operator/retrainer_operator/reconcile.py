@@ -134,14 +134,13 @@ def _start(
     `used_attempts`: pods a lost Job already ran, taken off the new Job's backoffLimit."""
     meta, spec = body["metadata"], body["spec"]
     ns, uid, model = meta["namespace"], meta["uid"], spec["model"]
-    versions.ensure(
-        deps.cluster,
-        ns,
-        model,
-        lambda: recovery.recover(
+
+    def recover() -> tuple[int, dict[int, tuple[str, str]]]:
+        return recovery.recover(
             deps.cluster, deps.mlflow, ns, model, tracking.experiment_name(spec)
-        ),
-    )
+        )
+
+    versions.ensure(deps.cluster, ns, model, recover)
     allocation = versions.find(deps.cluster, ns, model, uid)
     if allocation is None:
         outcome = checks.preflight(deps.cluster, body, deps.config)
@@ -156,6 +155,7 @@ def _start(
             uid,
             meta["name"],
             outcome.base_version,
+            recover,
         )
     _record_allocated(deps, spec, ns, model, allocation.version)
     faults.point(faults.AFTER_ALLOCATION)

@@ -435,12 +435,22 @@ def allocate(
     uid: str,
     name: str,
     base_version: int | None,
+    recover: Callable[[], tuple[int, Mapping[int, tuple[str, str]]]],
 ) -> Allocation:
     """Allocate the next version for `uid` (idempotent: the same uid gets the same version).
-    Call `ensure` first, so that a lost ledger is rebuilt from evidence before numbering."""
-    result: Allocation = _update(
-        client, namespace, model, lambda data: allocate_in(data, uid, name, base_version)
-    )
+
+    A ledger without `next` (the ModelLine was deleted, even between a caller's `ensure` and
+    this write) is rebuilt from `recover()` in the same write: numbering never starts over."""
+    recovered: list[tuple[int, Mapping[int, tuple[str, str]]]] = []
+
+    def change(data: Mapping[str, str]) -> tuple[dict[str, str], Allocation]:
+        if "next" not in data and find_in(data, uid) is None:
+            if not recovered:
+                recovered.append(recover())
+            data = seed_in(data, *recovered[0])
+        return allocate_in(data, uid, name, base_version)
+
+    result: Allocation = _update(client, namespace, model, change)
     return result
 
 

@@ -8,6 +8,11 @@ from typing import Any
 from retrainer_operator.versions import Conflict
 
 
+def NO_EVIDENCE() -> tuple[int, dict[int, tuple[str, str]]]:
+    """recover() of a line nothing is known of."""
+    return 0, {}
+
+
 class FakeLines:
     """ModelLines by (namespace, name); a replace with a stale resourceVersion is a Conflict."""
 

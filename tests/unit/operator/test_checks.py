@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from lines_fake import FakeLines
+from lines_fake import NO_EVIDENCE, FakeLines
 from retrainer_operator import checks, versions
 from retrainer_operator.conditions import Reason
 from retrainer_operator.config import OperatorConfig
@@ -134,7 +134,7 @@ def test_cluster_checks_still_follow() -> None:
     assert isinstance(outcome, checks.CheckFailure)
     assert outcome.reason == Reason.SECRET_NOT_FOUND
     cluster = FakeCluster()
-    versions.allocate(cluster, "team", "shapes", "uid-0", "first", None)
+    versions.allocate(cluster, "team", "shapes", "uid-0", "first", None, NO_EVIDENCE)
     versions.mark_verified(cluster, "team", "shapes", 1, "sha")
     body = retrainjob(baseModel={"version": "latest"})
     assert checks.preflight(cluster, body, CONFIG) == checks.Preflight(1)

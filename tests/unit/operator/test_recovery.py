@@ -117,11 +117,23 @@ def test_only_succeeded_and_verified_retrainjobs_count_as_verified() -> None:
 
 
 def test_a_late_verification_on_a_deleted_line_does_not_pass_for_a_ledger() -> None:
-    from lines_fake import FakeLines
+    from lines_fake import NO_EVIDENCE, FakeLines
 
     store = FakeLines()
     versions.mark_verified(store, "team", "shapes", 1, "a" * 64)  # after the line was deleted
     versions.ensure(store, "team", "shapes", lambda: (1, {}))
-    allocation = versions.allocate(store, "team", "shapes", "uid-2", "second", None)
+    allocation = versions.allocate(store, "team", "shapes", "uid-2", "second", None, NO_EVIDENCE)
     assert allocation.version == 2
     assert versions.resolve_base(store, "team", "shapes", "latest") == 1
+
+
+def test_a_line_deleted_between_ensure_and_allocate_still_numbers_above_the_evidence() -> None:
+    from lines_fake import FakeLines
+
+    store = FakeLines()
+    versions.ensure(store, "team", "shapes", lambda: (1, {}))
+    del store.lines[("team", "shapes")]  # deleted now: the allocation creates a bare line
+    allocation = versions.allocate(
+        store, "team", "shapes", "uid-2", "second", None, lambda: (1, {})
+    )
+    assert allocation.version == 2

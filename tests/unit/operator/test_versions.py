@@ -6,7 +6,7 @@ import random
 from typing import Any
 
 import pytest
-from lines_fake import FakeLines
+from lines_fake import NO_EVIDENCE, FakeLines
 from retrainer_operator import versions
 from retrainer_operator.versions import (
     COMPACT_THRESHOLD,
@@ -180,7 +180,7 @@ def test_compaction_is_applied_on_writes_and_reads_which_retrainjobs_still_run(
         },
     ]
     for i in range(1, 500):
-        allocate(cluster, "team", "shapes", f"uid-{i}", f"run-{i}", None)
+        allocate(cluster, "team", "shapes", f"uid-{i}", f"run-{i}", None, NO_EVIDENCE)
         if i not in (3, 4):
             mark_verified(cluster, "team", "shapes", i, "0" * 64)
         assert ledger_size(cluster.ledger("team", "shapes")) <= 16 * 1024
@@ -297,8 +297,8 @@ def test_compacted_and_whole_ledgers_give_the_same_answers_step_by_step() -> Non
 
 def test_every_line_keeps_its_own_sequence_in_its_own_modelline() -> None:
     store = FakeLines()
-    first = versions.allocate(store, "team-a", "shapes", "u1", "a", None)
-    other = versions.allocate(store, "team-b", "shapes", "u2", "b", None)
+    first = versions.allocate(store, "team-a", "shapes", "u1", "a", None, NO_EVIDENCE)
+    other = versions.allocate(store, "team-b", "shapes", "u2", "b", None, NO_EVIDENCE)
     assert first.version == other.version == 1  # two lines, two sequences
     assert set(store.lines) == {("team-a", "shapes"), ("team-b", "shapes")}
     assert store.lines[("team-a", "shapes")]["spec"] == {}  # a bare line, created for the run
@@ -311,7 +311,7 @@ def test_every_line_keeps_its_own_sequence_in_its_own_modelline() -> None:
 def test_the_status_people_read_is_derived_from_the_ledger_on_every_write() -> None:
     store = FakeLines()
     for i in (1, 2, 3):
-        versions.allocate(store, "team", "shapes", f"u{i}", f"run-{i}", None)
+        versions.allocate(store, "team", "shapes", f"u{i}", f"run-{i}", None, NO_EVIDENCE)
     versions.mark_verified(store, "team", "shapes", 1, "a" * 64)
     versions.mark_verified(store, "team", "shapes", 3, "c" * 64)
     status = store.lines[("team", "shapes")]["status"]
@@ -328,7 +328,7 @@ def test_the_status_people_read_is_derived_from_the_ledger_on_every_write() -> N
 def test_champion_resolves_to_the_version_the_line_names_when_it_is_verified() -> None:
     store = FakeLines()
     for i in (1, 2):
-        versions.allocate(store, "team", "shapes", f"u{i}", f"run-{i}", None)
+        versions.allocate(store, "team", "shapes", f"u{i}", f"run-{i}", None, NO_EVIDENCE)
     versions.mark_verified(store, "team", "shapes", 1, "a" * 64)
     assert versions.resolve_base(store, "team", "shapes", "champion") is None  # none named
     store.lines[("team", "shapes")]["status"]["champion"] = {"version": 2}
@@ -339,7 +339,7 @@ def test_champion_resolves_to_the_version_the_line_names_when_it_is_verified() -
 
 def test_a_concurrent_write_is_retried_never_lost() -> None:
     store = FakeLines()
-    versions.allocate(store, "team", "shapes", "u1", "run-1", None)
+    versions.allocate(store, "team", "shapes", "u1", "run-1", None, NO_EVIDENCE)
     real_read = store.read_modelline
     raced = {"done": False}
 
@@ -347,10 +347,10 @@ def test_a_concurrent_write_is_retried_never_lost() -> None:
         seen = real_read(namespace, name)
         if not raced["done"]:
             raced["done"] = True  # another allocator writes between our read and our write
-            versions.allocate(store, "team", "shapes", "u2", "run-2", None)
+            versions.allocate(store, "team", "shapes", "u2", "run-2", None, NO_EVIDENCE)
         return seen
 
     store.read_modelline = read_then_race  # type: ignore[method-assign]
-    third = versions.allocate(store, "team", "shapes", "u3", "run-3", None)
+    third = versions.allocate(store, "team", "shapes", "u3", "run-3", None, NO_EVIDENCE)
     assert third.version == 3
     assert versions.find(store, "team", "shapes", "u2") == Allocation(2, None)
