@@ -243,7 +243,9 @@ def test_an_evicted_pod_is_retried_without_using_the_backoff_limit_and_resumes(
     dataset: str,
 ) -> None:
     core = client.CoreV1Api(kube)
-    epochs = 4
+    # Enough epochs (each well under a second here) that the eviction lands mid-training, not
+    # in Ultralytics' final phase after the last epoch.
+    epochs = 20
     with operator_in_prepared_namespace(world, kube, namespace, tmp_path) as operator:
         create(
             kube,
