@@ -21,7 +21,13 @@ from retrainer_world.kubelet import security
 from retrainer_world.kubelet.engine import ENGINE, WORLD_LABEL, Engine, container_name
 from retrainer_world.kubelet.env import build_env, expand
 from retrainer_world.kubelet.images import ImageUnknown
-from retrainer_world.kubelet.launch import Launch, LaunchContext, log_path, pod_dir
+from retrainer_world.kubelet.launch import (
+    Launch,
+    LaunchContext,
+    log_path,
+    mount_sources,
+    pod_dir,
+)
 from retrainer_world.kubelet.paths import DEFAULT_TERMINATION_PATH
 from retrainer_world.kubelet.quantities import cpus, memory_bytes
 from retrainer_world.kubelet.service import SERVICE_NAMES, SERVICE_PORT
@@ -48,18 +54,7 @@ def service_env(server: str, service_host: str = "") -> dict[str, str]:
 
 def _mounts(container: Obj, folders: dict[str, Path], env: dict[str, str]) -> list[str]:
     args: list[str] = []
-    for mount in container.get("volumeMounts") or []:
-        name = mount["name"]
-        if name not in folders:
-            raise ValueError(f"volumeMount {name!r} names no volume of the pod")
-        local = folders[name]
-        sub = mount.get("subPath") or expand(mount.get("subPathExpr") or "", env)
-        if sub:
-            if sub.startswith("/") or ".." in sub.split("/"):
-                raise ValueError(f"volumeMount {name!r}: subPath {sub!r} must be relative")
-            local = local / sub
-            if not local.exists():
-                local.mkdir(parents=True, exist_ok=True)  # the kubelet creates it too
+    for mount, local in mount_sources(container, folders, env):
         mode = "ro" if mount.get("readOnly") else "rw"
         args += ["--volume", f"{local}:{mount['mountPath']}:{mode}"]
     return args

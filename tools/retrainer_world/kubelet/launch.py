@@ -38,6 +38,7 @@ __all__ = [
     "build_launch",
     "container_paths",
     "log_path",
+    "mount_sources",
     "pod_dir",
     "working_dir",
 ]
@@ -96,11 +97,12 @@ def base_env(venv: Path, environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def container_paths(
-    container: Obj, folders: dict[str, Path], message_file: Path, env: dict[str, str]
-) -> PathMap:
-    """mountPath (+subPath) -> local folder, and terminationMessagePath -> message file."""
-    pathmap = PathMap()
+def mount_sources(
+    container: Obj, folders: dict[str, Path], env: dict[str, str]
+) -> list[tuple[Obj, Path]]:
+    """Each volumeMount with the local folder it shows (its volume's, + subPath), for both
+    runtimes: host processes rewrite paths into it, containers bind-mount it."""
+    found: list[tuple[Obj, Path]] = []
     for mount in container.get("volumeMounts") or []:
         name = mount["name"]
         if name not in folders:
@@ -113,6 +115,16 @@ def container_paths(
             local = local / sub
             if not local.exists():
                 local.mkdir(parents=True, exist_ok=True)  # the kubelet creates it too
+        found.append((mount, local))
+    return found
+
+
+def container_paths(
+    container: Obj, folders: dict[str, Path], message_file: Path, env: dict[str, str]
+) -> PathMap:
+    """mountPath (+subPath) -> local folder, and terminationMessagePath -> message file."""
+    pathmap = PathMap()
+    for mount, local in mount_sources(container, folders, env):
         pathmap.add(mount["mountPath"], local)
     path = container.get("terminationMessagePath") or DEFAULT_TERMINATION_PATH
     pathmap.add(path, message_file)
