@@ -9,6 +9,7 @@ run URL are the contract's (retrainer_contract.tracking), the same the trainer u
 from __future__ import annotations
 
 import json
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -31,6 +32,17 @@ def _not_found(error: urllib.error.HTTPError) -> bool:
         return False
     message = str(body.get("message", "")) if isinstance(body, dict) else ""
     return error.code == 400 and message.endswith("not found.")
+
+
+_TAG_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
+_TAG_LOCKS_GUARD = threading.Lock()
+
+
+def _tag_lock(base: str, experiment_id: str, key: str) -> threading.Lock:
+    """The one lock of an experiment tag on one tracking server (Kopf runs handlers of
+    different RetrainJobs in parallel threads)."""
+    with _TAG_LOCKS_GUARD:
+        return _TAG_LOCKS.setdefault((base, experiment_id, key), threading.Lock())
 
 
 class MlflowError(RuntimeError):
@@ -133,7 +145,11 @@ class MlflowRest:
 
     def record_allocated(self, experiment: str, namespace: str, model: str, version: int) -> None:
         """Raise the experiment's allocated-version tag of the line to `version` (creating the
-        experiment when it does not exist yet; the trainer uses the same one)."""
+        experiment when it does not exist yet; the trainer uses the same one).
+
+        MLflow has no compare-and-set, so two allocations recorded at once could each read the
+        old value and the lower one write last, leaving a tag below a handed-out number. The
+        read and the write of one tag therefore run under one lock (one operator is active)."""
         experiment_id = self.experiment_id(experiment)
         if experiment_id is None:
             created = self._call("POST", "/api/2.0/mlflow/experiments/create", {"name": experiment})
@@ -143,13 +159,14 @@ class MlflowRest:
         if not experiment_id:
             raise MlflowError(f"experiment {experiment!r} could not be created")
         key = tracking.allocated_tag(namespace, model)
-        if self.allocated(experiment, namespace, model) >= version:
-            return
-        self._call(
-            "POST",
-            "/api/2.0/mlflow/experiments/set-experiment-tag",
-            {"experiment_id": experiment_id, "key": key, "value": str(version)},
-        )
+        with _tag_lock(self.base, experiment_id, key):
+            if self.allocated(experiment, namespace, model) >= version:
+                return
+            self._call(
+                "POST",
+                "/api/2.0/mlflow/experiments/set-experiment-tag",
+                {"experiment_id": experiment_id, "key": key, "value": str(version)},
+            )
 
     def allocated(self, experiment: str, namespace: str, model: str) -> int:
         """The highest version the experiment's tag records for the line (0: none)."""
