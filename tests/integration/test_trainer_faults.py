@@ -3,21 +3,24 @@ the trainer (a subprocess with the env contract, the world's MinIO and MLflow). 
 best.pt of a verified version is never published again: it is restored from a copy with the
 recorded sha256. A last.pt truncated while training was interrupted is never resumed from and
 never deleted: the run folder's content is moved aside and the version trains again. A base
-model whose pickle would run code is refused before anything loads it.
+model whose pickle would run code is refused before anything loads it. A pod killed in
+Ultralytics' final phase (both weights rewritten in place) is finished from its sealed save.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import signal
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
-from retrainer_contract import documents, integrity, layout
+from retrainer_contract import documents, faults, integrity, layout
 from retrainer_demo import shapes
+from retrainer_trainer import checkpoints, runfolder
 from retrainer_world.world import World
 from test_trainer_support import TINY, Claim, run_trainer, spec
 
@@ -38,6 +41,40 @@ def claim_with_shapes(world: World, tmp_path: Path) -> Claim:
     claim = Claim(world, tmp_path / "claim", tmp_path / "work")
     shapes.generate_dataset(claim.root / "datasets" / "shapes", seed=3)
     return claim
+
+
+def test_a_pod_killed_in_ultralytics_final_phase_is_finished_from_its_sealed_save_not_retrained(
+    world: World, tmp_path: Path
+) -> None:
+    # Killed (SIGKILL, like a lost node) at the final validation: both weights files are
+    # stripped in place by then, so neither matches the last epoch's record.
+    claim = claim_with_shapes(world, tmp_path)
+    model = f"final-{claim.token}"
+    env = claim.env(spec(model, mlflow={"experiment": f"final-{claim.token}"}), 1)
+
+    first = run_trainer({**env, faults.ENV: faults.TRAINER_FINAL_VALIDATION})
+    assert first.rc == -signal.SIGKILL, first.explain()
+    paths = layout.VersionPaths.for_version(claim.root, model, 1)
+    record = runfolder.read_record(paths)
+    assert record is not None and record.sealed and not record.finished
+    assert sha(paths.last_checkpoint) != record.files["last.pt"].sha256
+    assert not paths.production.exists()
+
+    second = run_trainer(env)
+    assert second.rc == 0, second.explain()
+    assert second.named("train.state")[0]["checkpoint"] == "finished"
+    assert second.named("weights.final_save_restored"), second.explain()
+    assert second.named("train.start") == [] and second.named("run.moved_aside") == []
+    assert second.named("train.final_phase_finished")
+    assert sha(paths.production) == sha(paths.training_run)
+    ckpt = checkpoints.load(paths.production)
+    assert ckpt["epoch"] == -1 and ckpt.get("optimizer") is None, "stripped as Ultralytics does"
+    assert not (paths.run_dir / runfolder.FINAL_SAVE).exists()
+
+    mlflow = MlflowClient(world.mlflow_uri)
+    (run_id,) = {e["runId"] for e in first.named("mlflow.run") + second.named("mlflow.run")}
+    steps = sorted(m.step for m in mlflow.get_metric_history(run_id, "epoch"))
+    assert steps == [1, 2], "each epoch trained and logged once"
 
 
 def test_a_corrupted_best_pt_of_a_verified_version_comes_back_with_its_recorded_sha256(

@@ -10,13 +10,18 @@ Nothing here deletes. Content proven wrong (it does not match its record, or, wi
 its structure is not a checkpoint) is moved aside to `retrain_vN.unreadable-<time>` and the
 version trains again; content that merely cannot be read right now (EIO, a MemoryError, a
 torch or Ultralytics that cannot load it) is an infrastructure error the Job retries.
+
+Ultralytics' final phase rewrites both files in place (it strips the optimizer), so a pod
+stopped there would leave weights that match no record. The save that ends the training loop
+is therefore sealed: recorded as the last one and copied to `final-save/`, from which `assess`
+puts the recorded bytes back; the run is then finished from them instead of trained again.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -37,12 +42,16 @@ __all__ = [
     "move_aside",
     "read_record",
     "record",
+    "record_finished",
+    "seal",
 ]
 
 # The record of the weights, beside them in the run folder. Only the trainer reads it, so it
 # is the trainer's name, not the contract's.
 RECORD = "weights.json"
 BEST, LAST = "best.pt", "last.pt"
+# The sealed final save's copies (kept until the finished run is recorded).
+FINAL_SAVE = "final-save"
 NONE = "none"
 RESUMABLE = checkpoints.RESUMABLE
 FINISHED = checkpoints.FINISHED
@@ -59,6 +68,7 @@ class Record:
 
     finished: bool
     files: dict[str, Digest]
+    sealed: bool = False  # the save that ended the training loop; its copies are in final-save/
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,8 @@ class Plan:
 
     For a finished run, `best` is what best.pt (`file`) must hash to (recorded in
     `recorded_in`), and `actual` what it hashes to now ("" when it matches, "missing" when it
-    is gone).
+    is gone). `final_phase` says every epoch was trained but Ultralytics' final phase (the
+    optimizer stripped from both files) was not recorded done.
     """
 
     state: str
@@ -75,6 +86,7 @@ class Plan:
     actual: str = ""
     recorded_in: str = ""
     file: str = ""
+    final_phase: bool = False
 
 
 def _record_path(paths: layout.VersionPaths) -> Path:
@@ -94,21 +106,43 @@ def digest(path: Path) -> Digest | None:
         ) from error
 
 
-def record(paths: layout.VersionPaths, *, finished: bool) -> None:
+def _weights(paths: layout.VersionPaths) -> tuple[tuple[str, Path], ...]:
+    return ((BEST, paths.training_run), (LAST, paths.last_checkpoint))
+
+
+def record(paths: layout.VersionPaths, *, finished: bool, sealed: bool = False) -> None:
     """Record last.pt and best.pt as they are now (called right after Ultralytics wrote them)."""
-    files = {
-        name: found
-        for name, path in ((BEST, paths.training_run), (LAST, paths.last_checkpoint))
-        if (found := digest(path)) is not None
-    }
+    files = {name: found for name, path in _weights(paths) if (found := digest(path)) is not None}
     store.atomic_write_json(
         _record_path(paths),
         {
             "finished": finished,
+            "sealed": sealed,
             "recordedAt": integrity.now_iso(),
             "files": {name: found._asdict() for name, found in files.items()},
         },
     )
+
+
+def seal(paths: layout.VersionPaths) -> None:
+    """Record the save that ends the training loop and keep a copy of it in final-save/.
+
+    The record comes first: until the copies are complete the files still match it (the final
+    phase only starts after this returns), so a half-made copy is never needed."""
+    record(paths, finished=False, sealed=True)
+    for name, path in _weights(paths):
+        if path.is_file():
+            store.atomic_copy(path, paths.run_dir / FINAL_SAVE / name)
+
+
+def record_finished(paths: layout.VersionPaths) -> None:
+    """Record the finished run; the sealed copies are of no use any more."""
+    record(paths, finished=True)
+    kept = paths.run_dir / FINAL_SAVE
+    for name in (BEST, LAST):
+        (kept / name).unlink(missing_ok=True)
+    if kept.is_dir():
+        kept.rmdir()
 
 
 def _parse(raw: dict[str, Any]) -> Record:
@@ -116,6 +150,7 @@ def _parse(raw: dict[str, Any]) -> Record:
     return Record(
         finished=bool(raw["finished"]),
         files={str(k): Digest(str(v["sha256"]), int(v["size"])) for k, v in files.items()},
+        sealed=bool(raw.get("sealed", False)),
     )
 
 
@@ -214,19 +249,29 @@ def _state(last: Path, *, recorded: bool) -> str | None:
     ) from cause
 
 
+def _restore_sealed(paths: layout.VersionPaths, saved: Record, wrong: list[str]) -> bool:
+    """Put the sealed final save back over files the final phase rewrote (True: all back)."""
+    kept = paths.run_dir / FINAL_SAVE
+    if not saved.sealed or any(digest(kept / name) != saved.files.get(name) for name in wrong):
+        return False
+    for name, path in _weights(paths):
+        if name in wrong:
+            store.atomic_copy(kept / name, path)
+    logs.event("weights.final_save_restored", run=str(paths.run_dir), files=wrong)
+    return True
+
+
 def _unfinished(paths: layout.VersionPaths, saved: Record) -> Plan:
     """A training recorded at its last saved epoch: resume only from exactly those bytes."""
-    wrong = [
-        name
-        for name, path in ((LAST, paths.last_checkpoint), (BEST, paths.training_run))
-        if digest(path) != saved.files.get(name)
-    ]
-    if wrong:
-        move_aside(paths, f"{', '.join(wrong)} do not match {RECORD}")
+    wrong = [name for name, path in _weights(paths) if digest(path) != saved.files.get(name)]
+    if wrong and not _restore_sealed(paths, saved, wrong):
+        move_aside(paths, f"{', '.join(sorted(wrong))} do not match {RECORD}")
         return Plan(NONE)
-    state = _state(paths.last_checkpoint, recorded=True)
-    if state == FINISHED:
-        return _finished(paths, saved.files.get(BEST), RECORD)
+    # The training loop ended (sealed), or every planned epoch is in last.pt (stopped before
+    # the seal existed): only Ultralytics' final phase is left to do.
+    if saved.sealed or _state(paths.last_checkpoint, recorded=True) == FINISHED:
+        plan = _finished(paths, saved.files.get(BEST), RECORD)
+        return replace(plan, final_phase=plan.state == FINISHED)
     return Plan(RESUMABLE)
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retrainer_contract import layout
+from retrainer_contract import faults, layout
 from retrainer_contract import metrics as metric_keys
 
 from retrainer_trainer import checkpoints, logs, runfolder
@@ -171,14 +171,21 @@ class _Callbacks:
         self.pending = True
 
     def model_save(self, trainer: Any) -> None:
-        # Right after Ultralytics wrote last.pt (and maybe best.pt): record what they are.
-        runfolder.record(self.paths, finished=False)
+        # Right after Ultralytics wrote last.pt (and maybe best.pt): record what they are. The
+        # save after which the loop stops (`stop` is decided before it) is sealed: the final
+        # phase that follows rewrites both files in place.
+        if getattr(trainer, "stop", False):
+            runfolder.seal(self.paths)
+        else:
+            runfolder.record(self.paths, finished=False)
 
     def train_end(self, trainer: Any) -> None:
         # After the final validation stripped both files: the record of the finished run.
-        runfolder.record(self.paths, finished=True)
+        runfolder.record_finished(self.paths)
 
     def fit_epoch_end(self, trainer: Any) -> None:
+        if not self.pending:  # the final validation: both files are stripped by now
+            faults.point(faults.TRAINER_FINAL_VALIDATION)
         metrics = standard_metrics(trainer.metrics or {})
         if self.pending:
             self.pending = False
@@ -212,6 +219,18 @@ def _reusable(paths: layout.VersionPaths, restore: Restore) -> runfolder.Plan:
     return plan
 
 
+def _finish_final_phase(paths: layout.VersionPaths) -> None:
+    """What Ultralytics' final phase does to the weights, for a run stopped before it was
+    recorded done: strip the optimizer from last.pt, then from best.pt with last.pt's training
+    results, with Ultralytics' own function; the metrics are best.pt's, from its epoch."""
+    from ultralytics.utils.torch_utils import strip_optimizer
+
+    ckpt = strip_optimizer(paths.last_checkpoint) if paths.last_checkpoint.is_file() else {}
+    strip_optimizer(paths.training_run, updates={"train_results": ckpt.get("train_results")})
+    runfolder.record_finished(paths)
+    logs.event("train.final_phase_finished", run=str(paths.run_dir))
+
+
 def train(
     *,
     data_yaml: Path,
@@ -233,7 +252,11 @@ def train(
     state = plan.state
     logs.event("train.state", checkpoint=state, run=str(paths.run_dir))
     if state == runfolder.FINISHED:
-        return TrainResult(_best_metrics(paths.training_run), trained=False, resumed=False)
+        if plan.final_phase:
+            _finish_final_phase(paths)
+        return TrainResult(
+            _best_metrics(paths.training_run), trained=False, resumed=plan.final_phase
+        )
     callbacks = _Callbacks(on_epoch, paths)
     if state == runfolder.RESUMABLE:
         model = YOLO(str(paths.last_checkpoint))
@@ -263,7 +286,7 @@ def train(
     if not paths.training_run.is_file():
         raise RuntimeError(f"training finished without {paths.training_run}")
     # Again here: under DDP the callbacks ran in child processes, not in this one.
-    runfolder.record(paths, finished=True)
+    runfolder.record_finished(paths)
     trainer = getattr(model, "trainer", None)
     final = callbacks.final or standard_metrics(getattr(trainer, "metrics", None) or {})
     if not final:  # DDP: the parent process saw no callbacks

@@ -62,14 +62,22 @@ def owned_run(tmp_path: Path) -> layout.VersionPaths:
 
 
 def with_weights(
-    paths: layout.VersionPaths, *, last: Path, best: Path | None = None, finished: bool = False
+    paths: layout.VersionPaths,
+    *,
+    last: Path,
+    best: Path | None = None,
+    finished: bool = False,
+    sealed: bool = False,
 ) -> None:
-    """Weights as a pod left them, recorded right after they were written."""
+    """Weights as a pod left them, recorded (or sealed) right after they were written."""
     paths.last_checkpoint.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(last, paths.last_checkpoint)
     if best is not None:
         shutil.copyfile(best, paths.training_run)
-    runfolder.record(paths, finished=finished)
+    if sealed:
+        runfolder.seal(paths)
+    else:
+        runfolder.record(paths, finished=finished)
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -301,3 +309,65 @@ def test_a_stored_version_without_a_record_is_judged_by_its_manifest(
     with pytest.raises(CorruptedWeights, match=sha):
         train(paths)
     assert FakeYOLO.calls == []
+
+
+# ---- a pod stopped in Ultralytics' final phase -------------------------------------------------
+
+
+def checkpoint_fields(path: Path) -> tuple[Any, Any]:
+    import torch
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return ckpt.get("epoch"), ckpt.get("optimizer")
+
+
+def assert_finished_from_the_sealed_save(paths: layout.VersionPaths) -> None:
+    assert FakeYOLO.calls == [] and aside_folders(paths) == []
+    recorded = runfolder.read_record(paths)
+    assert recorded is not None and recorded.finished and not recorded.sealed
+    for name, path in (("best.pt", paths.training_run), ("last.pt", paths.last_checkpoint)):
+        assert recorded.files[name].sha256 == integrity.sha256_file(path)[0]
+        assert checkpoint_fields(path) == (-1, None), f"{name}: stripped as Ultralytics does"
+    assert not (paths.run_dir / runfolder.FINAL_SAVE).exists()
+
+
+def test_weights_rewritten_by_the_final_phase_are_put_back_from_the_sealed_save_and_finished(
+    tmp_path: Path, resumable_checkpoint: Path, ultralytics_checkpoint: Path, fake_yolo: type
+) -> None:
+    paths = owned_run(tmp_path)
+    with_weights(paths, last=resumable_checkpoint, best=resumable_checkpoint, sealed=True)
+    # The final phase stripped last.pt in place, and was stopped half-way through best.pt.
+    shutil.copyfile(ultralytics_checkpoint, paths.last_checkpoint)
+    truncate(paths.training_run)
+
+    result = train(paths)
+
+    assert not result.trained and result.resumed
+    assert_finished_from_the_sealed_save(paths)
+
+
+def test_a_sealed_save_stopped_before_the_final_phase_is_finished_without_training(
+    tmp_path: Path, resumable_checkpoint: Path, fake_yolo: type
+) -> None:
+    # Sealed at epoch 4 of 4 or at an early stop: never resumed, whatever last.pt's epoch says.
+    paths = owned_run(tmp_path)
+    with_weights(paths, last=resumable_checkpoint, best=resumable_checkpoint, sealed=True)
+
+    train(paths)
+
+    assert_finished_from_the_sealed_save(paths)
+
+
+def test_a_sealed_copy_that_does_not_match_its_record_is_never_put_back(
+    tmp_path: Path, resumable_checkpoint: Path, ultralytics_checkpoint: Path, fake_yolo: type
+) -> None:
+    paths = owned_run(tmp_path)
+    with_weights(paths, last=resumable_checkpoint, best=resumable_checkpoint, sealed=True)
+    shutil.copyfile(ultralytics_checkpoint, paths.training_run)
+    flip_a_byte(paths.run_dir / runfolder.FINAL_SAVE / "best.pt")
+
+    train(paths)
+
+    (aside,) = aside_folders(paths)
+    assert (aside / runfolder.FINAL_SAVE / "best.pt").is_file(), "kept for a person to look at"
+    assert FakeYOLO.calls[0][0] == "yolo11n.yaml" and not FakeYOLO.calls[0][1].get("resume")
