@@ -24,12 +24,12 @@ from typing import Any
 
 from retrainer_contract import claimjob, layout
 from retrainer_contract import upkeep as reports
+from retrainer_contract.versions import format_ranges, parse_ranges
 
 from retrainer_operator import upkeep
 from retrainer_operator.config import OperatorConfig
 from retrainer_operator.kube import Cluster
 from retrainer_operator.upkeep import Event, Reason, UpkeepStep
-from retrainer_operator.versions import format_ranges, parse_ranges
 
 __all__ = ["RETRY", "job_name", "removable_uris", "retention_plan", "retention_step"]
 

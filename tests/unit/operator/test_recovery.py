@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from retrainer_contract import api
-from retrainer_operator import recovery, versions
+from retrainer_operator import ledger, recovery, versions
 
 
 def job(model: str, version: int) -> dict[str, Any]:
@@ -77,19 +77,19 @@ def test_an_unreachable_mlflow_stops_recovery_instead_of_guessing() -> None:
 
 
 def test_allocation_starts_above_the_floor_and_keeps_counting_from_the_ledger() -> None:
-    data, first = versions.allocate_in({}, "uid-3", "third", None, floor=3)
+    data, first = ledger.allocate_in({}, "uid-3", "third", None, floor=3)
     assert first.version == 3 and data["next"] == "4"
-    data, again = versions.allocate_in(data, "uid-3", "third", None, floor=3)
+    data, again = ledger.allocate_in(data, "uid-3", "third", None, floor=3)
     assert again.version == 3
-    _, fourth = versions.allocate_in(data, "uid-4", "fourth", None, floor=1)
+    _, fourth = ledger.allocate_in(data, "uid-4", "fourth", None, floor=1)
     assert fourth.version == 4
 
 
 def test_a_rebuilt_ledger_continues_above_the_evidence_and_keeps_latest_resolvable() -> None:
-    seeded = versions.seed_in({}, 5, {3: ("a" * 64, "run-3")})
+    seeded = ledger.seed_in({}, 5, {3: ("a" * 64, "run-3")})
     assert seeded["next"] == "6"
-    assert versions.resolve_base_in(seeded, "latest") == 3
-    assert versions.seed_in({"next": "9"}, 5, {3: ("a" * 64, "run-3")}) == {"next": "9"}
+    assert ledger.resolve_base_in(seeded, "latest") == 3
+    assert ledger.seed_in({"next": "9"}, 5, {3: ("a" * 64, "run-3")}) == {"next": "9"}
 
 
 def test_only_succeeded_and_verified_retrainjobs_count_as_verified() -> None:

@@ -7,26 +7,22 @@ from typing import Any
 
 import pytest
 from lines_fake import NO_EVIDENCE, FakeLines
+from retrainer_contract.versions import format_ranges, parse_ranges
 from retrainer_operator import versions
-from retrainer_operator.versions import (
+from retrainer_operator.ledger import (
     COMPACT_THRESHOLD,
     CONFIGMAP_LIMIT,
     KEEP_RECENT,
     Allocation,
-    allocate,
     allocate_in,
     compact_in,
     evidence,
-    find,
     find_in,
-    format_ranges,
     ledger_size,
-    mark_verified,
     mark_verified_in,
-    parse_ranges,
-    resolve_base,
     resolve_base_in,
 )
+from retrainer_operator.versions import allocate, find, mark_verified, resolve_base
 
 
 def test_versions_are_handed_out_in_order_starting_at_one() -> None:
