@@ -18,6 +18,7 @@ __all__ = [
     "TAG_SHA_PREFIX",
     "TAG_UID",
     "TAG_VERSION",
+    "allocated_in",
     "allocated_tag",
     "experiment_name",
     "model_filter",
@@ -40,11 +41,27 @@ TAG_NAMESPACE = "retrainer.namespace"
 TAG_SHA_PREFIX = "retrainer.sha256/"
 
 
-def allocated_tag(namespace: str, model: str) -> str:
-    """The experiment tag holding the highest version the operator handed out to
-    `namespace`/`model`: MLflow keeps it when the ModelLine (the sequence) is deleted, and it
-    counts even for versions that never trained (their RetrainJob and Job gone too)."""
-    return f"retrainer.allocated/{namespace}/{model}"
+def allocated_tag(namespace: str, model: str, version: int | None = None) -> str:
+    """The experiment tag recording that `version` of `namespace`/`model` was handed out
+    (without `version`: the line's prefix, and the single tag older operators wrote). MLflow
+    keeps it when the ModelLine (the sequence) is deleted, and it counts even for versions that
+    never trained (their RetrainJob and Job gone too).
+
+    One tag per version, because MLflow has no compare-and-set: two writers of one tag could
+    leave the lower number last. A writer removes only tags below its own, so the highest
+    number handed out always keeps its tag (`allocated_in` reads the maximum)."""
+    line = f"retrainer.allocated/{namespace}/{model}"
+    return line if version is None else f"{line}/{version}"
+
+
+def allocated_in(tags: Mapping[str, str], namespace: str, model: str) -> dict[str, int]:
+    """Every allocated-version tag of the line among an experiment's tags: key -> version."""
+    line = allocated_tag(namespace, model)
+    found: dict[str, int] = {}
+    for key, value in tags.items():
+        if (key == line or key.startswith(f"{line}/")) and str(value).isdigit():
+            found[key] = int(value)
+    return found
 
 
 # The manifest's artifact path at the root of the run.

@@ -9,7 +9,6 @@ run URL are the contract's (retrainer_contract.tracking), the same the trainer u
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,17 +31,6 @@ def _not_found(error: urllib.error.HTTPError) -> bool:
         return False
     message = str(body.get("message", "")) if isinstance(body, dict) else ""
     return error.code == 400 and message.endswith("not found.")
-
-
-_TAG_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
-_TAG_LOCKS_GUARD = threading.Lock()
-
-
-def _tag_lock(base: str, experiment_id: str, key: str) -> threading.Lock:
-    """The one lock of an experiment tag on one tracking server (Kopf runs handlers of
-    different RetrainJobs in parallel threads)."""
-    with _TAG_LOCKS_GUARD:
-        return _TAG_LOCKS.setdefault((base, experiment_id, key), threading.Lock())
 
 
 class MlflowError(RuntimeError):
@@ -144,39 +132,59 @@ class MlflowRest:
                 return found
 
     def record_allocated(self, experiment: str, namespace: str, model: str, version: int) -> None:
-        """Raise the experiment's allocated-version tag of the line to `version` (creating the
-        experiment when it does not exist yet; the trainer uses the same one).
+        """Record that `version` of the line was handed out: its own experiment tag, then the
+        line's lower tags removed (creating the experiment when it does not exist yet; the
+        trainer uses the same one). Safe with any number of writers at once: nobody removes
+        a tag above its own, so the highest number keeps its tag."""
+        experiment_id = self._ensure_experiment(experiment)
+        if max(self._allocated_tags(experiment, namespace, model).values(), default=0) >= version:
+            return
+        self._call(
+            "POST",
+            "/api/2.0/mlflow/experiments/set-experiment-tag",
+            {
+                "experiment_id": experiment_id,
+                "key": tracking.allocated_tag(namespace, model, version),
+                "value": str(version),
+            },
+        )
+        for key, number in self._allocated_tags(experiment, namespace, model).items():
+            if number < version:
+                self._call(
+                    "POST",
+                    "/api/2.0/mlflow/experiments/delete-experiment-tag",
+                    {"experiment_id": experiment_id, "key": key},
+                )
 
-        MLflow has no compare-and-set, so two allocations recorded at once could each read the
-        old value and the lower one write last, leaving a tag below a handed-out number. The
-        read and the write of one tag therefore run under one lock (one operator is active)."""
+    def _ensure_experiment(self, experiment: str) -> str:
+        """The experiment's id, creating it when it does not exist yet (a create that another
+        writer won, HTTP 400 RESOURCE_ALREADY_EXISTS, finds its experiment)."""
         experiment_id = self.experiment_id(experiment)
-        if experiment_id is None:
+        if experiment_id is not None:
+            return experiment_id
+        try:
             created = self._call("POST", "/api/2.0/mlflow/experiments/create", {"name": experiment})
-            experiment_id = str((created or {}).get("experiment_id") or "") or self.experiment_id(
-                experiment
-            )
+        except MlflowError:
+            created = None
+        experiment_id = str((created or {}).get("experiment_id") or "") or self.experiment_id(
+            experiment
+        )
         if not experiment_id:
             raise MlflowError(f"experiment {experiment!r} could not be created")
-        key = tracking.allocated_tag(namespace, model)
-        with _tag_lock(self.base, experiment_id, key):
-            if self.allocated(experiment, namespace, model) >= version:
-                return
-            self._call(
-                "POST",
-                "/api/2.0/mlflow/experiments/set-experiment-tag",
-                {"experiment_id": experiment_id, "key": key, "value": str(version)},
-            )
+        return experiment_id
 
-    def allocated(self, experiment: str, namespace: str, model: str) -> int:
-        """The highest version the experiment's tag records for the line (0: none)."""
+    def _allocated_tags(self, experiment: str, namespace: str, model: str) -> dict[str, int]:
         query = urllib.parse.urlencode({"experiment_name": experiment})
         answer = self._call("GET", f"/api/2.0/mlflow/experiments/get-by-name?{query}") or {}
-        key = tracking.allocated_tag(namespace, model)
-        for tag in (answer.get("experiment") or {}).get("tags") or []:
-            if tag.get("key") == key and str(tag.get("value", "")).isdigit():
-                return int(tag["value"])
-        return 0
+        tags = {
+            str(tag.get("key", "")): str(tag.get("value", ""))
+            for tag in (answer.get("experiment") or {}).get("tags") or []
+        }
+        return tracking.allocated_in(tags, namespace, model)
+
+    def allocated(self, experiment: str, namespace: str, model: str) -> int:
+        """The highest version the experiment's tags record for the line (0: none)."""
+        return max(self._allocated_tags(experiment, namespace, model).values(), default=0)
 
     def version_run(self, experiment: str, namespace: str, model: str, version: int) -> Run | None:
         """The run of version `version` of model line `namespace`/`model`, or None."""

@@ -160,8 +160,7 @@ def _reset_mlflow(w: worldmod.World) -> None:
     if experiment is None:
         return
     # The operator's record of the numbers it handed out (recovery evidence) goes too.
-    allocated = tracking.allocated_tag(NAMESPACE, MODEL)
-    if allocated in experiment.tags:
+    for allocated in tracking.allocated_in(experiment.tags, NAMESPACE, MODEL):
         mlflow.delete_experiment_tag(experiment.experiment_id, allocated)
     runs = mlflow.search_runs(
         [experiment.experiment_id], filter_string=tracking.model_filter(NAMESPACE, MODEL)

@@ -1,5 +1,6 @@
-"""The allocated-version tag in MLflow never falls below a number that was handed out, even when
-two allocations are recorded at once (Kopf runs different RetrainJobs' handlers in parallel)."""
+"""The allocated-version record in MLflow never falls below a number that was handed out, even
+when allocations are recorded at once (Kopf runs different RetrainJobs' handlers in parallel,
+and two operators may run): one tag per version, and a writer removes only lower ones."""
 
 from __future__ import annotations
 
@@ -12,20 +13,19 @@ from retrainer_contract import tracking
 from retrainer_operator.mlflow_rest import MlflowRest
 
 EXPERIMENT = "retrainer-shapes"
-KEY = tracking.allocated_tag("ns", "shapes")
 
 
 class TagServer(MlflowRest):
     """MlflowRest over an in-memory experiment. `hold` names a version whose writer, once it
-    has read the tag, waits at that point for `released` (or `patience` seconds) before writing.
-    """
+    has read the tags, waits at that point for `released` (or `patience` seconds) before it
+    writes."""
 
     def __init__(self, hold: int | None = None, patience: float = 2.0) -> None:
         super().__init__("http://tracking.invalid", None)
         self.tags: dict[str, str] = {}
         self.hold, self.patience = hold, patience
         self.held, self.released = threading.Event(), threading.Event()
-        self._reader = threading.local()
+        self._writer = threading.local()
 
     def _call(
         self, method: str, path: str, payload: Mapping[str, Any] | None = None
@@ -33,53 +33,71 @@ class TagServer(MlflowRest):
         if path.startswith("/api/2.0/mlflow/experiments/get-by-name"):
             name = urllib.parse.parse_qs(urllib.parse.urlparse(path).query)["experiment_name"][0]
             assert name == EXPERIMENT
-            return {
-                "experiment": {
-                    "experiment_id": "1",
-                    "tags": [{"key": k, "value": v} for k, v in self.tags.items()],
-                }
-            }
+            tags = [{"key": k, "value": v} for k, v in dict(self.tags).items()]
+            return {"experiment": {"experiment_id": "1", "tags": tags}}
+        assert payload is not None
         if path == "/api/2.0/mlflow/experiments/set-experiment-tag":
-            assert payload is not None
             self.tags[str(payload["key"])] = str(payload["value"])
+            return {}
+        if path == "/api/2.0/mlflow/experiments/delete-experiment-tag":
+            if self.tags.pop(str(payload["key"]), None) is None:
+                return None  # MLflow: 404 RESOURCE_DOES_NOT_EXIST
             return {}
         raise AssertionError(f"unexpected call {method} {path}")
 
-    def allocated(self, experiment: str, namespace: str, model: str) -> int:
-        value = super().allocated(experiment, namespace, model)
-        if getattr(self._reader, "version", None) == self.hold and not self.held.is_set():
-            self.held.set()  # the named point: the tag read, the write not yet made
+    def _allocated_tags(self, experiment: str, namespace: str, model: str) -> dict[str, int]:
+        found = super()._allocated_tags(experiment, namespace, model)
+        if getattr(self._writer, "version", None) == self.hold and not self.held.is_set():
+            self.held.set()  # the named point: the tags read, the write not yet made
             self.released.wait(self.patience)
-        return value
+        return found
 
     def record(self, version: int) -> None:
-        self._reader.version = version
+        self._writer.version = version
         self.record_allocated(EXPERIMENT, "ns", "shapes", version)
 
+    def allocated(self, *_: str) -> int:
+        return super().allocated(EXPERIMENT, "ns", "shapes")
 
-def test_the_tag_only_rises() -> None:
+
+def test_the_record_only_rises_and_keeps_one_tag_per_line() -> None:
     server = TagServer()
     for version in (1, 3, 2):
         server.record(version)
-    assert server.tags[KEY] == "3"
-    assert server.allocated(EXPERIMENT, "ns", "shapes") == 3
+    assert server.allocated() == 3
+    assert server.tags == {tracking.allocated_tag("ns", "shapes", 3): "3"}
 
 
-def test_a_lower_number_recorded_at_the_same_time_never_overwrites_a_higher_one() -> None:
+def test_a_lower_number_recorded_at_the_same_time_never_hides_a_higher_one() -> None:
     # Version 1's writer stops between its read and its write; version 2 is recorded in that
-    # window. Without one lock per tag, 2 is written first and then 1 over it.
+    # window. With one tag for the line, 2 was written first and then 1 over it.
     server = TagServer(hold=1)
     first = threading.Thread(target=server.record, args=(1,))
     first.start()
     assert server.held.wait(10)
-
-    def second() -> None:
-        server.record(2)
-        server.released.set()
-
-    other = threading.Thread(target=second)
-    other.start()
+    server.record(2)
+    server.released.set()
     first.join(30)
-    other.join(30)
-    assert not first.is_alive() and not other.is_alive()
-    assert server.tags[KEY] == "2"
+    assert not first.is_alive()
+    assert server.allocated() == 2
+
+
+def test_the_single_tag_of_older_operators_still_counts_and_is_replaced() -> None:
+    server = TagServer()
+    server.tags = {tracking.allocated_tag("ns", "shapes"): "7", "unrelated": "x"}
+    assert server.allocated() == 7
+    server.record(5)  # below: nothing written
+    assert server.allocated() == 7
+    server.record(8)
+    assert server.tags == {tracking.allocated_tag("ns", "shapes", 8): "8", "unrelated": "x"}
+
+
+def test_lines_sharing_an_experiment_never_count_each_others_tags() -> None:
+    tags = {
+        tracking.allocated_tag("ns", "shapes", 4): "4",
+        tracking.allocated_tag("ns", "shapes-2", 9): "9",
+        tracking.allocated_tag("other", "shapes", 6): "6",
+    }
+    assert tracking.allocated_in(tags, "ns", "shapes") == {
+        tracking.allocated_tag("ns", "shapes", 4): 4
+    }
