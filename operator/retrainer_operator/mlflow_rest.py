@@ -8,6 +8,7 @@ run URL are the contract's (retrainer_contract.tracking), the same the trainer u
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.error
 import urllib.parse
@@ -84,11 +85,7 @@ class MlflowRest:
             raise MlflowError(f"MLflow {method} {path}: {error}") from error
 
     def experiment_id(self, name: str) -> str | None:
-        query = urllib.parse.urlencode({"experiment_name": name})
-        answer = self._call("GET", f"/api/2.0/mlflow/experiments/get-by-name?{query}")
-        if not answer:
-            return None
-        return str(answer.get("experiment", {}).get("experiment_id", "")) or None
+        return self._experiment_tags(name)[0] or None
 
     def find_run(self, experiment: str, uid: str, version: int) -> Run | None:
         """The run of version `version` owned by RetrainJob `uid` in `experiment`, or None."""
@@ -136,8 +133,8 @@ class MlflowRest:
         line's lower tags removed (creating the experiment when it does not exist yet; the
         trainer uses the same one). Safe with any number of writers at once: nobody removes
         a tag above its own, so the highest number keeps its tag."""
-        experiment_id = self._ensure_experiment(experiment)
-        if max(self._allocated_tags(experiment, namespace, model).values(), default=0) >= version:
+        experiment_id, tags = self._experiment_tags(experiment, create=True)
+        if max(tracking.allocated_in(tags, namespace, model).values(), default=0) >= version:
             return
         self._call(
             "POST",
@@ -148,7 +145,8 @@ class MlflowRest:
                 "value": str(version),
             },
         )
-        for key, number in self._allocated_tags(experiment, namespace, model).items():
+        _, tags = self._experiment_tags(experiment)
+        for key, number in tracking.allocated_in(tags, namespace, model).items():
             if number < version:
                 self._call(
                     "POST",
@@ -156,35 +154,25 @@ class MlflowRest:
                     {"experiment_id": experiment_id, "key": key},
                 )
 
-    def _ensure_experiment(self, experiment: str) -> str:
-        """The experiment's id, creating it when it does not exist yet (a create that another
-        writer won, HTTP 400 RESOURCE_ALREADY_EXISTS, finds its experiment)."""
-        experiment_id = self.experiment_id(experiment)
-        if experiment_id is not None:
-            return experiment_id
-        try:
-            created = self._call("POST", "/api/2.0/mlflow/experiments/create", {"name": experiment})
-        except MlflowError:
-            created = None
-        experiment_id = str((created or {}).get("experiment_id") or "") or self.experiment_id(
-            experiment
-        )
-        if not experiment_id:
-            raise MlflowError(f"experiment {experiment!r} could not be created")
-        return experiment_id
-
-    def _allocated_tags(self, experiment: str, namespace: str, model: str) -> dict[str, int]:
+    def _experiment_tags(self, experiment: str, create: bool = False) -> tuple[str, dict[str, str]]:
+        """The experiment's id ("" when it does not exist) and tags. With `create`, a missing
+        experiment is created (a create that another writer won, HTTP 400, finds theirs)."""
         query = urllib.parse.urlencode({"experiment_name": experiment})
-        answer = self._call("GET", f"/api/2.0/mlflow/experiments/get-by-name?{query}") or {}
-        tags = {
-            str(tag.get("key", "")): str(tag.get("value", ""))
-            for tag in (answer.get("experiment") or {}).get("tags") or []
-        }
-        return tracking.allocated_in(tags, namespace, model)
+        path = f"/api/2.0/mlflow/experiments/get-by-name?{query}"
+        found = (self._call("GET", path) or {}).get("experiment") or {}
+        if not found and create:
+            with contextlib.suppress(MlflowError):  # lost to another writer: read theirs
+                self._call("POST", "/api/2.0/mlflow/experiments/create", {"name": experiment})
+            found = (self._call("GET", path) or {}).get("experiment") or {}
+            if not found:
+                raise MlflowError(f"experiment {experiment!r} could not be created")
+        tags = {str(t.get("key", "")): str(t.get("value", "")) for t in found.get("tags") or []}
+        return str(found.get("experiment_id") or ""), tags
 
     def allocated(self, experiment: str, namespace: str, model: str) -> int:
         """The highest version the experiment's tags record for the line (0: none)."""
-        return max(self._allocated_tags(experiment, namespace, model).values(), default=0)
+        _, tags = self._experiment_tags(experiment)
+        return max(tracking.allocated_in(tags, namespace, model).values(), default=0)
 
     def version_run(self, experiment: str, namespace: str, model: str, version: int) -> Run | None:
         """The run of version `version` of model line `namespace`/`model`, or None."""

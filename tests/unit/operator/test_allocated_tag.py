@@ -45,8 +45,8 @@ class TagServer(MlflowRest):
             return {}
         raise AssertionError(f"unexpected call {method} {path}")
 
-    def _allocated_tags(self, experiment: str, namespace: str, model: str) -> dict[str, int]:
-        found = super()._allocated_tags(experiment, namespace, model)
+    def _experiment_tags(self, experiment: str, create: bool = False) -> tuple[str, dict[str, str]]:
+        found = super()._experiment_tags(experiment, create)
         if getattr(self._writer, "version", None) == self.hold and not self.held.is_set():
             self.held.set()  # the named point: the tags read, the write not yet made
             self.released.wait(self.patience)

@@ -1,4 +1,5 @@
-"""Fault points kill the operator exactly where a test names them, and nowhere otherwise."""
+"""Fault points kill the operator (or the trainer) exactly where a test names them, and nowhere
+otherwise."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import subprocess
 import sys
 
 import pytest
+from retrainer_contract import faults as shared
 from retrainer_operator import faults
 
 SCRIPT = "from retrainer_operator import faults; faults.point({!r}); print('passed')"
 
 
-@pytest.mark.parametrize("name", faults.POINTS)
+@pytest.mark.parametrize("name", faults.POINTS + shared.TRAINER_POINTS)
 def test_the_named_point_kills_the_process_with_sigkill(name: str) -> None:
     env = {**os.environ, faults.ENV: name}
     done = subprocess.run([sys.executable, "-c", SCRIPT.format(name)], env=env, check=False)
