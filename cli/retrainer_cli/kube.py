@@ -95,51 +95,60 @@ def _api_error(exc: client.ApiException, what: str) -> CliError:
     return CliError(f"{what}: the apiserver answered {exc.status} {exc.reason}", exit_code=1)
 
 
-def list_retrainjobs(api: client.ApiClient, namespace: str | None) -> list[dict[str, Any]]:
-    """RetrainJobs of one namespace, or of all namespaces when `namespace` is None."""
+def _list(
+    api: client.ApiClient, plural: str, namespace: str | None, *, none_without_crd: bool = False
+) -> list[dict[str, Any]]:
+    """The objects of `plural` in one namespace, or in all when `namespace` is None."""
     custom = client.CustomObjectsApi(api)
     body: Any
     try:
         if namespace is None:
-            body = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+            body = custom.list_cluster_custom_object(GROUP, VERSION, plural)
         else:
-            body = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+            body = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
     except client.ApiException as exc:
-        raise _api_error(exc, PLURAL) from None
+        if exc.status == 404 and none_without_crd:
+            return []
+        raise _api_error(exc, plural) from None
     return list(body.get("items", []))
+
+
+def _get(
+    api: client.ApiClient, plural: str, namespace: str, name: str, what: str, not_found: str
+) -> dict[str, Any]:
+    """One object of `plural`; CliError (exit 1) with `not_found` when it does not exist."""
+    custom = client.CustomObjectsApi(api)
+    try:
+        obj: Any = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        return dict(obj)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            raise CliError(not_found, exit_code=1) from None
+        raise _api_error(exc, what) from None
+
+
+def list_retrainjobs(api: client.ApiClient, namespace: str | None) -> list[dict[str, Any]]:
+    """RetrainJobs of one namespace, or of all namespaces when `namespace` is None."""
+    return _list(api, PLURAL, namespace)
 
 
 def list_modellines(api: client.ApiClient, namespace: str | None) -> list[dict[str, Any]]:
     """ModelLines of one namespace, or of all namespaces when `namespace` is None; [] when the
     ModelLine CRD is not installed (an older cluster), so `versions` still lists RetrainJobs."""
-    custom = client.CustomObjectsApi(api)
-    body: Any
-    try:
-        if namespace is None:
-            body = custom.list_cluster_custom_object(GROUP, VERSION, LINE_PLURAL)
-        else:
-            body = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, LINE_PLURAL)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return []
-        raise _api_error(exc, LINE_PLURAL) from None
-    return list(body.get("items", []))
+    return _list(api, LINE_PLURAL, namespace, none_without_crd=True)
 
 
 def get_retrainjob(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
     """One RetrainJob; CliError (exit 1) when it does not exist."""
-    custom = client.CustomObjectsApi(api)
-    try:
-        obj: Any = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        return dict(obj)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            raise CliError(
-                f"{KIND.lower()} {name!r} not found in namespace {namespace!r} "
-                f"(list them: kubectl get {PLURAL} -n {namespace})",
-                exit_code=1,
-            ) from None
-        raise _api_error(exc, f"{KIND.lower()} {name}") from None
+    return _get(
+        api,
+        PLURAL,
+        namespace,
+        name,
+        f"{KIND.lower()} {name}",
+        f"{KIND.lower()} {name!r} not found in namespace {namespace!r} "
+        f"(list them: kubectl get {PLURAL} -n {namespace})",
+    )
 
 
 def list_events(api: client.ApiClient, namespace: str, uid: str) -> list[dict[str, Any]]:
@@ -170,19 +179,15 @@ def list_events(api: client.ApiClient, namespace: str, uid: str) -> list[dict[st
 
 def get_modelline(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
     """One ModelLine; CliError (exit 1) when it does not exist."""
-    custom = client.CustomObjectsApi(api)
-    try:
-        obj: Any = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, LINE_PLURAL, name)
-        return dict(obj)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            raise CliError(
-                f"model line {name!r} not found in namespace {namespace!r}: the operator creates "
-                f"its {LINE_KIND} when the line first runs (kubectl get {LINE_PLURAL} -n "
-                f"{namespace})",
-                exit_code=1,
-            ) from None
-        raise _api_error(exc, f"{LINE_KIND.lower()} {name}") from None
+    return _get(
+        api,
+        LINE_PLURAL,
+        namespace,
+        name,
+        f"{LINE_KIND.lower()} {name}",
+        f"model line {name!r} not found in namespace {namespace!r}: the operator creates "
+        f"its {LINE_KIND} when the line first runs (kubectl get {LINE_PLURAL} -n {namespace})",
+    )
 
 
 def patch_modelline_status(

@@ -89,17 +89,17 @@ class MlflowRest:
 
     def find_run(self, experiment: str, uid: str, version: int) -> Run | None:
         """The run of version `version` owned by RetrainJob `uid` in `experiment`, or None."""
+        return self._first_run(experiment, tracking.run_filter(uid, version))
+
+    def _first_run(self, experiment: str, run_filter: str) -> Run | None:
+        """The first run of `experiment` that `run_filter` matches, or None."""
         experiment_id = self.experiment_id(experiment)
         if experiment_id is None:
             return None
         answer = self._call(
             "POST",
             "/api/2.0/mlflow/runs/search",
-            {
-                "experiment_ids": [experiment_id],
-                "filter": tracking.run_filter(uid, version),
-                "max_results": 1,
-            },
+            {"experiment_ids": [experiment_id], "filter": run_filter, "max_results": 1},
         )
         runs = (answer or {}).get("runs") or []
         return Run(runs[0]) if runs else None
@@ -176,20 +176,7 @@ class MlflowRest:
 
     def version_run(self, experiment: str, namespace: str, model: str, version: int) -> Run | None:
         """The run of version `version` of model line `namespace`/`model`, or None."""
-        experiment_id = self.experiment_id(experiment)
-        if experiment_id is None:
-            return None
-        answer = self._call(
-            "POST",
-            "/api/2.0/mlflow/runs/search",
-            {
-                "experiment_ids": [experiment_id],
-                "filter": tracking.version_filter(namespace, model, version),
-                "max_results": 1,
-            },
-        )
-        runs = (answer or {}).get("runs") or []
-        return Run(runs[0]) if runs else None
+        return self._first_run(experiment, tracking.version_filter(namespace, model, version))
 
     def get_run(self, run_id: str) -> Run | None:
         query = urllib.parse.urlencode({"run_id": run_id})
