@@ -35,6 +35,7 @@ __all__ = [
     "counts",
     "load",
     "make_working_copy",
+    "read_data_yaml",
     "read_file",
     "tally_counts",
     "tree_sha256",
@@ -80,19 +81,29 @@ def _names(raw: Any, where: str) -> tuple[str, ...]:
     raise BadInput(f"{where}: 'names' must be a list or a {{0: name, 1: name}} map of classes")
 
 
-def load(root: Path) -> Layout:
-    """Read `root/data.yaml`; every split folder must exist."""
+def read_data_yaml(
+    root: Path, field: str, what: str, holds: str
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """`root/data.yaml` as a mapping, and its class names; BadInput naming `field` (the spec
+    field the folder came from) when it is missing, not YAML, not a mapping holding `holds`,
+    or without usable names. `what` is the folder, as the not-found message calls it."""
     data_yaml = root / "data.yaml"
-    where = f"{data_yaml.name} in {root}"
+    where = f"{field}: data.yaml in {root}"
     if not data_yaml.is_file():
-        raise BadInput(f"dataset: data.yaml not found in {root}; a YOLO dataset needs one")
+        raise BadInput(f"{field}: data.yaml not found in {root}; {what} needs one")
     try:
         data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise BadInput(f"{where}: not readable YAML: {error}") from error
+        raise BadInput(f"{where} is not readable YAML: {error}") from error
     if not isinstance(data, dict):
-        raise BadInput(f"{where}: expected a mapping with train, val and names")
-    names = _names(data.get("names"), where)
+        raise BadInput(f"{where} must be a mapping with {holds}")
+    return data, _names(data.get("names"), where)
+
+
+def load(root: Path) -> Layout:
+    """Read `root/data.yaml`; every split folder must exist."""
+    where = f"data.yaml in {root}"
+    data, names = read_data_yaml(root, "dataset", "a YOLO dataset", "train, val and names")
     base = root
     if isinstance(data.get("path"), str) and data["path"]:
         # Only relative roots make sense for a dataset that moves between stores.

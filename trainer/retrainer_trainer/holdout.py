@@ -43,24 +43,11 @@ def _images(folder: Path) -> list[Path]:
 
 
 def _folder(root: Path) -> tuple[Path, tuple[str, ...]]:
-    data_yaml = root / "data.yaml"
-    if not data_yaml.is_file():
-        raise BadInput(f"{FIELD}: data.yaml not found in {root}; the holdout needs one")
-    try:
-        data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise BadInput(f"{FIELD}: data.yaml in {root} is not readable YAML: {error}") from error
-    if not isinstance(data, dict):
-        raise BadInput(f"{FIELD}: data.yaml in {root} must be a mapping with names and val")
-    names = data.get("names")
-    if isinstance(names, dict):
-        names = [names[k] for k in sorted(names)]
-    if not isinstance(names, list) or not names:
-        raise BadInput(f"{FIELD}: data.yaml in {root} must list the class names")
+    data, names = dataset.read_data_yaml(root, FIELD, "the holdout", "names and val")
     entry = data.get("val") or data.get("test")
     if not isinstance(entry, str) or not (root / entry).is_dir():
         raise BadInput(f"{FIELD}: data.yaml in {root} must name the holdout images as val")
-    return root / entry, tuple(str(n) for n in names)
+    return root / entry, names
 
 
 def load(root: Path, names: tuple[str, ...], work: Path) -> Holdout:
