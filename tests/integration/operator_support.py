@@ -334,6 +334,20 @@ def mlflow_json(world: World, path: str, payload: dict[str, Any] | None = None) 
         return json.loads(response.read())
 
 
+def run_of_uid(world: World, uid: str, experiment: str = "shapes") -> dict[str, Any]:
+    """The one MLflow run the RetrainJob with `uid` trained into."""
+    experiment_id = mlflow_json(
+        world, f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={experiment}"
+    )["experiment"]["experiment_id"]
+    (run,) = mlflow_json(
+        world,
+        "/api/2.0/mlflow/runs/search",
+        {"experiment_ids": [experiment_id], "filter": f"tags.`retrainer.uid` = '{uid}'"},
+    )["runs"]
+    found: dict[str, Any] = run
+    return found
+
+
 # ---- real training: how long it may take, and what a verified version must show ----
 
 TRAIN_TIMEOUT = 420

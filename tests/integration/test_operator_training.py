@@ -29,6 +29,7 @@ from operator_support import (
     operator_in_prepared_namespace,
     pods_of,
     retrainjob,
+    run_of_uid,
     storage_root,
     upload_dataset,
     versions_ledger,
@@ -304,15 +305,7 @@ def test_an_object_corrupted_in_minio_before_verification_fails_verification(
         wait_phase(kube, namespace, "corrupt", ("Running",), TRAIN_TIMEOUT, operator)
         operator.kill()  # hold verification back while we corrupt the object
         wait_training_complete(kube, namespace, "corrupt", TRAIN_TIMEOUT)
-        uid = get(kube, namespace, "corrupt")["metadata"]["uid"]
-        experiment = mlflow_json(
-            world, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=shapes"
-        )["experiment"]["experiment_id"]
-        (run,) = mlflow_json(
-            world,
-            "/api/2.0/mlflow/runs/search",
-            {"experiment_ids": [experiment], "filter": f"tags.`retrainer.uid` = '{uid}'"},
-        )["runs"]
+        run = run_of_uid(world, get(kube, namespace, "corrupt")["metadata"]["uid"])
         bucket, key = layout.parse_s3_uri(layout.mlflow_weights_uri(run["info"]["artifact_uri"], 1))
         import io
 

@@ -29,6 +29,7 @@ from operator_support import (
     mlflow_json,
     operator_in_prepared_namespace,
     retrainjob,
+    run_of_uid,
     upload_dataset,
     wait_finished,
     wait_phase,
@@ -218,10 +219,8 @@ def test_an_unverified_version_is_never_promoted(
         wait_phase(kube, namespace, "unverified", ("Running",), TRAIN_TIMEOUT, operator)
         operator.kill()  # hold verification back while the MinIO copy is corrupted
         wait_training_complete(kube, namespace, "unverified", TRAIN_TIMEOUT)
-        run_id = _run_of(world, get(kube, namespace, "unverified"))
-        artifact_uri = mlflow_json(world, f"/api/2.0/mlflow/runs/get?run_id={run_id}")["run"][
-            "info"
-        ]["artifact_uri"]
+        run = run_of_uid(world, get(kube, namespace, "unverified")["metadata"]["uid"])
+        artifact_uri = run["info"]["artifact_uri"]
         bucket, key = layout.parse_s3_uri(layout.mlflow_weights_uri(artifact_uri, 1))
         junk = hashlib.sha256(b"junk").digest() * 100
         world.minio_client().put_object(bucket, key, io.BytesIO(junk), len(junk))
@@ -234,17 +233,3 @@ def test_an_unverified_version_is_never_promoted(
     assert condition(obj, "Promoted") == {}
     assert alias_run(world, namespace) is None
     assert champion_of(kube, namespace) == {}
-
-
-def _run_of(world: World, obj: dict[str, Any]) -> str:
-    uid = obj["metadata"]["uid"]
-    experiment = mlflow_json(
-        world, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=shapes"
-    )["experiment"]["experiment_id"]
-    (run,) = mlflow_json(
-        world,
-        "/api/2.0/mlflow/runs/search",
-        {"experiment_ids": [experiment], "filter": f"tags.`retrainer.uid` = '{uid}'"},
-    )["runs"]
-    run_id: str = run["info"]["run_id"]
-    return run_id
