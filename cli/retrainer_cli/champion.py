@@ -4,15 +4,18 @@ The champion (ModelLine status.champion) is the version production should use. M
 a deliberate act, so both commands first re-verify every copy of the target version in a
 Job on the claim (verify_job.py, the same check as `retrainer verify --in-cluster`) and refuse
 with exit code 1 when one does not verify. Then they write the new record (the contract's
-champion.move: previous, history) through the status subresource with optimistic concurrency
-(the operator writes other status fields at the same time: a merge patch of `champion` only,
-guarded by the resourceVersion read, recomputed on 409), post an Event on the ModelLine and
-point the MLflow registered-model alias at the version.
+champion.compare_and_move: refused when the champion changed since it was read, before the
+verify Job) through the status subresource with optimistic concurrency (the operator writes
+other status fields at the same time: a merge patch of `champion` only, guarded by the
+resourceVersion read, recomputed on 409), post an Event on the ModelLine, and then, in the
+operator's order, mirror it in MLflow: the champion tag on the version's run and the alias on
+the registered model its own records name. Exit 1 whenever the alias is not set.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 from collections.abc import Mapping
@@ -25,7 +28,7 @@ from retrainer_contract import env as trainer_env
 from retrainer_cli import kube, verify_job
 from retrainer_cli.mlflow_rest import MlflowError, MlflowRest
 
-__all__ = ["add_parsers", "promote", "record", "rollback", "version_facts"]
+__all__ = ["Facts", "add_parsers", "promote", "record", "rollback", "version_facts"]
 
 _ATTEMPTS = 8
 
@@ -119,6 +122,19 @@ def rollback(args: argparse.Namespace) -> int:
     return _move(api, args, namespace, line, target, champion.ROLLED_BACK)
 
 
+@dataclasses.dataclass
+class Facts:
+    """What the champion record and its MLflow mirror need of version N: its metrics, its
+    run, and the registered model (and version) it was registered as."""
+
+    metrics: dict[str, float]
+    run_id: str = ""
+    registered_model: str | None = None
+    registered_version: str | None = None
+    # Why MLflow could not be read ("" when it was): the mirror is then unknown, never skipped.
+    error: str = ""
+
+
 def version_facts(
     api: client.ApiClient,
     namespace: str,
@@ -126,30 +142,39 @@ def version_facts(
     version: int,
     template: Mapping[str, Any],
     mlflow: MlflowRest | None,
-) -> tuple[dict[str, float], str | None]:
-    """Version N's metrics and its registered-model version: from the RetrainJob that made it,
-    else from its MLflow run."""
-    metrics: dict[str, float] = {}
-    registered_version: str | None = None
-    run_id = ""
+) -> Facts:
+    """Version N's metrics and registration, from the versions' own records: the RetrainJob
+    that made it, else its MLflow run and that run's registrations (so a line whose template
+    names no registered model still finds the one its RetrainJobs registered in)."""
+    facts = Facts({}, registered_model=champion.registered_model(template))
+    spec: Mapping[str, Any] = {**template, "model": model}
     for job in kube.list_retrainjobs(api, namespace):
         status = job.get("status") or {}
         if (job.get("spec") or {}).get("model") == model and status.get("version") == version:
-            metrics = {str(k): float(v) for k, v in (status.get("metrics") or {}).items()}
+            spec = job.get("spec") or spec
+            facts.metrics = {str(k): float(v) for k, v in (status.get("metrics") or {}).items()}
             recorded = status.get("mlflow") or {}
-            registered_version = recorded.get("registeredModelVersion") or None
-            run_id = str(recorded.get("runId") or "")
+            facts.registered_version = recorded.get("registeredModelVersion") or None
+            facts.run_id = str(recorded.get("runId") or "")
+            facts.registered_model = (spec.get("mlflow") or {}).get(
+                "registeredModel"
+            ) or facts.registered_model
             break
-    registered = champion.registered_model(template)
-    if mlflow is not None and (not metrics or (registered and not registered_version)):
-        spec = {**template, "model": model}
+    if mlflow is None:
+        return facts
+    if not facts.run_id or not facts.metrics:
         run = mlflow.find_run(tracking.experiment_name(spec), namespace, model, version)
         if run is not None:
-            metrics = metrics or mlflow.run_metrics(run)
-            run_id = run_id or str((run.get("info") or {}).get("run_id") or "")
-        if registered and not registered_version and run_id:
-            registered_version = mlflow.model_version(registered, run_id)
-    return metrics, (str(registered_version) if registered_version else None)
+            facts.metrics = facts.metrics or mlflow.run_metrics(run)
+            facts.run_id = facts.run_id or str((run.get("info") or {}).get("run_id") or "")
+    if facts.run_id and not facts.registered_version:
+        found = mlflow.registrations_of(facts.run_id)
+        named = [v for n, v in found if n == facts.registered_model]
+        if named:
+            facts.registered_version = named[0]
+        elif found and facts.registered_model is None:
+            facts.registered_model, facts.registered_version = found[0]
+    return facts
 
 
 def record(
@@ -159,12 +184,35 @@ def record(
     version: int,
     reason: str,
     metrics: Mapping[str, float],
+    expected: int | None,
+    registered_model: str | None = None,
+    alias: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Write the new champion, re-reading and recomputing on 409: (line, old champion)."""
+    """Write the new champion if the champion is still `expected` (the one read before the
+    copies were verified), re-reading on 409: (line, old champion). A champion moved by
+    someone else meanwhile refuses the move (exit 1): decide again on the new one."""
     for _ in range(_ATTEMPTS):
         line = kube.get_modelline(api, namespace, model)
         old = _champion_of(line)
-        new = champion.move(old, version, reason=reason, since=_now(), metrics=metrics)
+        try:
+            new = champion.compare_and_move(
+                old,
+                expected,
+                version,
+                reason=reason,
+                since=_now(),
+                metrics=metrics,
+                registered_model=registered_model,
+                alias=alias,
+            )
+        except champion.ChampionChanged as error:
+            raise kube.CliError(
+                f"the champion of {model} changed while v{version} was verified ({error}); "
+                "nothing moved: run the command again to decide on the new champion",
+                exit_code=1,
+            ) from error
+        if new is None:
+            return line, old
         try:
             rv = str(line["metadata"]["resourceVersion"])
             change = {"champion": champion.patch(old, new)}
@@ -177,27 +225,41 @@ def record(
     )
 
 
-def _set_alias(
-    mlflow: MlflowRest | None, template: Mapping[str, Any], model: str, registered: str | None
+def _mirror(
+    mlflow: MlflowRest | None,
+    template: Mapping[str, Any],
+    model: str,
+    version: int,
+    facts: Facts,
+    reason: str,
 ) -> int:
-    """Point the alias at the registered model version; the exit code of this part."""
-    name = champion.registered_model(template)
+    """Point the alias at version N and tag its run as champion, after the record (the
+    operator's order); the exit code of this part: 1 whenever the alias is not set, 0 only
+    when it is, or when no version of the line is registered anywhere (no alias to set)."""
     alias = champion.alias(template)
-    if name is None:
-        print(f"no MLflow alias set: {model} has no spec.template.mlflow.registeredModel")
-        return 0
-    if registered is None:
-        print(f"MLflow alias {alias!r} NOT set: no version of {name!r} found for this version")
-        return 1
     if mlflow is None:
         print(f"MLflow alias {alias!r} NOT set: no --mlflow-uri (${trainer_env.TRACKING_URI})")
         return 1
+    name = facts.registered_model
+    if facts.error:
+        print(f"MLflow alias {alias!r} NOT set: MLflow could not be read ({facts.error})")
+        return 1
     try:
-        mlflow.set_alias(name, alias, registered)
+        if facts.run_id:
+            now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            value = tracking.champion_tag_value(now, reason)
+            mlflow.set_run_tag(facts.run_id, tracking.TAG_CHAMPION, value)
+        if name is None:
+            print(f"no MLflow alias to set: no version of {model} is registered in MLflow")
+            return 0
+        if facts.registered_version is None:
+            print(f"MLflow alias {alias!r} NOT set: {model} v{version} has no version in {name!r}")
+            return 1
+        mlflow.set_alias(name, alias, facts.registered_version)
     except MlflowError as error:
         print(f"MLflow alias {alias!r} NOT set: {error}")
         return 1
-    print(f"MLflow: {name} @{alias} -> version {registered}")
+    print(f"MLflow: {name} @{alias} -> version {facts.registered_version}")
     return 0
 
 
@@ -224,16 +286,26 @@ def _move(
         )
     mlflow = MlflowRest(args.mlflow_uri) if args.mlflow_uri else None
     try:
-        metrics, registered = version_facts(api, namespace, model, target, template, mlflow)
+        facts = version_facts(api, namespace, model, target, template, mlflow)
     except MlflowError as error:
         print(f"warning: MLflow not read ({error})")
-        metrics, registered = {}, None
-    if current == target:
+        facts = Facts({}, error=str(error))
+    updated, old = record(
+        api,
+        namespace,
+        model,
+        target,
+        reason,
+        facts.metrics,
+        current if isinstance(current, int) else None,
+        facts.registered_model,
+        champion.alias(template),
+    )
+    if old.get("version") == target:
         print(f"{model} v{target} is already the champion")
     else:
-        updated, old = record(api, namespace, model, target, reason, metrics)
         before = f"v{old['version']}" if old.get("version") else "none"
         message = f"champion of {model}: v{target} (was {before}), by {reason}"
         kube.post_line_event(api, updated, reason, message)
         print(message)
-    return _set_alias(mlflow, template, model, registered)
+    return _mirror(mlflow, template, model, target, facts, reason)

@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Any
 
 from retrainer_contract import metrics as metric_keys
+from retrainer_contract import status as vocabulary
 
 from retrainer_cli import kube, table
 
@@ -141,7 +142,7 @@ def render_describe(
             ("Namespace", meta.get("namespace")),
             ("Model", spec.get("model")),
             ("Version", status.get("version")),
-            ("Phase", (status.get("phase") or "Pending") + (" (stale)" if stale else "")),
+            ("Phase", (status.get("phase") or vocabulary.PENDING) + (" (stale)" if stale else "")),
             ("Job", status.get("jobName")),
             ("Attempts", status.get("attempts")),
             ("Progress", progress.get("text")),
@@ -207,7 +208,8 @@ def render_describe(
     verified = verification.get("verified")
     lines += _section(
         "Verification",
-        _fields([("Verified", verified), ("Checked at", verification.get("checkedAt"))])
+        # verification.verified is what the Verified condition reports: shown under its name.
+        _fields([(vocabulary.VERIFIED, verified), ("Checked at", verification.get("checkedAt"))])
         + _table_lines(("CHECK", "RESULT", "BY", "MESSAGE"), checks),
     )
     mlflow = status.get("mlflow") or {}
@@ -220,7 +222,7 @@ def render_describe(
                     ("Run", mlflow.get("runId")),
                     ("Run URL", mlflow.get("runUrl")),
                     ("Registered version", mlflow.get("registeredModelVersion")),
-                    ("Promoted", mlflow.get("promoted")),
+                    (vocabulary.PROMOTED, mlflow.get("promoted")),
                 ]
             ),
         )

@@ -89,6 +89,21 @@ class MlflowRest:
         versions = (answer or {}).get("model_versions") or []
         return str(versions[0]["version"]) if versions else None
 
+    def registrations_of(self, run_id: str) -> list[tuple[str, str]]:
+        """(registered model, version) of every registered version made from run `run_id`."""
+        query = urllib.parse.urlencode({"filter": f"run_id={tracking.quote(run_id)}"})
+        answer = self._call("GET", f"/api/2.0/mlflow/model-versions/search?{query}")
+        return [
+            (str(found.get("name", "")), str(found.get("version", "")))
+            for found in (answer or {}).get("model_versions") or []
+        ]
+
+    def set_run_tag(self, run_id: str, key: str, value: str) -> None:
+        """Set tag `key` of run `run_id`."""
+        payload = {"run_id": run_id, "key": key, "value": value}
+        if self._call("POST", "/api/2.0/mlflow/runs/set-tag", payload) is None:
+            raise MlflowError(f"run {run_id} not found")
+
     def set_alias(self, registered_model: str, alias: str, version: str) -> None:
         """Point `alias` of `registered_model` at its version `version`."""
         payload = {"name": registered_model, "alias": alias, "version": version}

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from retrainer_contract import metrics as metric_keys
+from retrainer_contract import status as vocabulary
 from retrainer_contract import versions as contract_versions
 
 from retrainer_cli import kube, table
@@ -34,13 +35,6 @@ HEADERS = (
 )
 
 
-def _condition_status(status: dict[str, Any], ctype: str) -> str:
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == ctype:
-            return str(cond.get("status", "Unknown"))
-    return table.NONE
-
-
 def _row(item: dict[str, Any], now: dt.datetime) -> list[str]:
     status = item.get("status") or {}
     metrics = status.get("metrics") or {}
@@ -48,10 +42,10 @@ def _row(item: dict[str, Any], now: dt.datetime) -> list[str]:
     return [
         str(version) if isinstance(version, int) else table.NONE,
         item.get("metadata", {}).get("name", ""),
-        str(status.get("phase") or "Pending"),
+        str(status.get("phase") or vocabulary.PENDING),
         table.format_metric(metrics.get(metric_keys.MAP50)),
         table.format_metric(metrics.get(metric_keys.MAP50_95)),
-        _condition_status(status, "Verified"),
+        vocabulary.condition_status(status, vocabulary.VERIFIED) or table.NONE,
         table.format_age(item.get("metadata", {}).get("creationTimestamp"), now),
     ]
 
@@ -77,7 +71,8 @@ def _remembered(line: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for number in sorted(verified | set(listed)):
         entry = listed.get(number, {})
-        ok = number in verified or entry.get("state") == "verified"
+        ok = number in verified or entry.get("state") == vocabulary.VERSION_VERIFIED
+        condition = vocabulary.TRUE if ok else vocabulary.UNKNOWN
         rows.append(
             {
                 "metadata": {
@@ -88,7 +83,7 @@ def _remembered(line: dict[str, Any]) -> list[dict[str, Any]]:
                 "status": {
                     "version": number,
                     "phase": DELETED,
-                    "conditions": [{"type": "Verified", "status": "True" if ok else "Unknown"}],
+                    "conditions": [{"type": vocabulary.VERIFIED, "status": condition}],
                 },
             }
         )

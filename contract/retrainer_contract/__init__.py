@@ -13,4 +13,5 @@ program imports it; this package imports none of them (a unit test enforces both
 - `integrity`: sha256 and the one verifier; each check says who ran it.
 - `objectstore`: the MinIO client and the narrow interface the checks use.
 - `versions`: the one answer to "the latest verified version".
+- `status`: the status vocabulary: condition types, phases, reasons, "is terminal".
 """

@@ -6,6 +6,12 @@ ModelLine `status.champion` record, so the rule for the new record (previous, hi
 written once, here, as a pure function of the old record and the target; neither program
 imports the other. Standard library only.
 
+Every move is a compare-and-set (`compare_and_move`): the writer names the champion its
+decision was compared with, and the move is refused (`ChampionChanged`) when the record names
+another one by the time of the write. The record is the truth; the registered-model alias and
+the runs' champion tags (tracking.TAG_CHAMPION) mirror it, and `rebuild` makes the record again
+from them when the ModelLine is lost.
+
 History is "earlier champions, newest first" without the current one; `previous` is the
 target of the next rollback. A promotion makes the old champion the previous one; a rollback
 walks back: the new previous is the champion that came before the target, so rollbacks from
@@ -24,9 +30,12 @@ __all__ = [
     "PROMOTED_BY_USER",
     "REASONS",
     "ROLLED_BACK",
+    "ChampionChanged",
     "alias",
+    "compare_and_move",
     "move",
     "patch",
+    "rebuild",
     "registered_model",
     "rollback_target",
 ]
@@ -41,6 +50,17 @@ REASONS: tuple[str, ...] = (PROMOTED, PROMOTED_BY_USER, ROLLED_BACK)
 HISTORY_LIMIT = 20
 # The MLflow registered-model alias of the champion (spec.template.promotion.alias default).
 DEFAULT_ALIAS = "champion"
+
+
+class ChampionChanged(Exception):
+    """The record names another champion than the one the move was compared with."""
+
+    def __init__(self, expected: int | None, current: int | None) -> None:
+        self.expected = expected
+        self.current = current
+        was = f"v{expected}" if expected else "no champion"
+        now = f"v{current}" if current else "no champion"
+        super().__init__(f"compared with {was}, but the champion is now {now}")
 
 
 def _version(value: Any) -> int | None:
@@ -71,6 +91,8 @@ def move(
     reason: str,
     since: str,
     metrics: Mapping[str, float] | None = None,
+    registered_model: str | None = None,
+    alias: str | None = None,
 ) -> dict[str, Any]:
     """The new status.champion when `version` becomes champion for `reason` at `since`.
 
@@ -91,7 +113,7 @@ def move(
         previous = current if current != version else _version(old.get("previous"))
     earlier = ([current] if current is not None else []) + history
     new_history = list(dict.fromkeys(v for v in earlier if v != version))[:HISTORY_LIMIT]
-    return {
+    record: dict[str, Any] = {
         "version": version,
         "metrics": {str(k): float(v) for k, v in (metrics or {}).items()},
         "since": since,
@@ -99,6 +121,61 @@ def move(
         "previous": previous,
         "history": new_history,
     }
+    # Where the mirror (the alias) lives: kept from the old record unless given.
+    registered = registered_model or old.get("registeredModel")
+    if registered:
+        record["registeredModel"] = str(registered)
+        record["alias"] = str(alias or old.get("alias") or DEFAULT_ALIAS)
+    return record
+
+
+def compare_and_move(
+    old: Mapping[str, Any] | None,
+    expected: int | None,
+    version: int,
+    **kwargs: Any,
+) -> dict[str, Any] | None:
+    """`move`, only if the record still names `expected` (the champion the decision was
+    compared with; None: no champion). None when `version` already is the champion (a retry:
+    nothing to write). Raises ChampionChanged when another version took it meanwhile."""
+    current = _version((old or {}).get("version"))
+    if current == version:
+        return None
+    if current != expected:
+        raise ChampionChanged(expected, current)
+    return move(old, version, **kwargs)
+
+
+def rebuild(
+    aliased: int | None,
+    tagged: Mapping[int, tuple[str, str]],
+    metrics: Mapping[int, Mapping[str, float]],
+    registered_model: str | None = None,
+    alias: str | None = None,
+) -> dict[str, Any] | None:
+    """status.champion rebuilt from its mirrors when the ModelLine was lost: the version the
+    registered-model alias names (`aliased`), else the newest champion tag; history from the
+    other tagged versions (version -> (since, reason)), newest first. None: no evidence."""
+    order = sorted(tagged, key=lambda v: (tagged[v][0], v), reverse=True)
+    current = _version(aliased) or (order[0] if order else None)
+    if current is None:
+        return None
+    since, reason = tagged.get(current, ("", PROMOTED))
+    history = [v for v in order if v != current][:HISTORY_LIMIT]
+    record: dict[str, Any] = {
+        "version": current,
+        "metrics": {str(k): float(v) for k, v in (metrics.get(current) or {}).items()},
+        "since": since[:19] + "Z" if since else since,
+        "reason": reason if reason in REASONS else PROMOTED,
+        "previous": history[0] if history else None,
+        "history": history,
+    }
+    if registered_model:
+        record["registeredModel"] = registered_model
+        record["alias"] = alias or DEFAULT_ALIAS
+    if not record["since"]:
+        del record["since"]
+    return record
 
 
 def patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:

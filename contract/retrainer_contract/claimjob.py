@@ -22,6 +22,7 @@ __all__ = [
     "MOUNT_PATH",
     "SECURITY_CONTEXT",
     "TERMINATION_LOG",
+    "UPKEEP_SERVICE_ACCOUNT",
     "build",
     "result",
     "s3_env",
@@ -33,6 +34,9 @@ MOUNT_PATH = "/data"
 CONTAINER = "retrainer"
 COMMAND = "retrainer"
 TERMINATION_LOG = trainer_env.DEFAULT_TERMINATION_MESSAGE_PATH
+# The identity of the one claim Job that reads the API: retention re-reads its ModelLine's
+# champion right before removing anything. The chart binds it `get` on ModelLines, nothing else.
+UPKEEP_SERVICE_ACCOUNT = "retrainer-upkeep"
 # Restricted by default: nothing but reading (or, for retention, writing) the claim.
 SECURITY_CONTEXT: dict[str, Any] = {
     "allowPrivilegeEscalation": False,
@@ -68,8 +72,10 @@ def build(
     active_deadline_seconds: int | None = None,
     security_context: Mapping[str, Any] | None = None,
     pod_security_context: Mapping[str, Any] | None = None,
+    service_account: str | None = None,
 ) -> dict[str, Any]:
-    """The Job: one pod, never retried, the claim at MOUNT_PATH, no API token."""
+    """The Job: one pod, never retried, the claim at MOUNT_PATH; no API token unless it runs
+    as `service_account` (a Job that must read the API)."""
     container_env = [
         {"name": trainer_env.TERMINATION_MESSAGE_PATH, "value": TERMINATION_LOG},
         *(dict(e) for e in env),
@@ -105,6 +111,9 @@ def build(
     }
     if pod_security_context:
         pod_spec["securityContext"] = copy.deepcopy(dict(pod_security_context))
+    if service_account:
+        pod_spec["serviceAccountName"] = service_account
+        pod_spec["automountServiceAccountToken"] = True
     spec: dict[str, Any] = {
         "backoffLimit": 0,
         "ttlSecondsAfterFinished": ttl_seconds,

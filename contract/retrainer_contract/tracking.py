@@ -13,15 +13,19 @@ from typing import Any
 __all__ = [
     "MANIFEST_ARTIFACT",
     "TAG_BASE",
+    "TAG_CHAMPION",
     "TAG_MODEL",
     "TAG_NAMESPACE",
     "TAG_SHA_PREFIX",
     "TAG_UID",
+    "TAG_VERIFIED",
     "TAG_VERSION",
     "allocated_in",
     "allocated_tag",
+    "champion_tag_value",
     "experiment_name",
     "model_filter",
+    "parse_champion_tag",
     "quote",
     "run_filter",
     "run_name",
@@ -37,6 +41,13 @@ TAG_VERSION = "retrainer.version"
 TAG_BASE = "retrainer.baseModel"
 # A model line is per namespace, an experiment may be shared by several namespaces.
 TAG_NAMESPACE = "retrainer.namespace"
+# Set by the operator on the run of a version whose every copy it verified: the production
+# copy's sha256. With TAG_CHAMPION, what rebuilds a lost ModelLine's verified versions.
+TAG_VERIFIED = "retrainer.verified"
+# Set on the run of each version when it becomes champion: "<since, microseconds> <reason>".
+# The newest one names the champion when the ModelLine (the record) is lost; the others, in
+# order, its history. A tag per run, so writers of different moves never overwrite each other.
+TAG_CHAMPION = "retrainer.champion"
 # `retrainer.sha256/<artifact path>`: the sha256 of what was uploaded there (a rerun skips it).
 TAG_SHA_PREFIX = "retrainer.sha256/"
 
@@ -118,3 +129,16 @@ def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     if not tracking_uri.startswith(("http://", "https://")):
         return ""
     return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def champion_tag_value(since: str, reason: str) -> str:
+    """The TAG_CHAMPION value of a move at `since` (sortable UTC, microseconds) for `reason`."""
+    return f"{since} {reason}"
+
+
+def parse_champion_tag(value: str) -> tuple[str, str] | None:
+    """(since, reason) of a TAG_CHAMPION value, or None when it is not one."""
+    since, _, reason = value.strip().partition(" ")
+    if not since or not reason or not since[:4].isdigit():
+        return None
+    return since, reason

@@ -1,7 +1,10 @@
-"""Status vocabulary: condition types, CamelCase reasons, and the phase derived from them.
+"""Writing status: set a condition, stamp the phase; the vocabulary itself is the contract's.
 
-The status is always computed whole from the previous one (pure functions here) and patched
-once per transition, so a restart or a repeated event never produces a different status.
+The condition types, phases, CamelCase reasons and the phase rule live in
+`retrainer_contract.status`, which the CLI reads too; they are re-exported here so operator
+code keeps importing them from one place. The status is always computed whole from the
+previous one (pure functions here) and patched once per transition, so a restart or a
+repeated event never produces a different status.
 """
 
 from __future__ import annotations
@@ -11,114 +14,84 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
-from retrainer_contract import documents, evaluation
+from retrainer_contract.status import (
+    ACCEPTED,
+    CHAMPION_IN_SYNC,
+    COMPLETE,
+    CONDITION_TYPES,
+    FAILED,
+    FALSE,
+    LINE_CONDITION_TYPES,
+    PENDING,
+    PHASE_FAILED,
+    PHASE_RUNNING,
+    PHASES,
+    PROMOTED,
+    READY,
+    REASONS,
+    RUNNING,
+    SCRUBBED,
+    SUCCEEDED,
+    TERMINAL_PHASES,
+    TRUE,
+    UNKNOWN,
+    VERIFIED,
+    VERIFYING,
+    VERSION_ALLOCATED,
+    VERSION_STATES,
+    VERSION_VERIFIED,
+    Reason,
+    condition_status,
+    derive_phase,
+    get_condition,
+    is_terminal,
+    is_true,
+)
 
 __all__ = [
     "ACCEPTED",
+    "CHAMPION_IN_SYNC",
     "COMPLETE",
+    "CONDITION_TYPES",
     "FAILED",
+    "FALSE",
+    "LINE_CONDITION_TYPES",
+    "PENDING",
+    "PHASES",
+    "PHASE_FAILED",
+    "PHASE_RUNNING",
     "PROMOTED",
+    "READY",
+    "REASONS",
     "RUNNING",
+    "SCRUBBED",
+    "SUCCEEDED",
     "TERMINAL_PHASES",
+    "TRUE",
+    "UNKNOWN",
     "VERIFIED",
+    "VERIFYING",
+    "VERSION_ALLOCATED",
+    "VERSION_STATES",
+    "VERSION_VERIFIED",
     "Reason",
+    "condition_status",
     "derive_phase",
     "get_condition",
     "is_terminal",
+    "is_true",
     "now_iso",
     "set_condition",
+    "with_phase",
 ]
 
-# Condition types.
-ACCEPTED = "Accepted"
-RUNNING = "Running"
-COMPLETE = "Complete"
-VERIFIED = "Verified"
-FAILED = "Failed"
-# Whether the verified version became its line's champion (only under spec.promotion).
-PROMOTED = "Promoted"
-CONDITION_TYPES = (ACCEPTED, RUNNING, COMPLETE, VERIFIED, PROMOTED, FAILED)
-
-# Phases (the CRD's enum).
-PENDING = "Pending"
-PHASE_RUNNING = "Running"
-VERIFYING = "Verifying"
-SUCCEEDED = "Succeeded"
-PHASE_FAILED = "Failed"
-TERMINAL_PHASES = frozenset({SUCCEEDED, PHASE_FAILED})
-
-
-class Reason:
-    """CamelCase reasons, one per transition the operator reports."""
-
-    ACCEPTED = "Accepted"
-    # ModelLine (Ready condition).
-    LINE_READY = "LineReady"
-    INVALID_SCHEDULE = "InvalidSchedule"
-    JOB_CREATED = "JobCreated"
-    JOB_SUSPENDED = "JobSuspended"
-    POD_RUNNING = "PodRunning"
-    TRAINING_COMPLETE = "TrainingComplete"
-    VERIFIED = "AllLocationsVerified"
-    VERIFYING = "Verifying"
-    # Failures.
-    BASE_MODEL_NOT_FOUND = "BaseModelNotFound"
-    CLAIM_NOT_FOUND = "ClaimNotFound"
-    SECRET_NOT_FOUND = "SecretNotFound"
-    BAD_INPUT = "BadInput"
-    BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
-    DEADLINE_EXCEEDED = "DeadlineExceeded"
-    JOB_FAILED = "JobFailed"
-    VERIFICATION_FAILED = "VerificationFailed"
-    MANIFEST_NOT_FOUND = "ManifestNotFound"
-    # Version N already belongs to another RetrainJob (its Job, claim folder or run).
-    VERSION_CONFLICT = documents.VERSION_CONFLICT
-    # The trainer found version N's weights changed and no copy with the recorded hash.
-    CORRUPTED_WEIGHTS = documents.CORRUPTED_WEIGHTS
-    # The claim has no space left for version N.
-    STORAGE_FULL = documents.STORAGE_FULL
-    # spec.image is outside the operator's allowlist (RETRAINER_ALLOWED_TRAINER_IMAGES).
-    IMAGE_NOT_ALLOWED = "ImageNotAllowed"
-    # A toleration of every taint (operator Exists, no key) that admission did not stop.
-    TOLERATION_NOT_ALLOWED = "TolerationNotAllowed"
-    # Stuck, not failed (phase stays Pending/Running; each names the underlying message).
-    POD_CREATION_FAILED = "PodCreationFailed"
-    POD_UNSCHEDULABLE = "PodUnschedulable"
-    IMAGE_PULL_FAILED = "ImagePullFailed"
-    ORPHANED_POD_RUNNING = "OrphanedPodRunning"
-    # Transient outages while verifying: retried, never terminal while the copies exist.
-    MANIFEST_UNAVAILABLE = "ManifestUnavailable"
-    OBJECT_STORE_UNAVAILABLE = "ObjectStoreUnavailable"
-    # Promotion on evidence (the Promoted condition; status.evaluation holds the numbers).
-    PROMOTED = evaluation.PROMOTED
-    REJECTED = evaluation.REJECTED
-    NO_CHAMPION = evaluation.NO_CHAMPION
-    # The champion moved while this version was evaluated against the one before.
-    CHAMPION_CHANGED = "ChampionChanged"
-    # The champion could not be read or moved (MLflow down): retried, phase stays Verifying.
-    CHAMPION_UNAVAILABLE = "ChampionUnavailable"
-    # Under spec.promotion, the manifest carries no evaluation, or one its numbers contradict.
-    NOT_EVALUATED = "NotEvaluated"
-    # A corrections file changes an image of the pinned holdout.
-    HOLDOUT_TOUCHED = documents.HOLDOUT_TOUCHED
+# The order a RetrainJob's conditions are listed in (other types keep their own, last).
+_ORDER = {t: i for i, t in enumerate(CONDITION_TYPES)}
 
 
 def now_iso() -> str:
     """The current UTC time as the RFC 3339 string Kubernetes uses (second precision)."""
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def get_condition(status: Mapping[str, Any], type_: str) -> dict[str, Any] | None:
-    """The condition of `type_` in `status`, or None."""
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == type_:
-            return dict(cond)
-    return None
-
-
-def _is_true(status: Mapping[str, Any], type_: str) -> bool:
-    cond = get_condition(status, type_)
-    return bool(cond and cond.get("status") == "True")
 
 
 def set_condition(
@@ -132,10 +105,11 @@ def set_condition(
 ) -> dict[str, Any]:
     """A copy of `status` with condition `type_` set; lastTransitionTime moves only on change.
 
-    `value` None means Unknown. Conditions keep a stable order (CONDITION_TYPES).
+    `value` None means Unknown. Conditions keep a stable order (CONDITION_TYPES; any other
+    type, a ModelLine's, after them in the order it was first set).
     """
     new = copy.deepcopy(dict(status))
-    text = "Unknown" if value is None else ("True" if value else "False")
+    text = UNKNOWN if value is None else (TRUE if value else FALSE)
     old = get_condition(new, type_)
     changed = old is None or old.get("status") != text
     cond: dict[str, Any] = {
@@ -150,29 +124,10 @@ def set_condition(
     if generation is not None:
         cond["observedGeneration"] = generation
     others = [c for c in new.get("conditions") or [] if c.get("type") != type_]
-    order = {t: i for i, t in enumerate(CONDITION_TYPES)}
     conds = [*others, cond]
-    conds.sort(key=lambda c: order.get(c.get("type", ""), len(order)))
+    conds.sort(key=lambda c: _ORDER.get(c.get("type", ""), len(_ORDER)))
     new["conditions"] = conds
     return new
-
-
-def derive_phase(status: Mapping[str, Any]) -> str:
-    """The printable phase, a pure summary of the conditions."""
-    if _is_true(status, FAILED):
-        return PHASE_FAILED
-    if _is_true(status, COMPLETE):
-        # A verified version whose promotion is still undecided (Unknown) is not finished.
-        promoting = (get_condition(status, PROMOTED) or {}).get("status") == "Unknown"
-        return SUCCEEDED if _is_true(status, VERIFIED) and not promoting else VERIFYING
-    if _is_true(status, RUNNING):
-        return PHASE_RUNNING
-    return PENDING
-
-
-def is_terminal(status: Mapping[str, Any]) -> bool:
-    """True once the RetrainJob reached Succeeded or Failed: nothing more will change."""
-    return derive_phase(status) in TERMINAL_PHASES and bool(status.get("conditions"))
 
 
 def with_phase(status: Mapping[str, Any], generation: int | None) -> dict[str, Any]:

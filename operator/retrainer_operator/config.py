@@ -217,6 +217,9 @@ class OperatorConfig:
     progress_interval: float = 10.0
     # Seconds between two passes over each ModelLine (schedule, corrections, history).
     line_interval: float = 10.0
+    # Seconds between two checks that MLflow's champion alias still names the ModelLine's
+    # champion (sooner when the record moved or the last check failed).
+    champion_sync_interval: float = 300.0
     log_format: str = "json"
     # Wall-clock limit of a training Job whose spec.retry.activeDeadlineSeconds is unset: Jobs
     # retry disruptions (evictions, preemptions, SIGTERM) without counting them, so this is
@@ -296,6 +299,9 @@ class OperatorConfig:
             health_port=_int(env, "RETRAINER_HEALTH_PORT", d.health_port),
             progress_interval=_float(env, "RETRAINER_PROGRESS_INTERVAL", d.progress_interval),
             line_interval=_float(env, "RETRAINER_LINE_INTERVAL", d.line_interval),
+            champion_sync_interval=_float(
+                env, "RETRAINER_CHAMPION_SYNC_INTERVAL", d.champion_sync_interval
+            ),
             log_format=log_format,
             trainer_active_deadline_seconds=_int(
                 env,

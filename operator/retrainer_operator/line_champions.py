@@ -3,15 +3,17 @@
 The ModelLine is the record people read (`kubectl get modellines`: CHAMPION, mAP50-95), the
 one `retrainer promote` / `rollback` move by hand, and the one `baseModel.version: champion`
 resolves against; so the operator's automatic promotion (promotion.settle) moves the same
-record, through the contract's one rule for it (retrainer_contract.champion: previous, history).
-When the line registers its versions in MLflow, the registered-model alias moves too, first,
-so that a retry after a failed status write finds the alias already right (setting it is
-idempotent).
+record, through the contract's one rule for it (retrainer_contract.champion). The move is a
+compare-and-set on the champion the evaluation was compared with, written through the line's
+one status write path (line_status.update: guarded by the resourceVersion read). The record is
+written first and MLflow (alias, run tag) mirrors it after, in the same order as the CLI; a
+mirror that fails here is converged by the line reconciler (ChampionInSync).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,30 +21,37 @@ from kubernetes.client.exceptions import ApiException
 from retrainer_contract import champion as champion_record
 from retrainer_contract import evaluation, tracking
 
+from retrainer_operator import champion_mirror, line_status
 from retrainer_operator.champion import (
-    AliasChampions,
     Champion,
     ChampionError,
     ChampionFactory,
+    ChampionMoved,
     ChampionStore,
 )
 from retrainer_operator.conditions import now_iso
 from retrainer_operator.kube import Cluster
 from retrainer_operator.mlflow_rest import MlflowRest
-from retrainer_operator.versions import Conflict
 
 __all__ = ["LineChampions", "line_champions"]
 
-_ATTEMPTS = 8
+logger = logging.getLogger("retrainer.operator")
 
 
 class LineChampions:
-    """status.champion of the ModelLine named after the line, plus the MLflow alias."""
+    """status.champion of the ModelLine named after the line, mirrored in MLflow."""
 
-    def __init__(self, cluster: Cluster, metric: str, alias: AliasChampions | None) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        metric: str,
+        mlflow: MlflowRest | None = None,
+        experiment: str = "",
+    ) -> None:
         self.cluster = cluster
         self.metric = metric
-        self.alias = alias
+        self.mlflow = mlflow
+        self.experiment = experiment
 
     def _line(self, namespace: str, model: str) -> dict[str, Any] | None:
         try:
@@ -60,33 +69,46 @@ class LineChampions:
         reason = str(record.get("reason") or evaluation.PROMOTED)
         return Champion(version, self.metric, metrics.get(self.metric, 0.0), metrics, reason)
 
-    def promote(self, namespace: str, model: str, champion: Champion) -> None:
-        if self.alias is not None:
-            self.alias.promote(namespace, model, champion)
+    def promote(self, namespace: str, model: str, champion: Champion, expected: int | None) -> None:
         reason = (
             champion.reason
             if champion.reason in champion_record.REASONS
             else champion_record.PROMOTED
         )
-        for _ in range(_ATTEMPTS):
-            line = self._line(namespace, model)
-            if line is None:
-                raise ChampionError(f"ModelLine {namespace}/{model} not found")
-            old = (line.get("status") or {}).get("champion") or {}
-            if old.get("version") == champion.version:
-                return  # already (a retry after a crash)
-            new = champion_record.move(
-                old, champion.version, reason=reason, since=now_iso(), metrics=champion.metrics
-            )
-            rv = str(line["metadata"]["resourceVersion"])
+        moved: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+        def change(line: dict[str, Any]) -> tuple[dict[str, Any] | None, None]:
+            moved.clear()
+            status = dict(line.get("status") or {})
+            old = status.get("champion") or {}
             try:
-                self.cluster.patch_modelline_status(
-                    namespace, model, {"champion": champion_record.patch(old, new)}, rv
+                new = champion_record.compare_and_move(
+                    old,
+                    expected,
+                    champion.version,
+                    reason=reason,
+                    since=now_iso(),
+                    metrics=champion.metrics,
+                    registered_model=champion.registered_model,
+                    alias=champion.alias,
                 )
-            except Conflict:
-                continue
-            except ApiException as error:
-                raise ChampionError(f"cannot write the champion: {error}") from error
+            except champion_record.ChampionChanged as error:
+                raise ChampionMoved(error.expected, error.current) from error
+            if new is None:
+                return None, None  # already (a retry after a crash)
+            moved.append((line, old))
+            return {**status, "champion": new}, None
+
+        try:
+            line_status.update(self.cluster, namespace, model, change)
+        except line_status.LineGone as error:
+            raise ChampionError(str(error)) from error
+        except line_status.Conflict as error:
+            raise ChampionError(f"{error}; retrying") from error
+        except ApiException as error:
+            raise ChampionError(f"cannot write the champion: {error}") from error
+        if moved:
+            line, old = moved[0]
             before = f" (was v{old['version']})" if old.get("version") else ""
             with contextlib.suppress(Exception):
                 self.cluster.emit_event(
@@ -94,11 +116,36 @@ class LineChampions:
                     champion_record.PROMOTED,
                     f"v{champion.version} is the champion{before}: {champion.reason}",
                 )
+        self._mirror(namespace, model, champion)
+
+    def _mirror(self, namespace: str, model: str, champion: Champion) -> None:
+        """MLflow follows the record now (best effort: the line reconciler converges it)."""
+        if self.mlflow is None:
             return
-        raise ChampionError(f"ModelLine {namespace}/{model} kept changing; retrying")
+        line = self._line(namespace, model)
+        record = ((line or {}).get("status") or {}).get("champion") or {}
+        if record.get("version") != champion.version:
+            return  # moved on already: the line reconciler mirrors the newer record
+        outcome = champion_mirror.sync(
+            self.mlflow,
+            namespace,
+            model,
+            record,
+            self.experiment,
+            champion.registered_model,
+            champion.alias,
+        )
+        logger.info(
+            "champion mirrored line=%s/%s version=%s in_sync=%s reason=%s",
+            namespace,
+            model,
+            champion.version,
+            outcome.value,
+            outcome.reason,
+        )
 
 
-def line_champions(cluster: Cluster, mlflow: MlflowRest) -> ChampionFactory:
+def line_champions(cluster: Cluster, mlflow: MlflowRest | None) -> ChampionFactory:
     """The operator's champion stores: the ModelLine of the RetrainJob's line (None without
     spec.promotion: only an evaluated version moves the champion)."""
 
@@ -108,14 +155,6 @@ def line_champions(cluster: Cluster, mlflow: MlflowRest) -> ChampionFactory:
         if not raw:
             return None
         policy = evaluation.Policy.from_spec(raw)
-        registered = (spec.get("mlflow") or {}).get("registeredModel")
-        alias = (
-            AliasChampions(
-                mlflow, registered, policy.alias, tracking.experiment_name(spec), policy.metric
-            )
-            if registered
-            else None
-        )
-        return LineChampions(cluster, policy.metric, alias)
+        return LineChampions(cluster, policy.metric, mlflow, tracking.experiment_name(spec))
 
     return factory

@@ -18,11 +18,30 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from retrainer_contract import api
+from retrainer_contract import api, tracking
 from retrainer_contract import versions as contract_versions
 
-from retrainer_operator import clock, faults, retention, schedule, scrub, triggers, upkeep
-from retrainer_operator.conditions import Reason, get_condition, is_terminal, set_condition
+from retrainer_operator import (
+    champion_sync,
+    clock,
+    faults,
+    line_status,
+    recovery,
+    retention,
+    schedule,
+    scrub,
+    triggers,
+    upkeep,
+    versions,
+)
+from retrainer_operator.conditions import (
+    CHAMPION_IN_SYNC,
+    Reason,
+    get_condition,
+    is_terminal,
+    set_condition,
+)
+from retrainer_operator.mlflow_rest import MlflowError
 
 __all__ = ["READY", "Outcome", "history_to_delete", "reconcile_line", "run_body"]
 
@@ -215,21 +234,42 @@ def _corrections_step(
         )
 
 
-def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON merge patch (RFC 7386) that turns `old` into `new`: changed keys, nested objects
-    recursively, None for a key `new` lacks."""
-    patch: dict[str, Any] = {}
-    for key in old.keys() - new.keys():
-        patch[key] = None
-    for key, value in new.items():
-        before = old.get(key)
-        if isinstance(value, Mapping) and isinstance(before, Mapping):
-            nested = merge_patch(before, value)
-            if nested:
-                patch[key] = nested
-        elif before != value or key not in old:
-            patch[key] = value
-    return patch
+merge_patch = line_status.merge_patch
+
+
+def _rebuild(deps: Any, line: Mapping[str, Any]) -> str | None:
+    """A re-applied (or new) ModelLine gets its sequence, verified versions and champion back
+    from the durable evidence now, not at its next RetrainJob, so `kubectl get modelline`
+    shows the same LATEST and CHAMPION. Returns why it could not (MLflow down), else None."""
+    if "next" in versions.data_of(line):
+        return None
+    meta = line["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    spec = {**dict((line.get("spec") or {}).get("template") or {}), "model": name}
+
+    def recover() -> tuple[int, dict[int, tuple[str, str]], dict[str, Any] | None]:
+        return recovery.recover(
+            deps.cluster, deps.mlflow, namespace, name, tracking.experiment_name(spec), spec
+        )
+
+    try:
+        versions.ensure(deps.cluster, namespace, name, recover)
+    except MlflowError as error:
+        return (
+            "the line's record is being rebuilt from its evidence, but MLflow cannot be read "
+            f"(retrying; nothing is allocated or crowned meanwhile): {error}"
+        )
+    return None
+
+
+def _with_champion_sync(
+    status: dict[str, Any], sync: Any, generation: int | None
+) -> dict[str, Any]:
+    if sync is None:
+        return status
+    return set_condition(
+        status, CHAMPION_IN_SYNC, sync.value, sync.reason, sync.message, generation
+    )
 
 
 def _upkeep(
@@ -247,6 +287,24 @@ def _upkeep(
     return status, steps
 
 
+def _write(cluster: Any, namespace: str, name: str, status: Mapping[str, Any], sync: Any) -> None:
+    """Write the fields this reconciler owns over the line as it is now (line_status.update:
+    the ledger and the champion, written meanwhile by others, are kept as read), and the
+    registered model the mirror found into a champion record that lacks it."""
+    owned = {k: v for k, v in status.items() if k not in _LEDGER_FIELDS}
+
+    def change(fresh: dict[str, Any]) -> tuple[dict[str, Any], None]:
+        current = dict(fresh.get("status") or {})
+        new = {**{k: v for k, v in current.items() if k in _LEDGER_FIELDS}, **owned}
+        record = current.get("champion") or {}
+        found = getattr(sync, "registered_model", None)
+        if found and record.get("version") and not record.get("registeredModel"):
+            new["champion"] = {**record, "registeredModel": found, "alias": sync.alias}
+        return new, None
+
+    line_status.update(cluster, namespace, name, change)
+
+
 def reconcile_line(
     deps: Any, namespace: str, name: str, now: datetime.datetime | None = None
 ) -> Outcome | None:
@@ -254,7 +312,11 @@ def reconcile_line(
     cluster = deps.cluster
     line = cluster.read_modelline(namespace, name)
     if line is None:
+        champion_sync.forget(namespace, name)
         return None
+    unrebuilt = _rebuild(deps, line)
+    if unrebuilt is None and "next" not in versions.data_of(line):
+        line = cluster.read_modelline(namespace, name) or line
     now = now or clock.now()
     out = Outcome(status={})
     runs = [
@@ -270,25 +332,26 @@ def reconcile_line(
     current = dict(line.get("status") or {})
     status = {k: v for k, v in {**current, **out.status}.items() if v is not None}
     status, steps = _upkeep(deps, line, status, now)
+    sync = champion_sync.step(deps, line, runs) if unrebuilt is None else None
+    status = _with_champion_sync(status, sync, generation)
+    if unrebuilt is not None:
+        problem = (False, unrebuilt)
+        reason = Reason.EVIDENCE_UNAVAILABLE
+    else:
+        reason = Reason.INVALID_SCHEDULE
     if problem is not None:
-        status = set_condition(
-            status, READY, False, Reason.INVALID_SCHEDULE, problem[1], generation
-        )
+        status = set_condition(status, READY, False, reason, problem[1], generation)
     else:
         status = set_condition(
             status, READY, True, Reason.LINE_READY, "the spec is usable", generation
         )
     status["observedGeneration"] = generation
-    # The ledger and what is derived from it are versions.py's (written under concurrency).
-    owned = {k: v for k, v in current.items() if k not in _LEDGER_FIELDS}
-    changed = merge_patch(owned, {k: v for k, v in status.items() if k not in _LEDGER_FIELDS})
-    if changed:
-        cluster.patch_modelline_status(namespace, name, changed)
+    _write(cluster, namespace, name, status, sync)
     for step in steps:
         upkeep.post_events(cluster, line, step)
     before = get_condition(current, READY) or {}
     if problem is not None and before.get("status") != "False":
-        out.events.append((Reason.INVALID_SCHEDULE, problem[1], True))
+        out.events.append((reason, problem[1], True))
     for reason, message, warning in out.events:
         cluster.emit_event(line, reason, message, warning)
         logger.info("line event line=%s/%s reason=%s message=%s", namespace, name, reason, message)

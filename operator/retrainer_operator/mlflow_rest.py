@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -104,12 +105,12 @@ class MlflowRest:
         runs = (answer or {}).get("runs") or []
         return Run(runs[0]) if runs else None
 
-    def versions_of(self, experiment: str, namespace: str, model: str) -> list[int]:
-        """Every version number a run of model line `namespace`/`model` is tagged with."""
+    def line_runs(self, experiment: str, namespace: str, model: str) -> list[Run]:
+        """Every run of model line `namespace`/`model` in `experiment` (all pages)."""
         experiment_id = self.experiment_id(experiment)
         if experiment_id is None:
             return []
-        found: list[int] = []
+        found: list[Run] = []
         token = ""
         while True:
             payload: dict[str, Any] = {
@@ -120,13 +121,37 @@ class MlflowRest:
             if token:
                 payload["page_token"] = token
             answer = self._call("POST", "/api/2.0/mlflow/runs/search", payload) or {}
-            for raw in answer.get("runs") or []:
-                value = Run(raw).tags.get(tracking.TAG_VERSION, "")
-                if value.isdigit():
-                    found.append(int(value))
+            found.extend(Run(raw) for raw in answer.get("runs") or [])
             token = str(answer.get("next_page_token") or "")
             if not token:
                 return found
+
+    def versions_of(self, experiment: str, namespace: str, model: str) -> list[int]:
+        """Every version number a run of model line `namespace`/`model` is tagged with."""
+        values = (
+            r.tags.get(tracking.TAG_VERSION, "")
+            for r in self.line_runs(experiment, namespace, model)
+        )
+        return [int(v) for v in values if v.isdigit()]
+
+    def set_run_tag(self, run_id: str, key: str, value: str) -> None:
+        """Set tag `key` of run `run_id`."""
+        payload = {"run_id": run_id, "key": key, "value": value}
+        self._call("POST", "/api/2.0/mlflow/runs/set-tag", payload)
+
+    def fail_run(self, run_id: str) -> None:
+        """Mark run `run_id` FAILED, ended now (a pod killed by the kernel cannot end it)."""
+        payload = {"run_id": run_id, "status": "FAILED", "end_time": int(time.time() * 1000)}
+        self._call("POST", "/api/2.0/mlflow/runs/update", payload)
+
+    def registrations_of(self, run_id: str) -> list[tuple[str, str]]:
+        """(registered model, version) of every registered model version made from `run_id`."""
+        query = urllib.parse.urlencode({"filter": f"run_id={tracking.quote(run_id)}"})
+        answer = self._call("GET", f"/api/2.0/mlflow/model-versions/search?{query}")
+        return [
+            (str(found.get("name", "")), str(found.get("version", "")))
+            for found in (answer or {}).get("model_versions") or []
+        ]
 
     def record_allocated(self, experiment: str, namespace: str, model: str, version: int) -> None:
         """Record that `version` of the line was handed out: its own experiment tag, then the

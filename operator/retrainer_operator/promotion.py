@@ -2,9 +2,10 @@
 
 The trainer scored the new version and the champion on the pinned holdout and wrote the
 evidence and its decision into the manifest (`status.evaluation`). Here the operator checks
-that the decision follows from those numbers under the RetrainJob's policy, that the champion
-it was compared with is still the champion, and only then moves the champion. Called only for
-a version whose every copy verified; a plain function of its inputs and the ChampionStore.
+that the decision follows from those numbers under the RetrainJob's policy, and moves the
+champion only if the champion it was compared with is still the champion at the write (a
+compare-and-set: a check now and a write later could be interleaved by another move). Called
+only for a version whose every copy verified; a plain function of its inputs and the store.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from retrainer_contract import evaluation
 
-from retrainer_operator.champion import Champion, ChampionError, ChampionStore
+from retrainer_operator.champion import Champion, ChampionError, ChampionMoved, ChampionStore
 from retrainer_operator.conditions import Reason
 
 __all__ = ["Outcome", "champion_version", "policy_of", "settle"]
@@ -78,9 +79,11 @@ def settle(
     namespace: str,
     model: str,
     version: int,
+    registered_model: str | None = None,
 ) -> Outcome:
     """Decide the Promoted condition of verified version `version` from its evaluation `doc`,
-    moving the champion when the decision allows it and nothing changed since."""
+    moving the champion when the decision allows it, as a compare-and-set on the champion the
+    evaluation was compared with: a version is never crowned uncompared."""
     problem = _recheck(policy, doc)
     if problem:
         return Outcome(False, Reason.NOT_EVALUATED, f"v{version} not promoted: {problem}")
@@ -90,22 +93,20 @@ def settle(
             why += "; spec.promotion.promoteFirstVersion is false, so it stays unpromoted"
         return Outcome(False, decision, f"v{version}: {why}")
     compared = evaluation.champion_version(doc)
+    scores = dict(doc["challenger"]["metrics"])
+    value = float(scores.get(policy.metric, 0.0))
+    new = Champion(version, policy.metric, value, scores, decision, registered_model, policy.alias)
     try:
-        current = store.current(namespace, model)
-        now = current.version if current is not None else None
-        if now not in (compared, version):
-            before = f"v{compared}" if compared else "no champion"
-            return Outcome(
-                False,
-                Reason.CHAMPION_CHANGED,
-                f"v{version} was compared with {before}, but the champion is now v{now}; "
-                "train again (or re-run) to compare with the new champion",
-            )
-        scores = dict(doc["challenger"]["metrics"])
-        value = float(scores.get(policy.metric, 0.0))
-        if now != version:
-            new = Champion(version, policy.metric, value, scores, decision)
-            store.promote(namespace, model, new)
+        store.promote(namespace, model, new, compared)
+    except ChampionMoved as moved:
+        before = f"v{compared}" if compared else "no champion"
+        now = f"v{moved.current}" if moved.current else "none"
+        return Outcome(
+            False,
+            Reason.CHAMPION_CHANGED,
+            f"v{version} was compared with {before}, but the champion is now {now}; "
+            "train again (or re-run) to compare with the champion in force",
+        )
     except ChampionError as error:
         return Outcome(None, Reason.CHAMPION_UNAVAILABLE, f"v{version}: {error} (retrying)")
     suffix = f"; v{version} is now the champion (alias {policy.alias!r})"

@@ -23,7 +23,6 @@ from retrainer_contract.objectstore import ObjectStore
 from retrainer_operator import checks, faults, metrics, progress, promotion, recovery, versions
 from retrainer_operator.builders import ImageNotAllowed, build_job_spec
 from retrainer_operator.champion import ChampionError, ChampionFactory, ChampionStore
-from retrainer_operator.champion import alias_champions as _alias_champions
 from retrainer_operator.conditions import (
     ACCEPTED,
     COMPLETE,
@@ -40,6 +39,7 @@ from retrainer_operator.conditions import (
 )
 from retrainer_operator.config import OperatorConfig
 from retrainer_operator.kube import Cluster
+from retrainer_operator.line_champions import line_champions
 from retrainer_operator.mlflow_rest import MlflowError, MlflowRest
 from retrainer_operator.progress import JobState
 from retrainer_operator.verification import verify_manifest
@@ -99,11 +99,11 @@ class Deps:
     mlflow: MlflowRest
     store: ObjectStore | None
     locks: Locks = dataclasses.field(default_factory=Locks)
-    # Where a RetrainJob's line keeps its champion (None: the MLflow alias of spec.promotion).
+    # Where a RetrainJob's line keeps its champion (None: its ModelLine, mirrored in MLflow).
     champions: ChampionFactory | None = None
 
     def champion_store(self, body: Mapping[str, Any]) -> ChampionStore | None:
-        return (self.champions or _alias_champions(self.mlflow))(body)
+        return (self.champions or line_champions(self.cluster, self.mlflow))(body)
 
 
 @dataclasses.dataclass
@@ -135,29 +135,34 @@ def _start(
     meta, spec = body["metadata"], body["spec"]
     ns, uid, model = meta["namespace"], meta["uid"], spec["model"]
 
-    def recover() -> tuple[int, dict[int, tuple[str, str]]]:
+    def recover() -> tuple[int, dict[int, tuple[str, str]], dict[str, Any] | None]:
         return recovery.recover(
-            deps.cluster, deps.mlflow, ns, model, tracking.experiment_name(spec)
+            deps.cluster, deps.mlflow, ns, model, tracking.experiment_name(spec), spec
         )
 
-    versions.ensure(deps.cluster, ns, model, recover)
-    allocation = versions.find(deps.cluster, ns, model, uid)
-    if allocation is None:
-        outcome = checks.preflight(deps.cluster, body, deps.config)
-        if isinstance(outcome, checks.CheckFailure):
-            step.cond(ACCEPTED, False, outcome.reason, outcome.message)
-            step.fail(outcome.reason, outcome.message)
-            return None
-        allocation = versions.allocate(
-            deps.cluster,
-            ns,
-            model,
-            uid,
-            meta["name"],
-            outcome.base_version,
-            recover,
+    try:
+        versions.ensure(deps.cluster, ns, model, recover)
+        allocation = versions.find(deps.cluster, ns, model, uid)
+        if allocation is None:
+            outcome = checks.preflight(deps.cluster, body, deps.config)
+            if isinstance(outcome, checks.CheckFailure):
+                step.cond(ACCEPTED, False, outcome.reason, outcome.message)
+                step.fail(outcome.reason, outcome.message)
+                return None
+            allocation = versions.allocate(
+                deps.cluster, ns, model, uid, meta["name"], outcome.base_version, recover
+            )
+    except MlflowError as error:
+        # The line's record is lost and its durable evidence cannot be read: numbering or
+        # crowning without it could reuse a number or crown an uncompared version.
+        message = (
+            f"the ModelLine {model!r} lost its record and MLflow, which holds the evidence to "
+            f"rebuild it, cannot be read (retrying; nothing allocated): {error}"
         )
-    _record_allocated(deps, spec, ns, model, allocation.version)
+        step.cond(ACCEPTED, None, Reason.EVIDENCE_UNAVAILABLE, message)
+        return None
+    if not _record_allocated(deps, spec, ns, model, allocation.version, step):
+        return None
     faults.point(faults.AFTER_ALLOCATION)
     try:
         champion = promotion.champion_version(deps.champion_store(body), ns, model)
@@ -207,14 +212,22 @@ def _start(
 
 
 def _record_allocated(
-    deps: Deps, spec: Mapping[str, Any], namespace: str, model: str, version: int
-) -> None:
-    """The allocation's durable backup in MLflow (best effort: the ledger is the record, and a
-    later allocation raises the tag past this one anyway)."""
+    deps: Deps, spec: Mapping[str, Any], namespace: str, model: str, version: int, step: _Step
+) -> bool:
+    """The allocation's durable backup in MLflow, written before any Job: were the ModelLine
+    lost after a Job that left no other trace, this tag alone keeps the number from reuse.
+    False (retried, the version stays this RetrainJob's in the ledger) when it failed."""
     try:
         deps.mlflow.record_allocated(tracking.experiment_name(spec), namespace, model, version)
     except MlflowError as error:
         logger.warning("allocated tag not written model=%s version=%s: %s", model, version, error)
+        message = (
+            f"version {version} is allocated, but its MLflow backup (the experiment's "
+            f"allocated tag) could not be written; the Job starts once it is (retrying): {error}"
+        )
+        step.cond(ACCEPTED, None, Reason.ALLOCATION_UNRECORDED, message)
+        return False
+    return True
 
 
 def _job(deps: Deps, body: Mapping[str, Any], step: _Step) -> dict[str, Any] | None:
@@ -356,6 +369,8 @@ def _verify(deps: Deps, body: Mapping[str, Any], step: _Step, pods: list[Any]) -
         (a for a in status["artifacts"] if a.get("name") == layout.PRODUCTION), {}
     )
     model = spec["model"]
+    if run is not None and not _tag_verified(deps, run, production, step):
+        return
     versions.mark_verified(
         deps.cluster,
         meta["namespace"],
@@ -370,6 +385,18 @@ def _verify(deps: Deps, body: Mapping[str, Any], step: _Step, pods: list[Any]) -
         step.status.setdefault("completionTime", now_iso())
 
 
+def _tag_verified(deps: Deps, run: Any, production: Mapping[str, Any], step: _Step) -> bool:
+    """Tag the version's run as verified (the evidence a lost ModelLine's verified versions
+    are rebuilt from) before the ledger says so; False: MLflow refused, retried."""
+    try:
+        deps.mlflow.set_run_tag(run.run_id, tracking.TAG_VERIFIED, str(production.get("sha256")))
+    except MlflowError as error:
+        message = f"cannot record the verification in MLflow yet (retrying): {error}"
+        step.cond(VERIFIED, None, Reason.MANIFEST_UNAVAILABLE, message)
+        return False
+    return True
+
+
 def _promote(deps: Deps, body: Mapping[str, Any], step: _Step, version: int) -> None:
     """Verified: under spec.promotion, the champion moves when the evaluation allows it."""
     meta, spec = body["metadata"], body["spec"]
@@ -378,7 +405,10 @@ def _promote(deps: Deps, body: Mapping[str, Any], step: _Step, version: int) -> 
     if store is None or policy is None:
         return
     doc = step.status.get("evaluation") or {}
-    outcome = promotion.settle(store, policy, doc, meta["namespace"], spec["model"], version)
+    registered = (spec.get("mlflow") or {}).get("registeredModel")
+    outcome = promotion.settle(
+        store, policy, doc, meta["namespace"], spec["model"], version, registered
+    )
     step.cond(PROMOTED, outcome.value, outcome.reason, outcome.message)
     if outcome.value is not None:
         step.status["mlflow"] = {**(step.status.get("mlflow") or {}), "promoted": outcome.promoted}
@@ -454,6 +484,23 @@ def _events(
         )
 
 
+def _end_failed_run(deps: Deps, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+    """A failed version's MLflow run, left RUNNING by a pod the kernel killed (OOM) or that
+    died before it could end it, is ended FAILED, so MLflow never shows a version training
+    for ever. Best effort: the RetrainJob's Failed condition is the record."""
+    version = status.get("version")
+    if not isinstance(version, int):
+        return
+    try:
+        run = deps.mlflow.find_run(
+            tracking.experiment_name(body["spec"]), body["metadata"]["uid"], version
+        )
+        if run is not None and run.status == "RUNNING":
+            deps.mlflow.fail_run(run.run_id)
+    except MlflowError as error:
+        logger.warning("failed run not ended version=%s: %s", version, error)
+
+
 def reconcile(deps: Deps, namespace: str, name: str) -> str | None:
     """Bring RetrainJob namespace/name one step forward; return its phase (None: gone)."""
     key = f"{namespace}/{name}"
@@ -494,4 +541,5 @@ def reconcile(deps: Deps, namespace: str, name: str) -> str | None:
                 elif new["phase"] == "Failed":
                     reason = (get_condition(new, FAILED) or {}).get("reason", "")
                     metrics.RUNS_FAILED.labels(reason=reason).inc()
+                    _end_failed_run(deps, body, new)
         return str(new.get("phase"))

@@ -5,7 +5,11 @@ numbers were handed out: every version leaves a Job (label retrainer.dev/version
 status, an MLflow run tagged with its version, and the experiment's allocated-version tag
 (written at each allocation, even for a version that never trains); MLflow never deletes them.
 When the ledger is missing, the next number starts above the highest of them, so a number with
-evidence is never handed out again. (The claim's own folders are the trainer's last line: it
+evidence is never handed out again. The champion record is rebuilt in the same write from its
+MLflow mirrors (the alias, the runs' champion tags) and the verified versions from the runs'
+verified tags, so a re-applied ModelLine shows the same LATEST and CHAMPION, and the next
+version is compared with the champion in force, never crowned as the line's first. (The
+claim's own folders are the trainer's last line: it
 refuses a version folder owned by another RetrainJob, see
 retrainer_trainer.store.claim_version.)
 """
@@ -17,6 +21,7 @@ from typing import Any, Protocol
 
 from retrainer_contract import api, layout
 
+from retrainer_operator import champion_mirror
 from retrainer_operator.conditions import SUCCEEDED, VERIFIED
 
 __all__ = [
@@ -85,12 +90,27 @@ def verified_in(model: str, retrainjobs: Iterable[Mapping[str, Any]]) -> dict[in
 
 
 def recover(
-    cluster: EvidenceClient, runs: RunSearch, namespace: str, model: str, experiment: str
-) -> tuple[int, dict[int, tuple[str, str]]]:
-    """What a rebuilt ledger starts from: the highest version with any evidence, and the
-    versions the cluster still shows verified."""
-    highest = highest_version(cluster, runs, namespace, model, experiment)
-    return highest, verified_in(model, cluster.list_retrainjobs(namespace))
+    cluster: EvidenceClient,
+    mlflow: Any,
+    namespace: str,
+    model: str,
+    experiment: str,
+    spec: Mapping[str, Any] | None = None,
+) -> tuple[int, dict[int, tuple[str, str]], dict[str, Any] | None]:
+    """What a rebuilt ledger starts from: the highest version with any evidence, the versions
+    known verified (the cluster's RetrainJobs, else the runs' verified tags), and the champion
+    record rebuilt from its MLflow mirrors (champion_mirror.evidence; `spec`, the RetrainJob's
+    or the template, names where the alias may live). MLflow errors propagate."""
+    spec = spec or {}
+    registered = (spec.get("mlflow") or {}).get("registeredModel")
+    alias = (spec.get("promotion") or {}).get("alias")
+    found = champion_mirror.evidence(mlflow, namespace, model, experiment, registered, alias)
+    jobs = cluster.list_jobs(namespace, f"{api.LABEL_MODEL}={model}")
+    retrainjobs = cluster.list_retrainjobs(namespace)
+    numbers = versions_in(model, jobs, retrainjobs)
+    numbers += [found.highest, mlflow.allocated(experiment, namespace, model)]
+    verified = {**found.verified, **verified_in(model, retrainjobs)}
+    return max(numbers, default=0), verified, found.champion
 
 
 def highest_version(

@@ -8,6 +8,12 @@ the end of the last scrub (status.scrub.time). Its report (retrainer_contract.up
 status.scrub (time, checked, problems) and the condition `Scrubbed`: True `CopiesIntact`, or
 False `CopyChanged` / `CopyMissing` naming the version and location, with a Warning Event.
 
+The Job is told which versions must be on the claim (retrainer_contract.upkeep.VERSIONS_ENV:
+status.verifiedVersions less status.retention.removed), so a version whose production copy,
+or every claim copy, was deleted is checked and reported missing instead of not being seen.
+A scrub never runs beside the line's retention Job (each waits for the other), and a problem
+of a version that retention removed since the scrub started is not damage: it is dropped.
+
 `scrub_step` is one idempotent step for the line reconciler, with the time passed in (`now`),
 so tests drive the interval without waiting for it.
 """
@@ -15,25 +21,33 @@ so tests drive the interval without waiting for it.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from retrainer_contract import claimjob
 from retrainer_contract import upkeep as reports
+from retrainer_contract.versions import format_ranges
 
 from retrainer_operator import upkeep
 from retrainer_operator.config import OperatorConfig
 from retrainer_operator.kube import Cluster
 from retrainer_operator.upkeep import Event, Reason, UpkeepStep
 
-__all__ = ["due", "job_name", "result_step", "scrub_step"]
+__all__ = ["due", "expected_versions", "job_name", "result_step", "scrub_step"]
 
 _SHOWN = 3
 
 
 def job_name(model: str) -> str:
     """The line's one scrub Job (a model line is at most 40 characters)."""
-    return f"retrainer-scrub-{model}"
+    return upkeep.job_name(upkeep.SCRUB_COMPONENT, model)
+
+
+def expected_versions(status: Mapping[str, Any]) -> list[int]:
+    """The versions that must be on the claim: verified (the ledger) and not removed by
+    retention. The scrub checks each of them, whatever copy is left."""
+    removed = upkeep.versions_in((status.get("retention") or {}).get("removed"))
+    return sorted(upkeep.versions_in(status.get("verifiedVersions")) - removed)
 
 
 def due(scrub_spec: Mapping[str, Any], last: Mapping[str, Any], now: datetime.datetime) -> bool:
@@ -59,9 +73,15 @@ def _problem_message(problems: list[dict[str, Any]], checked: int, omitted: int)
 
 
 def result_step(
-    last: Mapping[str, Any], exit_code: int | None, message: str, now: datetime.datetime
+    last: Mapping[str, Any],
+    exit_code: int | None,
+    message: str,
+    now: datetime.datetime,
+    removed: Iterable[int] = (),
 ) -> UpkeepStep:
-    """The status patch, condition and Events for a finished scrub Job's result (pure)."""
+    """The status patch, condition and Events for a finished scrub Job's result (pure).
+
+    `removed`: versions whose claim copies retention has removed; their problems are dropped."""
     try:
         report = reports.parse_scrub_report(message)
     except ValueError as error:
@@ -71,7 +91,8 @@ def result_step(
             condition=(upkeep.SCRUBBED, None, Reason.SCRUB_FAILED, why),
             events=(Event(Reason.SCRUB_FAILED, why, warning=True),),
         )
-    problems = [dict(p) for p in report["problems"]]
+    gone = set(removed)
+    problems = [dict(p) for p in report["problems"] if p.get("version") not in gone]
     checked = int(report["checked"])
     patch = {
         "scrub": {
@@ -108,7 +129,8 @@ def scrub_step(
     if not scrub_spec:
         return UpkeepStep()
     namespace, model = line["metadata"]["namespace"], line["metadata"]["name"]
-    last: dict[str, Any] = dict((line.get("status") or {}).get("scrub") or {})
+    status = line.get("status") or {}
+    last: dict[str, Any] = dict(status.get("scrub") or {})
     name = job_name(model)
     job = cluster.read_job(namespace, name)
     if job is not None:
@@ -119,19 +141,24 @@ def scrub_step(
             cluster.delete_job(namespace, name)
             return UpkeepStep()
         exit_code, message = upkeep.finished_outcome(cluster, job)
-        return result_step(last, exit_code, message, now)
+        removed = upkeep.versions_in((status.get("retention") or {}).get("removed"))
+        return result_step(last, exit_code, message, now, removed)
     if not due(scrub_spec, last, now):
         # A Job that vanished before its result was read (TTL, deleted by hand): forget it.
         return UpkeepStep({"scrub": {"jobName": None}}) if last.get("jobName") else UpkeepStep()
+    if cluster.read_job(namespace, upkeep.job_name(upkeep.RETAIN_COMPONENT, model)) is not None:
+        return UpkeepStep()  # retention is removing copies: scrub once it is done
+    expected = {"name": reports.VERSIONS_ENV, "value": format_ranges(expected_versions(status))}
     manifest = upkeep.build_upkeep_job(
         line,
         config,
         name=name,
-        component="retrainer-scrub",
+        component=upkeep.SCRUB_COMPONENT,
         args=["verify", model, "--all", "--root", claimjob.MOUNT_PATH],
         read_only=True,
         with_s3=True,
         now=now,
+        env=[expected],
     )
     if not cluster.create_job(manifest)[1]:
         return UpkeepStep()  # the last one is still being deleted: next tick

@@ -18,13 +18,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from retrainer_contract import api, claimjob
+from retrainer_contract import versions as contract_versions
 
 from retrainer_operator.conditions import set_condition
 from retrainer_operator.config import OperatorConfig
 from retrainer_operator.kube import Cluster
 
 __all__ = [
+    "RETAIN_COMPONENT",
     "SCRUBBED",
+    "SCRUB_COMPONENT",
     "Event",
     "Reason",
     "UpkeepStep",
@@ -33,12 +36,17 @@ __all__ = [
     "claim_of",
     "finished_outcome",
     "iso",
+    "job_name",
     "parse_time",
     "post_events",
+    "versions_in",
 ]
 
 # The ModelLine condition a scrub sets.
 SCRUBBED = "Scrubbed"
+# The two upkeep Jobs' component labels; `<component>-<model>` names a line's one Job of each.
+SCRUB_COMPONENT = "retrainer-scrub"
+RETAIN_COMPONENT = "retrainer-retain"
 # On an upkeep Job: when the operator started it (its `now`), to tell a result already
 # recorded from a new one without comparing with the apiserver's clock.
 STARTED_ANNOTATION = f"{api.GROUP}/started"
@@ -84,6 +92,16 @@ class UpkeepStep:
 
     def __bool__(self) -> bool:
         return bool(self.patch or self.condition or self.events)
+
+
+def job_name(component: str, model: str) -> str:
+    """The line's one Job of `component` (a model line is at most 40 characters)."""
+    return f"{component}-{model}"
+
+
+def versions_in(text: Any) -> set[int]:
+    """The version numbers of a ranges field of the status ("1-40,42")."""
+    return set(contract_versions.expand_ranges(str(text or "")))
 
 
 def iso(when: datetime.datetime) -> str:
@@ -153,8 +171,13 @@ def build_upkeep_job(
     read_only: bool,
     with_s3: bool,
     now: datetime.datetime,
+    env: Sequence[Mapping[str, Any]] = (),
+    service_account: str | None = None,
 ) -> dict[str, Any]:
-    """An upkeep Job of the line: `retrainer <args>` in the operator image, owned by the line."""
+    """An upkeep Job of the line: `retrainer <args>` in the operator image, owned by the line.
+
+    `env`: more of the container's environment; `service_account`: the identity of a Job that
+    reads the API (retention re-reads the champion), None for one that never does."""
     meta = line["metadata"]
     labels = {
         api.LABEL_NAME: component,
@@ -169,11 +192,15 @@ def build_upkeep_job(
         args=args,
         claim=claim_of(line, config),
         read_only=read_only,
-        env=claimjob.s3_env(config.s3_endpoint, config.s3_secret_name) if with_s3 else (),
+        env=[
+            *(claimjob.s3_env(config.s3_endpoint, config.s3_secret_name) if with_s3 else ()),
+            *env,
+        ],
         ttl_seconds=_TTL_SECONDS,
         active_deadline_seconds=_DEADLINE_SECONDS,
         security_context=config.trainer_security_context,
         pod_security_context=config.trainer_pod_security_context,
+        service_account=service_account,
     )
     job["metadata"]["annotations"] = {STARTED_ANNOTATION: iso(now)}
     job["metadata"]["ownerReferences"] = [

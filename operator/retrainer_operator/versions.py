@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -25,6 +23,7 @@ from retrainer_contract import api
 from retrainer_contract import versions as contract_versions
 from retrainer_contract.versions import format_ranges
 
+from retrainer_operator import line_status
 from retrainer_operator.conditions import is_terminal
 from retrainer_operator.ledger import (
     COMPACT_THRESHOLD,
@@ -41,6 +40,7 @@ from retrainer_operator.ledger import (
     seed_in,
     summary_of,
 )
+from retrainer_operator.line_status import Conflict
 
 __all__ = [
     "Conflict",
@@ -55,12 +55,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("retrainer.operator")
-
-MAX_TRIES = 60
-
-
-class Conflict(Exception):
-    """The ModelLine changed (409) between our read and our write: read again and retry."""
 
 
 @runtime_checkable
@@ -80,10 +74,14 @@ class LedgerClient(Protocol):
         """Create; raise Conflict when it already exists."""
         ...
 
-    def replace_modelline_status(
-        self, namespace: str, name: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Replace the status honouring body.metadata.resourceVersion; Conflict on 409."""
+    def patch_modelline_status(
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        resource_version: str | None = None,
+    ) -> None:
+        """Merge-patch the status if still at `resource_version`; Conflict on 409."""
         ...
 
 
@@ -102,29 +100,37 @@ def bare_line(namespace: str, model: str) -> dict[str, Any]:
     }
 
 
-def _backoff(attempt: int) -> None:
-    # Jitter keeps many concurrent allocators from colliding in lock-step.
-    time.sleep(random.uniform(0.0, min(0.5, 0.02 * (attempt + 1))))
+# What recover() returns: (highest version with evidence, version -> (sha256, RetrainJob name)
+# of the verified ones[, the champion record rebuilt from its mirrors]).
+Recover = Callable[[], tuple[Any, ...]]
 
 
-def _update(client: LedgerClient, namespace: str, model: str, change: Any) -> Any:
-    """Read-modify-write the ledger with `change(data) -> (new_data, result)` until it sticks."""
-    live: frozenset[str] | None = None
-    listed = False
-    for attempt in range(MAX_TRIES):
-        current = client.read_modelline(namespace, model)
-        if current is None:
-            # Conflict: created meanwhile (by a person or another allocation): read it.
-            with contextlib.suppress(Conflict):
-                client.create_modelline(namespace, bare_line(namespace, model))
-            continue
-        data = data_of(current)
+def _evidence(found: tuple[Any, ...]) -> tuple[int, Mapping[int, tuple[str, str]], Any]:
+    highest, verified, *rest = found
+    return int(highest), verified, (rest[0] if rest else None)
+
+
+def _update(
+    client: LedgerClient,
+    namespace: str,
+    model: str,
+    change: Any,
+    champion: Callable[[], Mapping[str, Any] | None] | None = None,
+) -> Any:
+    """Read-modify-write the ledger with `change(data) -> (new_data, result)` until it sticks
+    (line_status.update). `champion()`: a record rebuilt from evidence, written in the same
+    write when the line has none (a rebuilt sequence never runs without its champion)."""
+    live: list[frozenset[str] | None] = []
+
+    def whole(line: dict[str, Any]) -> tuple[dict[str, Any] | None, Any]:
+        current = dict(line.get("status") or {})
+        data = data_of(line)
         new_data, result = change(data)
         if ledger_size(new_data) > COMPACT_THRESHOLD:
-            if not listed:
-                live, listed = _live_uids(client, namespace), True
+            if not live:
+                live.append(_live_uids(client, namespace))
             new_data = compact_in(
-                new_data, live, threshold=COMPACT_THRESHOLD, keep_recent=KEEP_RECENT
+                new_data, live[0], threshold=COMPACT_THRESHOLD, keep_recent=KEEP_RECENT
             )
             if ledger_size(new_data) > COMPACT_THRESHOLD:
                 logger.warning(
@@ -134,32 +140,23 @@ def _update(client: LedgerClient, namespace: str, model: str, change: Any) -> An
                     ledger_size(new_data),
                     CONFIGMAP_LIMIT,
                     "too many unfinished RetrainJobs of one model line"
-                    if live is not None
+                    if live[0] is not None
                     else "the client cannot list RetrainJobs, so unverified entries stay",
                 )
-        if new_data == data and "ledger" in (current.get("status") or {}):
-            return result
-        body = {
-            "apiVersion": api.API_VERSION,
-            "kind": api.LINE_KIND,
-            "metadata": {
-                "name": model,
-                "namespace": namespace,
-                "resourceVersion": current["metadata"]["resourceVersion"],
-            },
-            "status": {
-                **(current.get("status") or {}),
-                "ledger": new_data,
-                **summary_of(new_data),
-            },
-        }
-        try:
-            client.replace_modelline_status(namespace, model, body)
-        except Conflict:
-            _backoff(attempt)
-            continue
-        return result
-    raise Conflict(f"ModelLine {namespace}/{model}: gave up after {MAX_TRIES} conflicting writes")
+        rebuilt = champion() if champion is not None and not current.get("champion") else None
+        if new_data == data and "ledger" in current and not rebuilt:
+            return None, result
+        new = {**current, "ledger": new_data, **summary_of(new_data)}
+        if rebuilt:
+            new["champion"] = dict(rebuilt)
+        return new, result
+
+    def create() -> None:
+        # Conflict: created meanwhile (by a person or another allocation): read it.
+        with contextlib.suppress(Conflict):
+            client.create_modelline(namespace, bare_line(namespace, model))
+
+    return line_status.update(client, namespace, model, whole, on_missing=create)
 
 
 def _live_uids(client: LedgerClient, namespace: str) -> frozenset[str] | None:
@@ -191,22 +188,29 @@ def allocate(
     uid: str,
     name: str,
     base_version: int | None,
-    recover: Callable[[], tuple[int, Mapping[int, tuple[str, str]]]],
+    recover: Recover,
 ) -> Allocation:
     """Allocate the next version for `uid` (idempotent: the same uid gets the same version).
 
     A ledger without `next` (the ModelLine was deleted, even between a caller's `ensure` and
     this write) is rebuilt from `recover()` in the same write: numbering never starts over."""
-    recovered: list[tuple[int, Mapping[int, tuple[str, str]]]] = []
+    recovered: list[tuple[int, Mapping[int, tuple[str, str]], Any]] = []
+    seeded: list[bool] = []
 
     def change(data: Mapping[str, str]) -> tuple[dict[str, str], Allocation]:
+        seeded.clear()
         if "next" not in data and find_in(data, uid) is None:
             if not recovered:
-                recovered.append(recover())
-            data = seed_in(data, *recovered[0])
+                recovered.append(_evidence(recover()))
+            highest, verified, _ = recovered[0]
+            data = seed_in(data, highest, verified)
+            seeded.append(True)
         return allocate_in(data, uid, name, base_version)
 
-    result: Allocation = _update(client, namespace, model, change)
+    def champion() -> Any:
+        return recovered[0][2] if recovered and seeded else None
+
+    result: Allocation = _update(client, namespace, model, change, champion)
     return result
 
 
@@ -214,7 +218,7 @@ def ensure(
     client: LedgerClient,
     namespace: str,
     model: str,
-    recover: Callable[[], tuple[int, Mapping[int, tuple[str, str]]]],
+    recover: Recover,
 ) -> None:
     """Make sure the line has a ledger. A new line, or one whose ModelLine was deleted (or that
     was kept in a ConfigMap before ModelLines), gets one rebuilt from durable evidence:
@@ -222,15 +226,22 @@ def ensure(
     number is handed out twice and `latest` still resolves."""
     if _has_ledger(client.read_modelline(namespace, model)):
         return
-    highest, verified = recover()
+    highest, verified, record = _evidence(recover())
     logger.info(
-        "ledger rebuilt line=%s/%s highest=%s verified=%s",
+        "ledger rebuilt line=%s/%s highest=%s verified=%s champion=%s",
         namespace,
         model,
         highest,
         format_ranges(verified),
+        (record or {}).get("version"),
     )
-    _update(client, namespace, model, lambda data: (seed_in(data, highest, verified), None))
+    _update(
+        client,
+        namespace,
+        model,
+        lambda data: (seed_in(data, highest, verified), None),
+        (lambda: record) if record else None,
+    )
 
 
 def mark_verified(

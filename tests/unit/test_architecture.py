@@ -7,7 +7,9 @@ inside functions):
   programs nor the test world;
 - a contract literal (an environment variable name, an MLflow tag key, a label, annotation or
   finalizer key, a metric key, an exit code) is written only in the contract: the programs
-  refer to the contract's constant, so the writer and the reader cannot drift apart.
+  refer to the contract's constant, so the writer and the reader cannot drift apart;
+- the CLI reads status in the contract's words: a condition type, condition status, phase or
+  reason (`retrainer_contract.status`, the champion's reasons) is never spelled in its code.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from retrainer_contract import api, documents, exits, metrics, tracking
+from retrainer_contract import api, champion, documents, exits, metrics, tracking
 from retrainer_contract import env as trainer_env
+from retrainer_contract import status as vocabulary
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {
@@ -242,3 +245,102 @@ def test_the_literal_check_catches_each_kind_of_literal(snippet: str) -> None:
 )
 def test_the_literal_check_leaves_prose_and_other_numbers_alone(snippet: str) -> None:
     assert literal_offences(snippet, "snippet") == []
+
+
+# ---- status words ---------------------------------------------------------------------------
+
+
+def status_words() -> dict[str, str]:
+    """status word -> the contract constant that owns it (the first owner of a shared word).
+
+    The ledger's version states (`verified`, `allocated`) are left out: as plain English they
+    are also keys of documents (`verification.verified`), which a check cannot tell apart.
+    """
+    owned: dict[str, str] = {}
+    for name in vocabulary.__all__:
+        value = getattr(vocabulary, name)
+        if isinstance(value, str) and value not in vocabulary.VERSION_STATES:
+            owned.setdefault(value, f"status.{name}")
+    for name, value in sorted(vars(vocabulary.Reason).items()):
+        if name.isupper():
+            owned.setdefault(value, f"status.Reason.{name}")
+    for value in champion.REASONS:
+        owned.setdefault(value, "champion.REASONS")
+    every = {
+        *vocabulary.CONDITION_TYPES,
+        *vocabulary.LINE_CONDITION_TYPES,
+        *vocabulary.PHASES,
+        *vocabulary.REASONS,
+    }
+    assert every <= set(owned), sorted(every - set(owned))
+    return owned
+
+
+WORDS = status_words()
+# A compound word (AllLocationsVerified) is no English: found anywhere in a string. A single
+# word (Verified, Pending, True) is, so only a string that is exactly the word is one: prose
+# such as "Failed to read" stays free.
+COMPOUND = re.compile(
+    "|".join(
+        rf"(?<![A-Za-z0-9_]){re.escape(word)}(?![A-Za-z0-9_])"
+        for word in sorted(WORDS, key=len, reverse=True)
+        if sum(ch.isupper() for ch in word) > 1
+    )
+)
+
+
+def status_offences(source: str, where: str) -> list[str]:
+    """Each place in `source` that spells a status word instead of naming the constant."""
+    tree = ast.parse(source)
+    prose = _docstrings(tree) | _exports(tree)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Constant) or not isinstance(node.value, str):
+            continue
+        if id(node) in prose:
+            continue
+        words = [node.value] if node.value in WORDS else COMPOUND.findall(node.value)
+        found += [f"{where}:{node.lineno}: {w!r} (use {WORDS[w]})" for w in words]
+    return found
+
+
+def test_the_cli_spells_no_status_word() -> None:
+    offences = [
+        offence
+        for path in sources("retrainer_cli")
+        for offence in status_offences(path.read_text(), str(path.relative_to(ROOT)))
+    ]
+    assert offences == [], "\n".join(offences)
+
+
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        'ok = cond.get("type") == "Verified"',
+        'done = phase in ("Succeeded", "Failed")',
+        'phase = status.get("phase") or "Pending"',
+        'ok = cond.get("status") == "True"',
+        'row = {"type": "Verified", "status": "Unknown"}',
+        'stuck = cond.get("reason") == "ManifestUnavailable"',
+        'text = f"{name}: AllLocationsVerified"',
+        'synced = get(line, "ChampionInSync")',
+        'by_hand = record.get("reason") == "PromotedByUser"',
+    ],
+)
+def test_the_status_check_catches_each_kind_of_status_word(snippet: str) -> None:
+    assert status_offences(snippet, "snippet"), snippet
+
+
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        'print("Failed to read the ModelLine")',
+        'parser.add_argument("--all", help="every Verified version")',
+        'def f() -> None:\n    """Waits until the Verified condition is True."""',
+        '__all__ = ["Running"]',
+        'label = "Deleted"',
+        'flag = "true"',
+    ],
+)
+def test_the_status_check_leaves_prose_alone(snippet: str) -> None:
+    assert status_offences(snippet, "snippet") == []

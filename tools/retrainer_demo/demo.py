@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,11 +32,12 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from retrainer_contract import status as vocabulary
 from retrainer_contract import tracking
 from retrainer_world import procs, startup
 from retrainer_world import world as worldmod
 
-from retrainer_demo import shapes
+from retrainer_demo import leftovers, shapes
 
 __all__ = ["main", "retrainjob", "stop_operator"]
 
@@ -104,45 +104,6 @@ def _run(argv: Sequence[str], env: dict[str, str], what: str, input: str | None 
 
 
 # ---- cluster set-up -----------------------------------------------------------------------
-
-
-def _reset(api: client.ApiClient, w: worldmod.World, env: dict[str, str]) -> None:
-    """A demo namespace left by an earlier run goes, with its volumes: versions restart at 1."""
-    core = client.CoreV1Api(api)
-    try:
-        core.read_namespace(NAMESPACE)
-    except ApiException as exc:
-        if exc.status == 404:
-            return
-        raise
-    say(f"removing the previous demo (namespace {NAMESPACE}) for a fresh start")
-    helm = str(w.bin_dir / "helm")
-    subprocess.run([helm, "uninstall", RELEASE, "-n", NAMESPACE], env=env, capture_output=True)
-    volumes = [
-        pv
-        for pv in api.sanitize_for_serialization(core.list_persistent_volume())["items"]
-        if (pv["spec"].get("claimRef") or {}).get("namespace") == NAMESPACE
-    ]
-    with contextlib.suppress(ApiException):
-        core.delete_namespace(NAMESPACE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            core.read_namespace(NAMESPACE)
-        except ApiException as exc:
-            if exc.status == 404:
-                break
-        time.sleep(1)
-    else:
-        raise DemoError(f"namespace {NAMESPACE} did not go away in 120s (kubectl get ns)")
-    for pv in volumes:
-        with contextlib.suppress(ApiException):
-            core.delete_persistent_volume(pv["metadata"]["name"])
-        host_path = (pv["spec"].get("hostPath") or {}).get("path")
-        path = Path(host_path) if host_path else None
-        # Only folders the pod runner made inside this world's state: never anything else.
-        if path and path.resolve().is_relative_to(w.state.resolve()):
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def _reset_mlflow(w: worldmod.World) -> None:
@@ -341,8 +302,7 @@ def _decision(obj: dict[str, Any]) -> None:
     if champion:
         theirs = (champion.get("metrics") or {}).get(metric, 0)
         line += f" vs champion v{champion.get('version')} {theirs:.3f}"
-    conditions = {c.get("type"): c for c in status.get("conditions") or []}
-    promoted: dict[str, Any] = conditions.get("Promoted") or {}
+    promoted = vocabulary.get_condition(status, vocabulary.PROMOTED) or {}
     say(f"{line} -> {evaluation.get('decision')}: {promoted.get('message', '')}")
 
 
@@ -352,7 +312,7 @@ def _wait(api: client.ApiClient, name: str, timeout: float, op_log: Path) -> dic
     while time.monotonic() < deadline:
         obj: Any = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
         status = obj.get("status") or {}
-        phase = status.get("phase") or "Pending"
+        phase = status.get("phase") or vocabulary.PENDING
         line = f"{name}: phase={phase}"
         if status.get("version"):
             line += f" version={status['version']}"
@@ -361,7 +321,7 @@ def _wait(api: client.ApiClient, name: str, timeout: float, op_log: Path) -> dic
         if line != shown:
             say(f"[{int(time.monotonic() - start):3d}s] {line}")
             shown = line
-        if phase in ("Succeeded", "Failed"):
+        if phase in vocabulary.TERMINAL_PHASES:
             return dict(obj)
         time.sleep(1)
     raise DemoError(f"{name} did not finish within {timeout:.0f}s; operator log: {op_log}")
@@ -377,13 +337,10 @@ def _train(
     )
     obj = _wait(api, name, timeout, op_log)
     status = obj.get("status") or {}
-    verified = any(
-        c.get("type") == "Verified" and c.get("status") == "True"
-        for c in status.get("conditions") or []
-    )
-    if status.get("phase") != "Succeeded" or not verified:
-        failed = [c for c in status.get("conditions") or [] if c.get("type") == "Failed"]
-        why = failed[0].get("message", "") if failed else "not verified"
+    verified = vocabulary.is_true(status, vocabulary.VERIFIED)
+    if status.get("phase") != vocabulary.SUCCEEDED or not verified:
+        failed = vocabulary.get_condition(status, vocabulary.FAILED)
+        why = failed.get("message", "") if failed else "not verified"
         raise DemoError(
             f"{name} ended {status.get('phase')}: {why} "
             f"(retrainer describe {name} -n {NAMESPACE}; operator log {op_log})"
@@ -397,7 +354,9 @@ def run(epochs: int, timeout: float) -> None:
     w = worldmod.start(owner="cli")
     env = {**os.environ, **w.env()}
     api = config.new_client_from_config(config_file=str(w.kubeconfig))
-    _reset(api, w, env)
+    # The previous demo's operator goes first: the namespace it watched goes next.
+    stop_operator(w.state)
+    leftovers.reset(api, w, env, NAMESPACE, RELEASE, say)
     _reset_mlflow(w)
     _install(api, w, env)
     op_log = _start_operator(api, w, env)
@@ -466,7 +425,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     try:
         run(args.epochs, args.timeout)
-    except (DemoError, worldmod.WorldError, procs.ComponentError, ApiException) as exc:
+    except (
+        DemoError,
+        leftovers.LeftoverError,
+        worldmod.WorldError,
+        procs.ComponentError,
+        ApiException,
+    ) as exc:
         print(f"demo: FAILED: {exc}", file=sys.stderr)
         return 1
     say(f"finished in {time.monotonic() - started:.0f}s")

@@ -27,6 +27,7 @@ __all__ = [
     "NotACheckpoint",
     "UnsafeCheckpoint",
     "check_base",
+    "class_names",
     "epoch_state",
     "load",
 ]
@@ -108,3 +109,22 @@ def epoch_state(path: Path) -> str:
     if isinstance(planned, int) and isinstance(epoch, int) and epoch + 1 >= planned:
         return FINISHED
     return RESUMABLE
+
+
+def class_names(path: Path) -> tuple[str, ...] | None:
+    """The class names a checkpoint's model predicts, in class-id order (None: it names none).
+
+    A model's class ids mean these names, in this order; scoring it on a set whose data.yaml
+    orders them otherwise compares different classes under one id.
+    """
+    ckpt = load(path)
+    model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else None
+    names = getattr(model, "names", None)
+    if isinstance(names, dict) and names:
+        try:
+            return tuple(str(names[i]) for i in range(len(names)))
+        except KeyError:
+            return tuple(str(names[k]) for k in sorted(names))
+    if isinstance(names, list | tuple) and names:
+        return tuple(str(n) for n in names)
+    return None

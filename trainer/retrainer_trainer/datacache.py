@@ -15,11 +15,15 @@ sha256, and an object key + ETag is remembered as that sha256. Layout, below
                                  the stamp (inode, size, mtime, ctime) its blob had then
     tmp/<hash>.part, .lock       a download in progress (resumed from its size), its lock
     trees/                       working trees (worktree.py)
+    leases/<token>.lease         the blobs a live trainer uses, flock-ed while it lives (leases.py)
     cache.lock                   shared while a trainer links blobs, exclusive while evicting
 
 Two trainers at once (the claim is shared by pods): every file appears whole, by an atomic
 rename of a complete file; one object is downloaded by one process at a time (an flock on its
-`.lock`); eviction waits until no trainer is between looking a blob up and linking it.
+`.lock`); eviction waits until no trainer is between looking a blob up and linking it, and
+never removes a blob a live trainer leased nor a tree one holds. Nothing here records where
+the claim is mounted: symlinks (where the claim refuses hardlinks) are relative, so a pod that
+mounts the claim elsewhere finds every tree as it was built.
 """
 
 from __future__ import annotations
@@ -38,11 +42,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retrainer_contract import integrity, layout
+from retrainer_contract import faults, integrity, layout
 
-__all__ = ["STALE_TMP_SECONDS", "Cache", "Entry", "Evicted", "link_or_copy", "locked"]
+from retrainer_trainer import leases
+
+__all__ = [
+    "PRIVATE",
+    "STALE_TMP_SECONDS",
+    "Cache",
+    "Entry",
+    "Evicted",
+    "link_or_copy",
+    "locked",
+]
 
 STALE_TMP_SECONDS = 24 * 3600
+PRIVATE = "~"  # trees/<key>~<token>: a tree built beside a stale one another trainer still holds
 
 
 @dataclass(frozen=True)
@@ -93,7 +108,10 @@ class Cache:
         self.keys = self.root / "keys"
         self.tmp = self.root / "tmp"
         self.trees = self.root / "trees"
-        for folder in (self.blobs, self.keys, self.tmp, self.trees):
+        self.leases = self.root / "leases"
+        self._leased: dict[Path, leases.Lease] = {}
+        self._holds: dict[str, int] = {}  # tree name -> the descriptor of its shared lock
+        for folder in (self.blobs, self.keys, self.tmp, self.trees, self.leases):
             folder.mkdir(parents=True, exist_ok=True)
 
     # ---- names -------------------------------------------------------------------------------
@@ -217,6 +235,32 @@ class Cache:
             except FileNotFoundError:
                 stamp.touch()
 
+    def lease(self, shas: Iterable[str]) -> leases.Lease:
+        """Lease the blobs this trainer uses until it exits: no other trainer's eviction
+        removes them (a tree of symlinks reads them until the last epoch)."""
+        taken = leases.take(self.leases, self.tmp, shas)
+        self._leased[taken.path] = taken
+        return taken
+
+    def hold(self, tree: str) -> int:
+        """Take a working tree's lock (shared) until this process ends: eviction skips it and
+        no other trainer moves it aside. Holding it again is a no-op."""
+        if tree not in self._holds:
+            fd = os.open(self.trees / f"{tree}.lock", os.O_RDWR | os.O_CREAT, 0o664)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            self._holds[tree] = fd
+        return self._holds[tree]
+
+    def close(self) -> None:
+        """Let go of every tree held and lease taken, as a trainer's exit does (tests model two
+        trainers in one process with this; the trainer itself holds them until it exits)."""
+        for lease in self._leased.values():
+            lease.release()
+        for fd in self._holds.values():
+            os.close(fd)
+        self._leased.clear()
+        self._holds.clear()
+
     # ---- eviction ----------------------------------------------------------------------------
 
     def _blobs_by_age(self) -> list[tuple[float, str, int]]:
@@ -241,15 +285,18 @@ class Cache:
 
     def evict(self, keep: set[str], keep_trees: set[str]) -> Evicted:
         """Bring the cache under its cap: unused working trees first, then the least recently
-        used blobs, never one in `keep` (what this run uses). Waits for no trainer to be
-        linking blobs (cache.lock exclusive)."""
+        used blobs, never one in `keep` (what this run uses) nor one a live trainer leased.
+        Waits for no trainer to be linking blobs (cache.lock exclusive). Private trees (built
+        beside a stale tree another trainer held) are never reused: they go once unheld."""
         with locked(self.lock(), fcntl.LOCK_EX):
             self._sweep_tmp()
+            trees = self._drop_unused_trees(keep_trees, private_only=True)
             blobs = self._blobs_by_age()
             total = sum(size for _, _, size in blobs)
             if total <= self.max_bytes:
-                return Evicted(0, 0, 0, total)
-            trees = self._drop_unused_trees(keep_trees)
+                return Evicted(0, 0, trees, total)
+            trees += self._drop_unused_trees(keep_trees)
+            keep = keep | leases.live(self.leases, set(self._leased))
             removed = freed = 0
             for _, sha256, size in blobs:
                 if total <= self.max_bytes:
@@ -276,12 +323,14 @@ class Cache:
             except FileNotFoundError:
                 continue
 
-    def _drop_unused_trees(self, keep: set[str]) -> int:
+    def _drop_unused_trees(self, keep: set[str], *, private_only: bool = False) -> int:
         """Remove the working trees no trainer holds (they hardlink blobs, keeping their bytes
         on the claim after the blob's name is gone); rebuilding one is only links."""
         dropped = 0
         for tree in sorted(self.trees.iterdir()):
             if not tree.is_dir() or tree.name in keep:
+                continue
+            if private_only and PRIVATE not in tree.name:
                 continue
             with locked(self.trees / f"{tree.name}.lock", fcntl.LOCK_EX | fcntl.LOCK_NB) as free:
                 if free:
@@ -302,19 +351,31 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _hardlink(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    if faults.active(faults.TRAINER_NO_HARDLINKS):  # a fault test's claim that refuses them
+        raise OSError(errno.EXDEV, "Invalid cross-device link (fault test)", str(target))
+    os.link(source, target)
+
+
 def link_or_copy(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> str:
     """Hardlink `source` at `target` (its folder made if missing); a symlink where the
-    filesystem refuses hardlinks. Called once per dataset file: plain os calls."""
+    filesystem refuses hardlinks. Called once per dataset file: plain os calls.
+
+    The symlink is relative (from the target's real folder to the source's real path): a tree
+    and what it links move together when the claim is mounted somewhere else, and a tree built
+    in tmp/<name>/ and renamed to trees/<name>/ keeps its depth below the cache.
+    """
     try:
         try:
-            os.link(source, target)
+            _hardlink(source, target)
         except FileNotFoundError:
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.link(source, target)
+            _hardlink(source, target)
         return "hardlink"
     except OSError as error:
         if error.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
             raise
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    os.symlink(os.path.realpath(source), target)
+    folder = os.path.dirname(os.path.abspath(target))
+    os.makedirs(folder, exist_ok=True)
+    os.symlink(os.path.relpath(os.path.realpath(source), os.path.realpath(folder)), target)
     return "symlink"

@@ -15,6 +15,7 @@ import hashlib
 import io
 import os
 import shutil
+import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,11 +29,14 @@ from retrainer_trainer.datacache import link_or_copy
 from retrainer_trainer.errors import BadInput, TrainerError
 
 __all__ = [
+    "FIELD",
     "IMAGE_SUFFIXES",
     "Layout",
     "check_image",
     "check_label_text",
     "counts",
+    "data_yaml_text",
+    "inside",
     "load",
     "make_working_copy",
     "read_data_yaml",
@@ -42,11 +46,11 @@ __all__ = [
     "unreadable",
     "validate_working_copy",
     "write_data_yaml",
-    "write_data_yaml_at",
 ]
 
 IMAGE_SUFFIXES = frozenset({".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"})
 SPLITS = ("train", "val")
+FIELD = "spec.dataset.uri"
 
 
 class Known(Protocol):
@@ -100,24 +104,62 @@ def read_data_yaml(
     return data, _names(data.get("names"), where)
 
 
+def inside(root: Path, base: Path, value: str, key: str, field: str) -> Path:
+    """`base / value` when it resolves inside the dataset folder `root`, else BadInput.
+
+    A data.yaml is the user's text: `train: /etc` or `val: ../../other-team` would make the
+    trainer list, hash and link files from anywhere the pod can read (and crash on the first
+    path it cannot place below the dataset). Symlinks are followed: they must stay inside too.
+    """
+    real_root = root.resolve()
+    resolved = (base / value).resolve()
+    if resolved == real_root or resolved.is_relative_to(real_root):
+        return root / resolved.relative_to(real_root)
+    fix = (
+        "remove 'path' (train and val are then read beside data.yaml) or name a folder inside "
+        "the dataset"
+        if key == "path"
+        else f"name a folder inside the dataset, relative to data.yaml (e.g. {key}: images/{key})"
+    )
+    raise BadInput(
+        f"{field}: data.yaml in {root} says {key}: {value!r}, which resolves to {resolved}, "
+        f"outside the dataset folder; dataset paths must stay inside it: {fix}"
+    )
+
+
+def _entries(value: Any) -> list[str] | None:
+    """A split's folders as data.yaml gives them (one string, or a list)."""
+    entries = [value] if isinstance(value, str) else value
+    if not isinstance(entries, list) or not entries:
+        return None
+    return [str(e) for e in entries]
+
+
+def _base(root: Path, data: dict[str, Any]) -> Path:
+    """The folder data.yaml's split paths are relative to: its `path:`, inside the dataset."""
+    value = data.get("path")
+    if not isinstance(value, str) or not value:
+        return root
+    candidate = inside(root, root, value, "path", FIELD)
+    return candidate if candidate.is_dir() else root
+
+
 def load(root: Path) -> Layout:
-    """Read `root/data.yaml`; every split folder must exist."""
+    """Read `root/data.yaml`; every split folder must exist, inside the dataset folder."""
     where = f"data.yaml in {root}"
     data, names = read_data_yaml(root, "dataset", "a YOLO dataset", "train, val and names")
-    base = root
-    if isinstance(data.get("path"), str) and data["path"]:
-        # Only relative roots make sense for a dataset that moves between stores.
-        candidate = root / data["path"]
-        base = candidate if candidate.is_dir() else root
+    base = _base(root, data)
     splits: dict[str, tuple[Path, ...]] = {}
     problems = []
-    for split in SPLITS:
-        value = data.get(split)
-        entries = [value] if isinstance(value, str) else value
-        if not isinstance(entries, list) or not entries:
-            problems.append(f"{where}: '{split}' must name the {split} image folder")
+    for split in (*SPLITS, "test"):
+        entries = _entries(data.get(split))
+        if entries is None:
+            if split in SPLITS:
+                problems.append(f"{where}: '{split}' must name the {split} image folder")
             continue
-        folders = tuple(base / str(e) for e in entries)
+        folders = tuple(inside(root, base, e, split, FIELD) for e in entries)
+        if split not in SPLITS:
+            continue  # checked to stay inside; the working copy has no test split
         problems += [f"{where}: {split} folder {f} not found" for f in folders if not f.is_dir()]
         splits[split] = folders
     if problems:
@@ -319,20 +361,20 @@ def make_working_copy(
     return dest
 
 
-def write_data_yaml(dest: Path, names: tuple[str, ...]) -> Path:
-    return write_data_yaml_at(dest, dest.resolve(), names)
+def data_yaml_text(names: tuple[str, ...], train: str = "images/train") -> str:
+    """The data.yaml of a working copy: no `path:`, so Ultralytics resolves `train` and `val`
+    beside the file, wherever the claim is mounted (an absolute `path:` recorded the mount of
+    the pod that built a tree, and a pod mounting the claim elsewhere could not train on it)."""
+    data = {"train": train, "val": "images/val", "names": dict(enumerate(names))}
+    return yaml.safe_dump(data, sort_keys=False)
 
 
-def write_data_yaml_at(dest: Path, root: Path, names: tuple[str, ...]) -> Path:
-    """`dest/data.yaml` for a dataset that Ultralytics will read at `root`."""
-    data = {
-        "path": str(root),
-        "train": "images/train",
-        "val": "images/val",
-        "names": dict(enumerate(names)),
-    }
+def write_data_yaml(dest: Path, names: tuple[str, ...], train: str = "images/train") -> Path:
+    """`dest/data.yaml` (data_yaml_text), replaced whole: another trainer may be reading it."""
     path = dest / "data.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    tmp = dest / f".data.yaml.{os.getpid()}.{threading.get_ident()}"
+    tmp.write_text(data_yaml_text(names, train), encoding="utf-8")
+    os.replace(tmp, path)
     return path
 
 

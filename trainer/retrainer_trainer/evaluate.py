@@ -22,11 +22,21 @@ from retrainer_contract import metrics as metric_keys
 
 from retrainer_trainer import checkpoints, logs, store, training
 from retrainer_trainer.config import Config
-from retrainer_trainer.errors import BadInput, CorruptedWeights
+from retrainer_trainer.dataset import FIELD as dataset_field
+from retrainer_trainer.errors import BadInput, CorruptedWeights, TrainerError
+from retrainer_trainer.holdout import FIELD as holdout_field
 from retrainer_trainer.holdout import Holdout
 from retrainer_trainer.tracking import RunRef, Tracker
 
-__all__ = ["Champion", "champion", "check_policy", "evaluate", "per_class_table"]
+__all__ = [
+    "Champion",
+    "champion",
+    "check_classes",
+    "check_policy",
+    "evaluate",
+    "per_class_table",
+    "preflight",
+]
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
@@ -42,6 +52,7 @@ class Champion:
     weights: Path
     sha256: str
     recorded: dict[str, Any]  # its own last evaluation: holdoutSha256 and metrics
+    names: tuple[str, ...] | None = None  # the classes its weights predict, in id order
 
 
 def champion(config: Config) -> Champion | None:
@@ -73,7 +84,53 @@ def champion(config: Config) -> Champion | None:
         "holdoutSha256": own.get("holdoutSha256", ""),
         "metrics": (own.get("challenger") or {}).get("metrics") or {},
     }
-    return Champion(number, paths.production, actual, recorded_eval)
+    try:
+        names = checkpoints.class_names(paths.production)
+    except OSError as error:
+        raise TrainerError(f"{where}: cannot read {paths.production}: {error}") from error
+    return Champion(number, paths.production, actual, recorded_eval, names)
+
+
+def check_classes(
+    current: Champion, holdout_names: tuple[str, ...], dataset_names: tuple[str, ...]
+) -> None:
+    """The champion's classes must be the holdout's and the dataset's, in the same order.
+
+    Ultralytics scores by class id: a champion trained with `circle` as class 0, scored on a
+    holdout whose data.yaml makes class 0 `square`, gets numbers that mean nothing, and the
+    promotion decision would rest on them. BadInput names each spec field that differs.
+    """
+    if current.names is None:
+        logs.event("champion.classes_unknown", version=current.version)
+        return
+    theirs = list(current.names)
+    problems = [
+        f"{field}: the {what}'s classes {list(names)} differ from champion v{current.version}'s "
+        f"{theirs}"
+        for field, what, names in (
+            (holdout_field, "holdout", holdout_names),
+            (dataset_field, "dataset", dataset_names),
+        )
+        if tuple(names) != current.names
+    ]
+    if problems:
+        fields = ", ".join(p.split(":", 1)[0] for p in problems)
+        raise BadInput(
+            f"{fields}: classes differ from champion v{current.version}'s {theirs} (same names "
+            "in the same order are needed to compare the two versions): give data.yaml "
+            f"'names' in the champion's order, or move the champion to a version trained on "
+            "these classes",
+            problems,
+        )
+
+
+def preflight(config: Config, holdout: Holdout, dataset_names: tuple[str, ...]) -> Champion | None:
+    """Before training: the champion that evaluate will score, checked (its bytes as
+    recorded, its classes the holdout's and the dataset's), so a mismatch costs no GPU hour."""
+    current = champion(config)
+    if current is not None:
+        check_classes(current, holdout.names, dataset_names)
+    return current
 
 
 def check_policy(policy: evaluation.Policy, holdout: Holdout) -> None:
@@ -149,7 +206,9 @@ def evaluate(
     """Score version N (`weights`) and the champion on the holdout; the evaluation document."""
     policy = config.spec.promotion
     assert policy is not None  # the pipeline calls this only under spec.promotion
-    current = champion(config)
+    current = champion(config)  # again: its bytes may have changed while this version trained
+    if current is not None:
+        check_classes(current, holdout.names, holdout.names)
     results = {CHALLENGER: _validate(config, holdout, weights, CHALLENGER, device)}
     ours = evaluation.Scores(
         config.version, results[CHALLENGER].metrics, results[CHALLENGER].per_class

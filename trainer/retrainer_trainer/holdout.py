@@ -17,8 +17,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import yaml
-
 from retrainer_trainer import corrections, dataset
 from retrainer_trainer.errors import BadInput, HoldoutTouched
 
@@ -44,10 +42,14 @@ def _images(folder: Path) -> list[Path]:
 
 def _folder(root: Path) -> tuple[Path, tuple[str, ...]]:
     data, names = dataset.read_data_yaml(root, FIELD, "the holdout", "names and val")
-    entry = data.get("val") or data.get("test")
-    if not isinstance(entry, str) or not (root / entry).is_dir():
+    key = "val" if data.get("val") else "test"
+    entry = data.get(key)
+    if not isinstance(entry, str):
         raise BadInput(f"{FIELD}: data.yaml in {root} must name the holdout images as val")
-    return root / entry, names
+    folder = dataset.inside(root, root, entry, key, FIELD)
+    if not folder.is_dir():
+        raise BadInput(f"{FIELD}: data.yaml in {root} must name the holdout images as val")
+    return folder, names
 
 
 def load(root: Path, names: tuple[str, ...], work: Path) -> Holdout:
@@ -82,14 +84,7 @@ def load(root: Path, names: tuple[str, ...], work: Path) -> Holdout:
         problems.append(f"no images in {images_dir}")
     if problems:
         raise BadInput(f"{FIELD}: {len(problems)} problem(s) in {root}", problems)
-    data_yaml = work / "data.yaml"
-    document = {
-        "path": str(work.resolve()),
-        "train": "images/val",
-        "val": "images/val",
-        "names": dict(enumerate(names)),
-    }
-    data_yaml.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    data_yaml = dataset.write_data_yaml(work, names, train="images/val")
     return Holdout(data_yaml, dataset.tree_sha256(root), len(by_content), by_content, names)
 
 

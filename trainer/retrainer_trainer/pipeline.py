@@ -11,7 +11,6 @@ that run is open it is never left RUNNING: SIGTERM ends it KILLED, any failure F
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import time
 from collections.abc import Iterator
@@ -22,7 +21,6 @@ from retrainer_contract import documents, integrity, layout, objectstore
 from retrainer_trainer import (
     datacache,
     evaluate,
-    fetch,
     inputs,
     logs,
     repair,
@@ -33,7 +31,7 @@ from retrainer_trainer import (
 from retrainer_trainer import tracking as run_status
 from retrainer_trainer.config import Config
 from retrainer_trainer.errors import Preempted, TrainerError
-from retrainer_trainer.preparation import Prepared, prepare_data
+from retrainer_trainer.preparation import Prepared, prepare_cached, prepare_data
 from retrainer_trainer.tracking import RunRef, Tracker
 from retrainer_trainer.verify import verify
 
@@ -295,15 +293,9 @@ def _publish(
 
 def _inputs(config: Config) -> tuple[inputs.Inputs, Prepared]:
     """Resolve the inputs and prepare the working dataset through the claim's dataset cache,
-    then bring the cache back under its cap (never evicting what this run uses)."""
+    then bring the cache back under its cap (never evicting what a live trainer uses)."""
     cache = datacache.Cache(config.storage_root, config.dataset_cache_max_bytes)
-    with datacache.locked(cache.lock(), fcntl.LOCK_SH):
-        resolved = inputs.resolve(config, cache)
-        prep = prepare_data(config, resolved, cache)
-        for source in (resolved.dataset, resolved.corrections):
-            if source is not None:
-                fetch.remember(cache, source, prep.reused)
-    evicted = cache.evict(keep=prep.shas, keep_trees={prep.tree})
+    resolved, prep, evicted = prepare_cached(config, cache, lambda: inputs.resolve(config, cache))
     logs.event(
         "dataset.cache",
         cachedBytes=evicted.total_after,

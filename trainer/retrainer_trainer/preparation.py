@@ -8,17 +8,30 @@ is. Only a new tree is validated, corrected, counted, and linked (worktree.py).
 
 from __future__ import annotations
 
+import fcntl
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from retrainer_contract import layout
 
-from retrainer_trainer import corrections, dataset, evaluate, holdout, inputs, logs, store, worktree
+from retrainer_trainer import (
+    corrections,
+    datacache,
+    dataset,
+    evaluate,
+    fetch,
+    holdout,
+    inputs,
+    logs,
+    store,
+    worktree,
+)
 from retrainer_trainer.config import Config
 from retrainer_trainer.datacache import Cache
 
-__all__ = ["Prepared", "prepare_data"]
+__all__ = ["Prepared", "prepare_cached", "prepare_data"]
 
 
 class Prepared:
@@ -98,13 +111,13 @@ def prepare_data(config: Config, resolved: inputs.Inputs, cache: Cache) -> Prepa
     pinned = _holdout(config, resolved, cache)
     # The holdout's hash is part of the key: a new holdout checks the corrections against it.
     key = worktree.tree_key(dataset_sha, corrections_sha + (pinned.sha256 if pinned else ""))
-    worktree.hold(cache, key)  # until this process ends: eviction leaves the tree alone
     sources = [resolved.dataset, *([resolved.corrections] if resolved.corrections else [])]
-    marker = worktree.reuse(cache, key, sources)
+    # Held until this process ends: eviction and other trainers leave the tree alone.
+    name, marker = worktree.open_tree(cache, key, sources)
     reused = marker is not None
     if marker is None:
         marker = worktree.build(
-            cache, key, lambda folder: _populate(folder, resolved, cache, corrections_sha, pinned)
+            cache, name, lambda folder: _populate(folder, resolved, cache, corrections_sha, pinned)
         )
     applied_doc: dict[str, Any] = marker["applied"]
     counted: dict[str, Any] = marker["counts"]
@@ -119,7 +132,7 @@ def prepare_data(config: Config, resolved: inputs.Inputs, cache: Cache) -> Prepa
     }
     store.atomic_write_json(config.workdir / layout.DATASET_METADATA, metadata)
     store.atomic_write_json(config.workdir / layout.CORRECTIONS_APPLIED, applied_doc)
-    tree = cache.trees / key
+    tree = cache.trees / name
     logs.event(
         "dataset.ready",
         train=counted["train"]["samples"],
@@ -133,4 +146,24 @@ def prepare_data(config: Config, resolved: inputs.Inputs, cache: Cache) -> Prepa
     if resolved.holdout is not None:
         sources.append(resolved.holdout)
     shas = {f.sha256 for s in sources for f in s.files.values()}
-    return Prepared(tree / layout.DATA_YAML, metadata, applied_doc, shas, key, reused, pinned)
+    return Prepared(tree / layout.DATA_YAML, metadata, applied_doc, shas, name, reused, pinned)
+
+
+def prepare_cached(
+    config: Config, cache: Cache, resolve: Callable[[], inputs.Inputs]
+) -> tuple[inputs.Inputs, Prepared, datacache.Evicted]:
+    """Resolve the inputs and prepare the working tree through the claim's dataset cache, then
+    bring the cache back under its cap.
+
+    The blobs this run uses are leased before cache.lock is let go, so no trainer's eviction
+    (this one's included) can come between the tree being ready and the lease: a tree of
+    symlinks keeps reading them until the last epoch.
+    """
+    with datacache.locked(cache.lock(), fcntl.LOCK_SH):
+        resolved = resolve()
+        prep = prepare_data(config, resolved, cache)
+        cache.lease(prep.shas)  # until this process ends
+        for source in (resolved.dataset, resolved.corrections):
+            if source is not None:
+                fetch.remember(cache, source, prep.reused)
+    return resolved, prep, cache.evict(keep=prep.shas, keep_trees={prep.tree})

@@ -11,7 +11,13 @@ or counted again, and Ultralytics' `labels/<split>.cache` (keyed on the files' p
 mtimes, which a hardlink keeps) is reused as it stands. A tree is reused only when each of its
 linked files is still the inode of its source (a corrupted blob fetched again is a new inode:
 the tree is built again). A trainer holds the tree's lock (shared) while it trains on it, so
-eviction never removes a tree in use.
+eviction never removes a tree in use, and a stale tree is moved aside only by a trainer that
+holds its lock alone: while another trainer still trains on it, the new one builds its own
+private tree beside it (trees/<key>~<token>, never reused, dropped once nobody holds it).
+
+A tree records nothing of where the claim is mounted (data.yaml has no `path:`, symlinks are
+relative), so a pod that mounts the claim elsewhere reuses it; a data.yaml written by an older
+trainer with an absolute `path:` is rewritten when the tree is reused.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import fcntl
 import hashlib
 import json
 import os
+import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,14 +35,15 @@ from typing import Any
 
 from retrainer_contract.layout import DATA_YAML
 
-from retrainer_trainer import dataset
-from retrainer_trainer.datacache import Cache, link_or_copy
+from retrainer_trainer import dataset, logs
+from retrainer_trainer.datacache import PRIVATE, Cache, link_or_copy
 from retrainer_trainer.fetch import Source, SourceFile
 
 __all__ = [
     "MARKER",
     "build",
     "hold",
+    "open_tree",
     "reuse",
     "scan_folder",
     "tree_key",
@@ -102,10 +110,45 @@ def tree_key(dataset_sha: str, corrections_sha: str) -> str:
 
 def hold(cache: Cache, key: str) -> int:
     """Take the tree's lock (shared) for the rest of this process: eviction skips the tree."""
-    lock = cache.trees / f"{key}.lock"
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o664)
-    fcntl.flock(fd, fcntl.LOCK_SH)
-    return fd
+    return cache.hold(key)
+
+
+def _exclusive(fd: int) -> bool:
+    """Take the tree's lock exclusively when no other process holds it (True), else keep it
+    shared (False).
+
+    flock converts a lock by dropping it first, so a refused upgrade leaves none: it is taken
+    shared again (cache.lock, held shared by the caller, keeps eviction out meanwhile).
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        return False
+    return True
+
+
+def open_tree(cache: Cache, key: str, sources: list[Source]) -> tuple[str, dict[str, Any] | None]:
+    """The tree this run trains on, held until the process ends: its name under trees/, and
+    its marker when it is ready (None: build it under that name).
+
+    A stale tree (a linked file is no longer its source's) is moved aside only when no other
+    trainer holds it; otherwise this run builds a private tree and leaves that one alone.
+    """
+    fd = hold(cache, key)
+    marker = reuse(cache, key, sources)
+    if marker is not None or not (cache.trees / key).exists():
+        return key, marker
+    if _exclusive(fd):
+        try:
+            os.replace(cache.trees / key, cache.new_tmp("stale"))  # eviction drops it from tmp/
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        return key, None
+    private = f"{key}{PRIVATE}{secrets.token_hex(4)}"
+    hold(cache, private)
+    logs.event("dataset.tree.private", tree=key, private=private, reason="stale tree in use")
+    return private, None
 
 
 def _inodes(sources: list[Source]) -> set[tuple[int, int]]:
@@ -121,8 +164,8 @@ def _inodes(sources: list[Source]) -> set[tuple[int, int]]:
 
 
 def reuse(cache: Cache, key: str, sources: list[Source]) -> dict[str, Any] | None:
-    """The marker of a ready tree whose linked files are still their sources', else None (a
-    stale tree is moved aside for eviction to remove)."""
+    """The marker of a ready tree whose linked files are still their sources', else None
+    (missing, or stale: open_tree decides what happens to a stale tree)."""
     tree = cache.trees / key
     try:
         marker: dict[str, Any] = json.loads((tree / MARKER).read_text(encoding="utf-8"))
@@ -138,9 +181,21 @@ def reuse(cache: Cache, key: str, sources: list[Source]) -> dict[str, Any] | Non
         except OSError:
             stat = None
         if stat is None or (stat.st_dev, stat.st_ino) not in inodes:
-            os.replace(tree, cache.new_tmp("stale"))  # eviction or the next clean-up drops it
             return None
+    _mount_independent(tree, tuple(marker["names"]))
     return marker
+
+
+def _mount_independent(tree: Path, names: tuple[str, ...]) -> None:
+    """Rewrite a data.yaml that is not the one this trainer writes (an older trainer wrote
+    the absolute `path:` of its own mount; another mount cannot train on it)."""
+    try:
+        current = (tree / DATA_YAML).read_text(encoding="utf-8")
+    except OSError:
+        current = ""
+    if current != dataset.data_yaml_text(names):
+        dataset.write_data_yaml(tree, names)
+        logs.event("dataset.tree.data_yaml_rewritten", tree=tree.name)
 
 
 def build(cache: Cache, key: str, populate: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
@@ -159,7 +214,7 @@ def build(cache: Cache, key: str, populate: Callable[[Path], dict[str, Any]]) ->
             if p.is_file() and p.name != MARKER and p.suffix != ".cache"
         )
         (folder / MARKER).write_text(json.dumps(marker), encoding="utf-8")
-        dataset.write_data_yaml_at(folder, final, tuple(marker["names"]))
+        dataset.write_data_yaml(folder, tuple(marker["names"]))
         try:
             os.rename(folder, final)
         except OSError:

@@ -41,7 +41,7 @@ def test_a_conflict_rereads_and_writes_only_the_champion(monkeypatch: pytest.Mon
     lines = Lines(conflicts=2)
     monkeypatch.setattr(kube, "get_modelline", lines.get)
     monkeypatch.setattr(kube, "patch_modelline_status", lines.patch)
-    updated, old = command.record(None, "ns", "shapes", 2, champion.PROMOTED_BY_USER, {})  # type: ignore[arg-type]
+    updated, old = command.record(None, "ns", "shapes", 2, champion.PROMOTED_BY_USER, {}, 1)  # type: ignore[arg-type]
     assert old == {"version": 1}
     assert [list(p) for p in lines.patches] == [["champion"]]
     assert updated["status"]["champion"]["version"] == 2
@@ -54,8 +54,24 @@ def test_endless_conflicts_give_up_with_exit_code_1(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(kube, "get_modelline", lines.get)
     monkeypatch.setattr(kube, "patch_modelline_status", lines.patch)
     with pytest.raises(kube.CliError) as error:
-        command.record(None, "ns", "shapes", 2, champion.PROMOTED_BY_USER, {})  # type: ignore[arg-type]
+        command.record(None, "ns", "shapes", 2, champion.PROMOTED_BY_USER, {}, 1)  # type: ignore[arg-type]
     assert error.value.exit_code == 1 and "kept changing" in str(error.value)
+
+
+def test_a_champion_moved_after_it_was_read_refuses_the_move(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Read v1 before the verify Job; the operator crowned v3 while the Job ran.
+    lines = Lines(conflicts=0)
+    lines.status["champion"] = {"version": 3}
+    monkeypatch.setattr(kube, "get_modelline", lines.get)
+    monkeypatch.setattr(kube, "patch_modelline_status", lines.patch)
+    with pytest.raises(kube.CliError) as error:
+        command.record(None, "ns", "shapes", 2, champion.PROMOTED_BY_USER, {}, 1)  # type: ignore[arg-type]
+    assert error.value.exit_code == 1 and "compared with v1, but the champion is now v3" in str(
+        error.value
+    )
+    assert lines.patches == []
 
 
 def test_promote_takes_a_version_and_rollback_none() -> None:

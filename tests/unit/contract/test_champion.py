@@ -70,3 +70,35 @@ def test_the_merge_patch_leaves_nothing_of_the_old_record_behind() -> None:
     patch = champion.patch(old, new)
     assert patch["previous"] is None
     assert patch["metrics"] == {"mAP50": 0.2, "recall": None}
+
+
+def test_a_move_is_a_compare_and_set_on_the_champion_it_was_compared_with() -> None:
+    old = {"version": 3, "history": [2, 1], "registeredModel": "reg", "alias": "prod"}
+    new = champion.compare_and_move(old, 3, 4, reason=champion.PROMOTED, since="t")
+    assert new is not None and (new["version"], new["previous"]) == (4, 3)
+    assert (new["registeredModel"], new["alias"]) == ("reg", "prod")  # kept from the record
+    assert champion.compare_and_move(new, 3, 4, reason=champion.PROMOTED, since="t") is None
+    with pytest.raises(
+        champion.ChampionChanged, match="compared with v2, but the champion is now v3"
+    ):
+        champion.compare_and_move(old, 2, 4, reason=champion.PROMOTED, since="t")
+    with pytest.raises(champion.ChampionChanged, match="compared with no champion"):
+        champion.compare_and_move(old, None, 4, reason=champion.PROMOTED, since="t")
+    first = champion.compare_and_move({}, None, 1, reason=champion.PROMOTED, since="t")
+    assert first is not None and first["version"] == 1
+
+
+def test_a_lost_record_is_rebuilt_from_the_alias_else_the_newest_tag() -> None:
+    tagged = {1: ("2026-12-01T09:00:00.5Z", "Promoted"), 2: ("2026-12-01T10:00:00.1Z", "Promoted")}
+    record = champion.rebuild(None, tagged, {2: {"mAP50": 0.5}}, "reg")
+    assert record is not None
+    assert (record["version"], record["previous"], record["history"]) == (2, 1, [1])
+    assert (record["since"], record["metrics"], record["alias"]) == (
+        "2026-12-01T10:00:00Z",
+        {"mAP50": 0.5},
+        "champion",
+    )
+    aliased = champion.rebuild(1, tagged, {})
+    assert aliased is not None and (aliased["version"], aliased["history"]) == (1, [2])
+    assert "registeredModel" not in aliased
+    assert champion.rebuild(None, {}, {}) is None

@@ -5,12 +5,25 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from retrainer_operator.versions import Conflict
+from retrainer_operator.line_status import Conflict
 
 
 def NO_EVIDENCE() -> tuple[int, dict[int, tuple[str, str]]]:
     """recover() of a line nothing is known of."""
     return 0, {}
+
+
+def merged(target: Any, patch: Any) -> Any:
+    """`patch` applied to `target` as a JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merged(result.get(key), value)
+    return result
 
 
 class FakeLines:
@@ -48,6 +61,22 @@ class FakeLines:
             int(current["metadata"]["resourceVersion"]) + 1
         )
         return copy.deepcopy(current)
+
+    def patch_modelline_status(
+        self,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        resource_version: str | None = None,
+    ) -> None:
+        """A JSON merge patch of the status (RFC 7386), guarded by `resource_version`."""
+        current = self.lines[(namespace, name)]
+        rv = current["metadata"]["resourceVersion"]
+        if resource_version is not None and resource_version != rv:
+            raise Conflict("stale")
+        self.writes += 1
+        current["status"] = merged(current.get("status") or {}, status)
+        current["metadata"]["resourceVersion"] = str(int(rv) + 1)
 
     def ledger(self, namespace: str, name: str) -> dict[str, str]:
         return dict((self.lines[(namespace, name)].get("status") or {}).get("ledger") or {})

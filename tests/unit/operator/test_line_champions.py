@@ -6,18 +6,21 @@ from typing import Any
 
 import pytest
 from lines_fake import FakeLines
-from retrainer_operator.champion import Champion, ChampionError
+from retrainer_operator.champion import Champion, ChampionError, ChampionMoved
 from retrainer_operator.line_champions import LineChampions
-from retrainer_operator.versions import Conflict
+from retrainer_operator.line_status import Conflict
 
 
 class Lines(FakeLines):
-    """FakeLines plus the status merge patch with a resourceVersion precondition."""
+    """FakeLines plus Events; `conflicts` makes the next writes lose to another writer,
+    `meanwhile` is what that other writer does to the status (a named point: between our read
+    and our write)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.events: list[tuple[str, str]] = []
         self.conflicts = 0
+        self.meanwhile: dict[str, Any] | None = None
 
     def patch_modelline_status(
         self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None
@@ -25,13 +28,11 @@ class Lines(FakeLines):
         line = self.lines[(namespace, name)]
         if self.conflicts:
             self.conflicts -= 1
+            if self.meanwhile is not None:
+                line["status"] = {**(line.get("status") or {}), **self.meanwhile}
             line["metadata"]["resourceVersion"] = str(int(line["metadata"]["resourceVersion"]) + 1)
             raise Conflict("changed meanwhile")
-        assert resource_version == line["metadata"]["resourceVersion"]
-        current = line.setdefault("status", {})
-        for key, value in status.items():
-            current[key] = {k: v for k, v in value.items() if v is not None}
-        line["metadata"]["resourceVersion"] = str(int(resource_version) + 1)
+        super().patch_modelline_status(namespace, name, status, resource_version)
 
     def emit_event(
         self, body: dict[str, Any], reason: str, message: str, warning: bool = False
@@ -58,8 +59,8 @@ def test_a_promotion_moves_the_record_with_previous_and_history_once() -> None:
     store = line_with({"version": 3, "metrics": {"mAP50": 0.7}, "history": [2, 1]})
     store.conflicts = 1  # someone else wrote the line between our read and our write
     champions = LineChampions(store, "mAP50", None)  # type: ignore[arg-type]
-    champions.promote("team", "shapes", Champion(4, "mAP50", 0.8, {"mAP50": 0.8}, "Promoted"))
-    champions.promote("team", "shapes", Champion(4, "mAP50", 0.8, {"mAP50": 0.8}, "Promoted"))
+    champions.promote("team", "shapes", Champion(4, "mAP50", 0.8, {"mAP50": 0.8}, "Promoted"), 3)
+    champions.promote("team", "shapes", Champion(4, "mAP50", 0.8, {"mAP50": 0.8}, "Promoted"), 3)
     record = store.lines[("team", "shapes")]["status"]["champion"]
     assert (record["version"], record["previous"], record["history"]) == (4, 3, [3, 2, 1])
     assert record["metrics"] == {"mAP50": 0.8}
@@ -69,4 +70,26 @@ def test_a_promotion_moves_the_record_with_previous_and_history_once() -> None:
 def test_a_line_that_is_gone_is_a_transient_champion_error() -> None:
     champions = LineChampions(Lines(), "mAP50", None)  # type: ignore[arg-type]
     with pytest.raises(ChampionError, match="not found"):
-        champions.promote("team", "shapes", Champion(1, "mAP50", 0.5))
+        champions.promote("team", "shapes", Champion(1, "mAP50", 0.5), None)
+
+
+def test_a_champion_moved_between_our_read_and_our_write_refuses_the_move() -> None:
+    # Two verifications at once (or a `retrainer promote` in between): v4 was compared with v3,
+    # but another writer crowns v5 after our read; our write conflicts, the re-read sees v5.
+    store = line_with({"version": 3, "metrics": {"mAP50": 0.7}})
+    store.conflicts = 1
+    store.meanwhile = {"champion": {"version": 5, "metrics": {"mAP50": 0.9}}}
+    champions = LineChampions(store, "mAP50", None)  # type: ignore[arg-type]
+    with pytest.raises(ChampionMoved) as moved:
+        champions.promote("team", "shapes", Champion(4, "mAP50", 0.8, {"mAP50": 0.8}), 3)
+    assert (moved.value.expected, moved.value.current) == (3, 5)
+    assert store.lines[("team", "shapes")]["status"]["champion"]["version"] == 5
+    assert store.events == []
+
+
+def test_a_first_champion_is_refused_when_the_line_got_one_meanwhile() -> None:
+    store = line_with({"version": 2})  # e.g. rebuilt from evidence after the Job started
+    champions = LineChampions(store, "mAP50", None)  # type: ignore[arg-type]
+    with pytest.raises(ChampionMoved):
+        champions.promote("team", "shapes", Champion(3, "mAP50", 0.1, {}, "NoChampion"), None)
+    assert store.lines[("team", "shapes")]["status"]["champion"]["version"] == 2

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from retrainer_contract import evaluation
 from retrainer_operator import promotion
-from retrainer_operator.champion import Champion, ChampionError
+from retrainer_operator.champion import Champion, ChampionError, ChampionMoved
 from retrainer_operator.conditions import Reason
 
 POLICY = evaluation.Policy.from_spec(
@@ -30,9 +30,14 @@ class FakeStore:
             raise ChampionError("MLflow unreachable")
         return self.champion
 
-    def promote(self, namespace: str, model: str, champion: Champion) -> None:
+    def promote(self, namespace: str, model: str, champion: Champion, expected: int | None) -> None:
         if self.down:
             raise ChampionError("MLflow unreachable")
+        now = self.champion.version if self.champion else None
+        if now == champion.version:
+            return
+        if now != expected:
+            raise ChampionMoved(expected, now)
         self.promoted.append(champion)
         self.champion = champion
 
@@ -67,6 +72,7 @@ def test_a_promoted_version_becomes_the_champion() -> None:
     (champion,) = store.promoted
     assert (champion.version, champion.metric, champion.value) == (2, "mAP50_95", 0.6)
     assert (champion.metrics, champion.reason) == ({"mAP50_95": 0.6}, "Promoted")
+    assert champion.alias == "champion"
 
 
 def test_a_rejected_version_leaves_the_champion_and_says_why() -> None:

@@ -86,11 +86,11 @@ def test_a_tree_a_trainer_holds_survives_eviction_and_an_unused_one_goes(tmp_pat
     for name in ("held", "unused"):
         (cache.trees / name).mkdir()
         (cache.trees / name / worktree.MARKER).write_text("{}")
-    fd = worktree.hold(cache, "held")
+    worktree.hold(cache, "held")
     try:
         evicted = cache.evict(keep=set(), keep_trees=set())
     finally:
-        os.close(fd)
+        cache.close()
 
     assert (cache.trees / "held").is_dir() and not (cache.trees / "unused").exists()
     assert evicted.trees == 1 and evicted.blobs == 1

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from retrainer_contract import exits
 from retrainer_trainer import dataset
 from retrainer_trainer.errors import BadInput, TrainerError
@@ -27,7 +28,9 @@ def test_generated_dataset_copies_and_counts(shapes_dataset: Path, tmp_path: Pat
     assert counts["train"]["samples"] == 6 and counts["val"]["samples"] == 3
     per_class = counts["train"]["classes"]
     assert sum(c["instances"] for c in per_class.values()) == counts["train"]["instances"] > 0
-    assert (work / "data.yaml").read_text().startswith(f"path: {work.resolve()}")
+    written = yaml.safe_load((work / "data.yaml").read_text())
+    assert "path" not in written, "no mount recorded: train and val resolve beside data.yaml"
+    assert (written["train"], written["val"]) == ("images/train", "images/val")
 
 
 def test_missing_data_yaml_is_reported(shapes_dataset: Path) -> None:

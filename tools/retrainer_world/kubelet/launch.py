@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from retrainer_world.kubelet import volumes
-from retrainer_world.kubelet.engine import Engine
+from retrainer_world.kubelet.engine import Engine, EngineFinder
 from retrainer_world.kubelet.env import build_env, expand
 from retrainer_world.kubelet.images import (
     ImageEntry,
@@ -67,6 +67,8 @@ class LaunchContext:
     runtime: str = "process"
     engine: Engine | None = None
     service_host: str = ""  # container mode: where kubernetes.default.svc:443 answers
+    # Where a container pod looks for an engine the runner did not have when it started.
+    engines: EngineFinder | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,15 @@ from typing import Any
 
 from retrainer_world.kubelet.kube import ApiException, Kube, watch_forever
 
-__all__ = ["PROVISIONED_BY", "Provisioner", "pv_for_claim", "pv_name", "wants_volume"]
+__all__ = [
+    "PROVISIONED_BY",
+    "Provisioner",
+    "claim_folder",
+    "namespace_folder",
+    "pv_for_claim",
+    "pv_name",
+    "wants_volume",
+]
 
 PROVISIONED_BY = "retrainer.dev/provisioned-by"
 PROVISIONER = "retrainer-podrunner"
@@ -27,8 +35,13 @@ def pv_name(claim: Obj) -> str:
     return f"pvc-{claim['metadata']['uid']}"
 
 
+def namespace_folder(state: Path, namespace: str) -> Path:
+    """Where the claims of `namespace` keep their data on this host (it outlives them)."""
+    return state / "volumes" / namespace
+
+
 def claim_folder(state: Path, namespace: str, claim: str) -> Path:
-    return state / "volumes" / namespace / claim
+    return namespace_folder(state, namespace) / claim
 
 
 def wants_volume(claim: Obj) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from retrainer_world.kubelet import images, node, pvprovisioner, service
-from retrainer_world.kubelet.engine import ENGINE, Engine
+from retrainer_world.kubelet.engine import EngineFinder
 from retrainer_world.kubelet.kube import Kube, watch_forever
 from retrainer_world.kubelet.launch import RUNTIMES, LaunchContext, base_env, pod_dir
 from retrainer_world.kubelet.worker import PodWorker
@@ -193,22 +193,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def start_engine(state: Path) -> Engine | None:
-    """The container engine, with what a previous runner left removed; None without podman."""
-    if shutil.which(ENGINE) is None:
-        log.warning("event=no_engine engine=%s container_mode=off", ENGINE)
-        return None
-    try:
-        engine = Engine(state)
-        removed = engine.remove_all()
-    except Exception as exc:
-        log.warning("event=no_engine engine=%s error=%r container_mode=off", ENGINE, exc)
-        return None
-    if removed:
-        log.info("event=containers_removed count=%s", removed)
-    return engine
-
-
 def start_service(server: str, address: str, stop: threading.Event) -> str:
     """The `kubernetes` Service for containers; '' when its address cannot be bound."""
     if not address:
@@ -241,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     kube = Kube(args.kubeconfig)
     ca_file = str(kube.api.configuration.ssl_ca_cert or "")
     venv = Path(sys.prefix)
-    engine = start_engine(state)
-    service_host = start_service(kube.server, args.service_address, stop) if engine else ""
+    engines = EngineFinder(state, lambda: start_service(kube.server, args.service_address, stop))
+    engine = engines.find()
     ctx = LaunchContext(
         source=ClusterSource(kube, ca_file),
         state=state,
@@ -255,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         images=images.load_images(args.images),
         runtime=args.runtime,
         engine=engine,
-        service_host=service_host,
+        service_host=engines.service_host,
+        engines=engines,
     )
     keeper = node.NodeKeeper(kube, args.node, stop)
     _register(keeper, stop)
@@ -268,8 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         pass  # a timed wait keeps the main thread responsive to signals
     log.info("event=stopping node=%s", args.node)
     runner.shutdown()
-    if engine is not None:
-        engine.remove_all()
+    if engines.engine is not None:
+        engines.engine.remove_all()
     log.info("event=stopped node=%s", args.node)
     return 0
 

@@ -4,12 +4,15 @@ A `PodWorker` thread owns a pod from the moment it is bound to this node until i
 status is posted: volumes, then init containers in order, then the main containers as
 process groups; restartPolicy, activeDeadlineSeconds and graceful deletion (SIGTERM, then
 SIGKILL after the grace period) follow the kubelet, so the Job controller sees the same
-phases, exit codes and conditions it would see on a real node.
+phases, exit codes and conditions it would see on a real node. A pod whose namespace asks
+for containers runs as one or not at all: without an engine it fails with reason
+`ContainerRuntimeUnavailable`, never falling back to a host process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -20,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from retrainer_world.kubelet.engine import Engine
+from retrainer_world.kubelet.engine import RUNTIME_UNAVAILABLE, Engine, unavailable_message
 from retrainer_world.kubelet.kube import ApiException, Kube
 from retrainer_world.kubelet.kube import now as timestamp
 from retrainer_world.kubelet.launch import (
@@ -173,6 +176,13 @@ class PodWorker(threading.Thread):
         if self.deleting:
             self.delete_now()
             return
+        self.runtime = self.choose_runtime()
+        if self.interrupted():
+            self.finish_interrupted()
+            return
+        if self.runtime == "container" and not self.has_engine():
+            self.refuse()
+            return
         if not self.adopt:  # an adopted pod is Running already; never step back
             self.report("Pending")
         folders = self.prepare()
@@ -223,7 +233,6 @@ class PodWorker(threading.Thread):
         """Volumes; retried until they can be set up or the pod is deleted (None)."""
         from retrainer_world.kubelet import volumes
 
-        self.runtime = self.choose_runtime()
         while not self.interrupted():
             try:
                 folders = volumes.prepare_volumes(
@@ -244,18 +253,42 @@ class PodWorker(threading.Thread):
         return None
 
     def choose_runtime(self) -> str:
-        """The namespace's RUNTIME_LABEL when it names a runtime, else the runner's."""
-        try:
-            namespace = self.kube.get_optional(self.kube.core.read_namespace, self.ns) or {}
-        except Exception as exc:
-            log.warning("event=namespace_read_failed %s error=%r", self.kv, exc)
-            namespace = {}
+        """The namespace's RUNTIME_LABEL when it names a runtime, else the runner's. The label
+        is read until it can be (or the pod goes): guessing could run a container namespace's
+        pod as a host process."""
+        namespace: Obj = {}
+        while not self.interrupted():
+            try:
+                namespace = self.kube.get_optional(self.kube.core.read_namespace, self.ns) or {}
+                break
+            except Exception as exc:
+                log.warning("event=namespace_read_failed %s error=%r", self.kv, exc)
+                self.wake.wait(RETRY_SECONDS)
+                self.wake.clear()
         wanted = ((namespace.get("metadata") or {}).get("labels") or {}).get(RUNTIME_LABEL)
-        runtime = wanted if wanted in RUNTIMES else self.ctx.runtime
-        if runtime == "container" and self.ctx.engine is None:
-            log.warning("event=no_engine %s runtime=process", self.kv)
-            return "process"
-        return runtime
+        return wanted if wanted in RUNTIMES else self.ctx.runtime
+
+    def has_engine(self) -> bool:
+        """Whether container mode can run: an engine from the start, or one found now (podman
+        installed into a running world is used from its next container pod on)."""
+        finder = self.ctx.engines
+        if self.ctx.engine is None and finder is not None and finder.find() is not None:
+            self.ctx = dataclasses.replace(
+                self.ctx, engine=finder.engine, service_host=finder.service_host
+            )
+        return self.ctx.engine is not None
+
+    def refuse(self) -> None:
+        """Fail a container-mode pod that no engine can run, as a kubelet fails a pod it cannot
+        admit: no container starts, and certainly no host process in its place."""
+        finder = self.ctx.engines
+        message = unavailable_message(finder.missing if finder else "none was configured")
+        for run in self.inits + self.mains:
+            run.wait(RUNTIME_UNAVAILABLE, message)
+        log.warning("event=pod_refused %s reason=%s", self.kv, RUNTIME_UNAVAILABLE)
+        self.report("Failed", RUNTIME_UNAVAILABLE, message, final=True)
+        if self.deleting:
+            self.delete_now()
 
     def build(self, spec: Obj, folders: dict[str, Path]) -> Launch:
         if self.runtime == "container" and self.ctx.engine is not None:
