@@ -23,8 +23,10 @@ lock: ## Re-pin requirements/*.lock from requirements/*.in
 	uv pip compile -q --python-version 3.11 --override requirements/overrides.txt requirements/operator.in -o requirements/operator.lock
 	uv pip compile -q --python-version 3.11 --override requirements/overrides.txt requirements/trainer.in -o requirements/trainer.lock
 
-tools: ## Build (or reuse) etcd, kube-*, kubectl, helm, minio, kueue under ~/.cache/retrainer/bin
+tools: ## Build (or reuse) etcd, kube-*, kubectl, helm, minio under ~/.cache/retrainer/bin
 	@tools/build-tools.sh >/dev/null
+
+kueue: ## Build (or reuse) Kueue for the tests (the demo does not need it)
 	@tools/build-kueue.sh >/dev/null
 
 world-up: venv tools ## Start the local world (apiserver, controllers, pod runner, MinIO, MLflow)
@@ -47,10 +49,10 @@ lint: venv ## ruff check + format check, mypy on operator/, trainer/ and tools/
 test-unit: venv ## Fast tests: no network, no world
 	$(PY) -m pytest -q tests/unit
 
-test-integration: venv tools engine images ## Tests against the real local world
+test-integration: venv tools kueue engine images ## Tests against the real local world
 	$(PY) -m pytest -q -m integration tests/integration
 
-test: venv tools lint engine images ## Everything CI runs: lint, unit and integration tiers
+test: venv tools kueue lint engine images ## Everything CI runs: lint, unit and integration tiers
 	$(PY) -m pytest -q -p no:cacheprovider --ignore=tests/bench tests
 
 bench: venv tools ## Benchmarks, reported as ratios against a baseline in the same run
@@ -75,4 +77,4 @@ images: ## Build the operator and trainer images (docker, else buildah); REGISTR
 demo: venv tools ## Start the world, install the chart, train v1 and v2, show them
 	$(PY) -m retrainer_demo
 
-.PHONY: engine images help venv lock tools world-up world-down crds-sync lint test-unit test-integration test bench demo
+.PHONY: engine images help venv lock tools kueue world-up world-down crds-sync lint test-unit test-integration test bench demo

@@ -97,3 +97,11 @@ def job_labels(name: str, model: str, version: int) -> dict[str, str]:
         LABEL_VERSION: str(version),
         LABEL_RETRAINJOB: label_value(name),
     }
+
+
+# On every training Job the operator creates: the Job stays (with a deletionTimestamp) after a
+# delete, by its TTL, by hand or with its RetrainJob, until the operator has recorded how it
+# ended in the RetrainJob's status. Without it, a Job that failed while the operator was down
+# and was then removed by ttlSecondsAfterFinished left no trace, and the version trained again.
+JOB_FINALIZER = f"{GROUP}/job-outcome"
+__all__ += ["JOB_FINALIZER"]

@@ -182,6 +182,8 @@ def build_job_spec(
             "namespace": meta["namespace"],
             "labels": job_meta_labels,
             "annotations": {api.UID_ANNOTATION: meta["uid"]},
+            # Removed once the Job's outcome is in the RetrainJob's status (job_outcome.py).
+            "finalizers": [api.JOB_FINALIZER],
             "ownerReferences": [
                 {
                     "apiVersion": api.API_VERSION,

@@ -11,6 +11,8 @@ import dataclasses
 import json
 import os
 import re
+import socket
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -246,6 +248,18 @@ class OperatorConfig:
     # The operator's own MinIO credentials (for verification); never logged.
     aws_access_key_id: str = dataclasses.field(default="", repr=False)
     aws_secret_access_key: str = dataclasses.field(default="", repr=False)
+    # Leader election (docs/operator.md, "Two replicas"): when on, only the holder of the Lease
+    # lease_namespace/lease_name reconciles; other replicas wait as standbys. The identity is
+    # POD_NAME (else the hostname) plus a random suffix, unique per process.
+    leader_election: bool = False
+    lease_name: str = "retrainer-operator"
+    lease_namespace: str = ""
+    leader_identity: str = ""
+    # client-go's defaults: a standby takes an unrenewed lease after its duration; the leader
+    # exits when it could not renew for the renew deadline; both retry every retry period.
+    lease_duration_seconds: int = 15
+    lease_renew_deadline_seconds: float = 10.0
+    lease_retry_period_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         if not self.allowed_trainer_images:
@@ -328,4 +342,47 @@ class OperatorConfig:
             ),
             aws_access_key_id=env.get(trainer_env.ACCESS_KEY, ""),
             aws_secret_access_key=env.get(trainer_env.SECRET_KEY, ""),
+            **_leader_election(env, d),
         )
+
+
+_SWITCH = {"true": True, "on": True, "1": True, "false": False, "off": False, "0": False}
+
+
+def _leader_election(env: Mapping[str, str], d: OperatorConfig) -> dict[str, Any]:
+    """The leader election fields of OperatorConfig (RETRAINER_LEADER_ELECTION, RETRAINER_LEASE_*;
+    the chart passes POD_NAME and POD_NAMESPACE through the downward API)."""
+    raw = env.get("RETRAINER_LEADER_ELECTION", "").strip().lower()
+    if raw and raw not in _SWITCH:
+        raise ConfigError(f"RETRAINER_LEADER_ELECTION={raw!r} must be 'true' or 'false'")
+    enabled = _SWITCH.get(raw, d.leader_election)
+    namespace = (
+        env.get("RETRAINER_LEASE_NAMESPACE", "").strip() or env.get("POD_NAMESPACE", "").strip()
+    )
+    if enabled and not namespace:
+        raise ConfigError(
+            "RETRAINER_LEADER_ELECTION is on but neither RETRAINER_LEASE_NAMESPACE nor "
+            "POD_NAMESPACE names the Lease's namespace"
+        )
+    duration = _int(env, "RETRAINER_LEASE_DURATION_SECONDS", d.lease_duration_seconds, 1)
+    renew = _float(env, "RETRAINER_LEASE_RENEW_DEADLINE_SECONDS", d.lease_renew_deadline_seconds)
+    retry = _float(env, "RETRAINER_LEASE_RETRY_PERIOD_SECONDS", d.lease_retry_period_seconds)
+    if not retry < renew < duration:
+        raise ConfigError(
+            f"need RETRAINER_LEASE_RETRY_PERIOD_SECONDS ({retry}) < "
+            f"RETRAINER_LEASE_RENEW_DEADLINE_SECONDS ({renew}) < "
+            f"RETRAINER_LEASE_DURATION_SECONDS ({duration}): the leader must give up before a "
+            "standby may take over"
+        )
+    identity = env.get("RETRAINER_LEADER_IDENTITY", "").strip() or (
+        f"{env.get('POD_NAME', '').strip() or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+    )
+    return {
+        "leader_election": enabled,
+        "lease_name": env.get("RETRAINER_LEASE_NAME", "").strip() or d.lease_name,
+        "lease_namespace": namespace,
+        "leader_identity": identity,
+        "lease_duration_seconds": duration,
+        "lease_renew_deadline_seconds": renew,
+        "lease_retry_period_seconds": retry,
+    }

@@ -129,7 +129,8 @@ def build_registry(
 
 
 def run(deps: reconcile.Deps, ticker: Ticker, config: OperatorConfig) -> None:
-    """Run Kopf standalone (no peering) until stopped."""
+    """Run Kopf standalone until stopped. No Kopf peering: with two replicas, the caller holds
+    the leader Lease (leader.py) before calling this, and its ticker starts only in here."""
     kopf.run(
         registry=build_registry(deps, ticker, config.line_interval),
         standalone=True,

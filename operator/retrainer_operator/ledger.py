@@ -10,7 +10,7 @@ The map (all values strings, kept small):
   ranges (`1-40,42,45-900`).
 
 An object holds at most ~1.5 MiB in etcd, and each version costs ~250 bytes, so every write
-whose data passes COMPACT_THRESHOLD (256 KiB) is compacted first (`compact_in`): `next`
+whose data passes COMPACT_THRESHOLD (128 KiB) is compacted first (`compact_in`): `next`
 stays; the entries of the newest KEEP_RECENT versions and of every RetrainJob that still exists
 and is not finished stay whole; the other verified versions become numbers in `verified`; the
 other entries (versions whose RetrainJob failed or was deleted) are dropped. So `find_in`
@@ -50,9 +50,11 @@ __all__ = [
 # The ledger's budget inside the ModelLine (etcd refuses objects past ~1.5 MiB; the rest of the
 # object, the spec and the readable status, stays far below the remainder).
 CONFIGMAP_LIMIT = 1024 * 1024
-# A write whose data passes this is compacted first: a quarter of the limit, so a compaction
-# is rare (about every 800 versions) and a ledger full of unfinished RetrainJobs still fits.
-COMPACT_THRESHOLD = 256 * 1024
+# A write whose data passes this is compacted first: an eighth of the limit, so a compaction
+# is rare (about every 400 versions), a ledger full of unfinished RetrainJobs still fits, and
+# the whole ModelLine status (the ledger JSON-encoded, its ranges, the upkeep's fields) stays
+# under 256 KiB with 10,000 versions in the line.
+COMPACT_THRESHOLD = 128 * 1024
 # The newest versions whose entries compaction always keeps whole, whatever the cluster says:
 # a version allocated while compaction read the RetrainJobs is among them.
 KEEP_RECENT = 100

@@ -64,6 +64,8 @@ _STUCK_REASONS = frozenset(
         Reason.CHAMPION_UNAVAILABLE,
         Reason.CHAMPION_CHANGED,
         Reason.NOT_EVALUATED,
+        Reason.EVIDENCE_UNAVAILABLE,
+        Reason.ALLOCATION_UNRECORDED,
     }
 )
 # How long a finished Job may lack a readable manifest before the RetrainJob fails (MLflow and
@@ -135,11 +137,7 @@ def _start(
     meta, spec = body["metadata"], body["spec"]
     ns, uid, model = meta["namespace"], meta["uid"], spec["model"]
 
-    def recover() -> tuple[int, dict[int, tuple[str, str]], dict[str, Any] | None]:
-        return recovery.recover(
-            deps.cluster, deps.mlflow, ns, model, tracking.experiment_name(spec), spec
-        )
-
+    recover = _recover(deps, body)
     try:
         versions.ensure(deps.cluster, ns, model, recover)
         allocation = versions.find(deps.cluster, ns, model, uid)
@@ -211,6 +209,23 @@ def _start(
     return job
 
 
+def _recover(deps: Deps, body: Mapping[str, Any]) -> versions.Recover:
+    """How this RetrainJob's line is rebuilt from durable evidence if its record is lost."""
+    meta, spec = body["metadata"], body["spec"]
+
+    def recover() -> tuple[int, dict[int, tuple[str, str]], dict[str, Any] | None]:
+        return recovery.recover(
+            deps.cluster,
+            deps.mlflow,
+            meta["namespace"],
+            spec["model"],
+            tracking.experiment_name(spec),
+            spec,
+        )
+
+    return recover
+
+
 def _record_allocated(
     deps: Deps, spec: Mapping[str, Any], namespace: str, model: str, version: int, step: _Step
 ) -> bool:
@@ -240,7 +255,12 @@ def _job(deps: Deps, body: Mapping[str, Any], step: _Step) -> dict[str, Any] | N
             # Gone after it completed (TTL) while verification waits: never train again.
             return _COMPLETED
         return _lost_job(deps, body, step)
-    return job
+    # The Job's finalizer comes off once `status` (as stored) records how it ended; a Job
+    # deleted before it ended is let go and found lost on the next pass. Imported here: this
+    # function is the one place the reconciler touches the finalizer.
+    from retrainer_operator import job_outcome
+
+    return job if job_outcome.settle(deps.cluster, job, status) else None
 
 
 # A stand-in for a Job that completed and is gone (TTL, deleted): only verification remains.
@@ -370,6 +390,14 @@ def _verify(deps: Deps, body: Mapping[str, Any], step: _Step, pods: list[Any]) -
     )
     model = spec["model"]
     if run is not None and not _tag_verified(deps, run, production, step):
+        return
+    try:
+        # A line lost while this version trained gets its record (and champion) back first,
+        # so the move below compares with the champion in force, not with an empty record.
+        versions.ensure(deps.cluster, meta["namespace"], model, _recover(deps, body))
+    except MlflowError as error:
+        message = f"the line's record is lost and MLflow cannot be read to rebuild it: {error}"
+        step.cond(VERIFIED, None, Reason.EVIDENCE_UNAVAILABLE, message)
         return
     versions.mark_verified(
         deps.cluster,

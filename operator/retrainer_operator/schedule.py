@@ -6,6 +6,14 @@ whether it is started, skipped (concurrency Forbid) or missed (past its starting
 when the next one comes. Only the newest unhandled slot counts, as with CronJob: an operator
 down for a week starts one run, not seven. Every handled slot moves `lastScheduleTime`, so a
 slot is decided once.
+
+A clock that steps back (NTP, a VM restored from a snapshot, a clock set wrong and corrected)
+leaves `lastScheduleTime` in the future; read as it stands, no slot would be due until the
+clock caught up with it, which may be never for practical purposes. When the last handled slot
+lies beyond the next slot, the record is wrong for this clock: the decision is RESYNCED to the
+newest slot not after now (nothing starts for it: it may well have run before the step), so the
+line records that one and the next slot starts as usual. A step back that lands before the
+next slot needs nothing: the next slot still comes after the recorded one.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ __all__ = [
     "FORBID",
     "MACROS",
     "MISSED",
+    "RESYNCED",
     "SKIPPED",
     "STARTED",
     "SUSPENDED",
@@ -38,6 +47,9 @@ STARTED = "Started"
 SKIPPED = "Skipped"
 MISSED = "Missed"
 SUSPENDED = "Suspended"
+# The last handled slot was in the future (the clock stepped back): recorded as `slot`, the
+# newest slot not after now, without starting anything.
+RESYNCED = "Resynced"
 
 # The macros CronJob accepts, as the five fields cronsim reads.
 MACROS = {
@@ -58,8 +70,9 @@ class ScheduleError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
-    """What to do now. `slot`: the due slot (None: nothing due); `action`: STARTED, SKIPPED or
-    MISSED for that slot; `next_run`: the next slot after now (None while suspended)."""
+    """What to do now. `slot`: the due slot (None: nothing due); `action`: STARTED, SKIPPED,
+    MISSED, SUSPENDED or RESYNCED for that slot; `next_run`: the next slot after now (None
+    while suspended)."""
 
     slot: datetime.datetime | None
     action: str
@@ -116,6 +129,9 @@ def decide(
     local_now = now.astimezone(zone)
     upcoming = next(_iterate(cron, local_now, reverse=False))
     latest = next(_iterate(cron, local_now + _SECOND, reverse=True), None)
+    if latest is not None and since > upcoming:
+        # The clock stepped back past the last handled slot: record the present one instead.
+        return Decision(latest, RESYNCED, None if schedule.get("suspend") else upcoming)
     due = latest is not None and latest > since.astimezone(zone)
     if schedule.get("suspend"):
         # Suspended: a slot that comes is handled as passed, so resuming starts nothing

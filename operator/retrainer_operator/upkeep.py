@@ -7,6 +7,10 @@ status it patches once (`apply_step`) and posts the Events (`post_events`). Both
 `retrainer` command of the operator image next to the claim; the manifest's shape is the
 contract's (retrainer_contract.claimjob), shared with the CLI's verify Job, and the reports
 they write as termination messages are the contract's too (retrainer_contract.upkeep).
+
+The line tick is also the one pass that reaches every model line on a timer, so it releases
+the line's training Jobs that nothing else would (`release_training_jobs`, job_outcome.py):
+those whose RetrainJob is gone or terminal and is never reconciled again.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from retrainer_contract import api, claimjob
 from retrainer_contract import versions as contract_versions
 
+from retrainer_operator import job_outcome
 from retrainer_operator.conditions import set_condition
 from retrainer_operator.config import OperatorConfig
 from retrainer_operator.kube import Cluster
@@ -39,8 +45,11 @@ __all__ = [
     "job_name",
     "parse_time",
     "post_events",
+    "release_training_jobs",
     "versions_in",
 ]
+
+logger = logging.getLogger("retrainer.operator")
 
 # The ModelLine condition a scrub sets.
 SCRUBBED = "Scrubbed"
@@ -153,6 +162,16 @@ def post_events(cluster: Cluster, line: Mapping[str, Any], step: UpkeepStep) -> 
     """Post the step's Events on the ModelLine (failures are logged, never raised)."""
     for event in step.events:
         cluster.emit_event(line, event.reason, event.message, event.warning, kind=api.LINE_KIND)
+
+
+def release_training_jobs(cluster: Cluster, line: Mapping[str, Any]) -> None:
+    """Take the finalizer off the line's training Jobs whose outcome is recorded or whose
+    RetrainJob is gone (best effort: a failure is logged and tried again next tick)."""
+    namespace, model = line["metadata"]["namespace"], line["metadata"]["name"]
+    try:
+        job_outcome.sweep(cluster, namespace, model)
+    except Exception as error:  # ApiException (RBAC without `patch jobs`), connection errors
+        logger.warning("training Jobs of %s/%s not released: %s", namespace, model, error)
 
 
 def claim_of(line: Mapping[str, Any], config: OperatorConfig) -> str:

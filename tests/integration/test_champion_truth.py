@@ -8,19 +8,16 @@ runs in seconds; test_champion_training.py runs the same story with real trainin
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from champion_support import (
     alias_version,
+    frozen,
     registered_versions,
     retrainer,
     run_tags,
@@ -40,14 +37,14 @@ MODEL = "shapes"
 FAST = {"RETRAINER_LINE_INTERVAL": "1", "RETRAINER_CHAMPION_SYNC_INTERVAL": "1"}
 
 
-@contextlib.contextmanager
-def frozen(world: World, component: str) -> Iterator[None]:
-    """Fault point: the world's `component` frozen (SIGSTOP), resumed on leaving."""
-    os.killpg(world.pids[component], signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.killpg(world.pids[component], signal.SIGCONT)
+def template(experiment: str, registered: str | None = None) -> dict[str, Any]:
+    """A line's template; `registered` None: the versions' own registrations name the model."""
+    mlflow = {"experiment": experiment, **({"registeredModel": registered} if registered else {})}
+    return {
+        "baseModel": {"architecture": "yolo11n.yaml"},
+        "dataset": {"uri": "datasets/shapes"},
+        "mlflow": mlflow,
+    }
 
 
 def condition(line: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -85,11 +82,10 @@ def test_a_reapplied_modelline_gets_back_its_versions_and_champion_and_waits_whi
     tag_champion(world, versions[1]["run_id"], "2026-12-01T09:00:00.000001Z")
     tag_champion(world, versions[2]["run_id"], "2026-12-01T10:00:00.000001Z")
     set_alias(world, registered, "champion", versions[2]["model_version"])
-    template = {"mlflow": {"experiment": name, "registeredModel": registered}}
 
     with running_operator(world, namespace, tmp_path, **FAST) as operator:
         with frozen(world, "mlflow"):  # fault point: the evidence cannot be read
-            create_line(kube, namespace, MODEL, {"template": template})
+            create_line(kube, namespace, MODEL, {"template": template(name, registered)})
             waiting = line_where(
                 kube,
                 namespace,
@@ -132,10 +128,9 @@ def test_the_alias_follows_the_record_and_a_hand_moved_alias_is_converged_back(
     versions = registered_versions(world, root, namespace, MODEL, experiment_id, registered, 2)
     set_alias(world, registered, "champion", versions[1]["model_version"])
     # The template names no registered model: the versions' own registrations do.
-    template = {"mlflow": {"experiment": name}}
 
     with running_operator(world, namespace, tmp_path, **FAST) as operator:
-        create_line(kube, namespace, MODEL, {"template": template})
+        create_line(kube, namespace, MODEL, {"template": template(name)})
         line_where(
             kube,
             namespace,
@@ -179,7 +174,7 @@ def test_rollback_finds_the_registered_model_from_the_versions_and_fails_when_ml
     registered = f"reg-{namespace}"
     versions = registered_versions(world, root, namespace, MODEL, experiment_id, registered, 2)
     set_alias(world, registered, "champion", versions[2]["model_version"])
-    create_line(kube, namespace, MODEL, {"template": {"mlflow": {"experiment": name}}})
+    create_line(kube, namespace, MODEL, {"template": template(name)})
     champion = {"version": 2, "previous": 1, "history": [1], "reason": "Promoted"}
     patch_line_status(kube, namespace, MODEL, {"champion": champion})
 
@@ -206,7 +201,7 @@ def test_a_promote_whose_champion_moves_while_it_verifies_is_refused(
     experiment_id = experiment(world, name)
     registered = f"reg-{namespace}"
     registered_versions(world, root, namespace, MODEL, experiment_id, registered, 3)
-    create_line(kube, namespace, MODEL, {"template": {"mlflow": {"experiment": name}}})
+    create_line(kube, namespace, MODEL, {"template": template(name)})
     patch_line_status(kube, namespace, MODEL, {"champion": {"version": 1, "reason": "Promoted"}})
     batch = client.BatchV1Api(kube)
     moved = threading.Event()

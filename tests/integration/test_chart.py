@@ -42,7 +42,8 @@ NAMESPACED_NEEDS = {
     ("retrainer.dev", "retrainjobs/status"): {"get", "patch", "update"},
     ("retrainer.dev", "modellines"): {"get", "list", "watch", "create", "patch"},
     ("retrainer.dev", "modellines/status"): {"get", "patch", "update"},
-    ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
+    # patch: the finalizer on training Jobs (kept until their outcome is recorded).
+    ("batch", "jobs"): {"get", "list", "watch", "create", "delete", "patch"},
     ("", "pods"): {"get", "list", "watch"},
     ("", "events"): {"create", "patch", "list"},
     ("events.k8s.io", "events"): {"create", "patch", "list"},
@@ -122,6 +123,7 @@ def test_defaults_render_the_operator_config_with_the_documented_defaults(helm: 
         "RETRAINER_HEALTH_PORT": "8081",
         "RETRAINER_PROGRESS_INTERVAL": "10",
         "RETRAINER_LINE_INTERVAL": "10",
+        "RETRAINER_CHAMPION_SYNC_INTERVAL": "300",
         "RETRAINER_LOG_FORMAT": "json",
     }
     (trainer_sa,) = find(objects, "ServiceAccount", name="retrainer-trainer")
@@ -136,7 +138,11 @@ def test_operator_deployment_is_single_hardened_and_probed(helm: HelmRunner) -> 
     (deployment,) = find(render(helm), "Deployment")
     spec = deployment["spec"]
     assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    # Leader election (on by default): the new pod stands by until the old one lets go.
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == "retrainer-operator"
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -153,7 +159,11 @@ def test_operator_deployment_is_single_hardened_and_probed(helm: HelmRunner) -> 
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports == {"metrics": 8080, "health": 8081}
     assert container["envFrom"] == [{"configMapRef": {"name": "retrainer-operator"}}]
-    credentials = {env["name"]: env["valueFrom"]["secretKeyRef"] for env in container["env"]}
+    credentials = {
+        env["name"]: env["valueFrom"]["secretKeyRef"]
+        for env in container["env"]
+        if "secretKeyRef" in (env.get("valueFrom") or {})
+    }
     assert credentials == {
         "AWS_ACCESS_KEY_ID": {"name": SECRET, "key": "accessKey"},
         "AWS_SECRET_ACCESS_KEY": {"name": SECRET, "key": "secretKey"},
@@ -188,7 +198,8 @@ def test_every_rbac_rule_is_commented(helm: HelmRunner) -> None:
 def test_namespaced_mode_grants_roles_only_in_the_watched_namespaces(helm: HelmRunner) -> None:
     objects = render(helm, *values_file_args("namespaced"))
     assert find(objects, "ClusterRole") == [] and find(objects, "ClusterRoleBinding") == []
-    roles = find(objects, "Role")
+    # The leader-election Role (leases only) lives in the release namespace.
+    roles = [r for r in find(objects, "Role") if not r["metadata"]["name"].endswith("-leader")]
     assert sorted(role["metadata"]["namespace"] for role in roles) == ["team-a", "team-b"]
     for role in roles:
         assert rules_granted(role["rules"]) == NAMESPACED_NEEDS

@@ -248,3 +248,68 @@ def test_verify_all_in_cluster_names_the_flipped_copy_and_exits_1(
     assert lines[-1].startswith("FAILED: shapes:") and "in 2 versions" in lines[-1]
     assert any(line.startswith("  v2 production shapes/models/retrained_v2.pt") for line in lines)
     assert not any(line.startswith("  v1 ") for line in lines)
+
+
+def test_a_scrub_reports_a_deleted_production_copy_and_a_version_gone_from_the_claim(
+    world: World, kube: client.ApiClient, namespace: str, crd: str
+) -> None:
+    """Fault point: deleted objects. v2 loses its production copy, v3 every claim copy; the
+    ledger still says both were verified. Listing by production copy read both as not there,
+    and the line as intact."""
+    root = claim_root(kube, namespace)
+    experiment_id = experiment(world, f"scrub-missing-{namespace}")
+    for version in (1, 2, 3):
+        store_version(world, root, namespace, MODEL, version, experiment_id)
+    create_line(kube, namespace, MODEL, {"scrub": {"intervalSeconds": 3600}})
+    patch_line_status(kube, namespace, MODEL, {"verifiedVersions": "1-3"})  # the ledger's word
+    layout.VersionPaths.for_version(root, MODEL, 2).production.unlink()
+    three = layout.VersionPaths.for_version(root, MODEL, 3)
+    for path in (three.production, three.quick_access, three.metadata):
+        path.unlink()
+    subprocess.run(["rm", "-rf", str(three.run_dir)], check=True)
+    cluster, config = Cluster(kube), operator_config(world)
+
+    line = scrub_once(cluster, kube, namespace, config, T0)
+    condition = scrubbed(line)
+    assert (condition["status"], condition["reason"]) == ("False", upkeep.Reason.COPY_MISSING)
+    assert "in 3 versions" in condition["message"], condition
+    problems = line["status"]["scrub"]["problems"]
+    assert "v2 production shapes/models/retrained_v2.pt: missing" in problems, problems
+    assert "v3 production shapes/models/retrained_v3.pt: missing" in problems, problems
+    assert not any(p.startswith("v1 ") for p in problems), problems
+
+
+def test_retention_keeps_a_version_promoted_after_its_job_was_built(
+    world: World, kube: client.ApiClient, namespace: str, crd: str
+) -> None:
+    """Fault point: a ResourceQuota (pods: 0) holds the retention Job's pod between the listing
+    and the removal, while v4, listed as removable, is promoted; then the quota goes."""
+    root = claim_root(kube, namespace)
+    experiment_id = experiment(world, f"retention-champion-{namespace}")
+    for version in range(1, 7):
+        store_version(world, root, namespace, MODEL, version, experiment_id)
+    verified = range(1, 7)
+    create_line(kube, namespace, MODEL, {"retention": {"keepLast": 2, "dryRun": False}})
+    patch_line_status(kube, namespace, MODEL, {"champion": {"version": 3, "previous": 2}})
+    core = client.CoreV1Api(kube)
+    quota = {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}
+    core.create_namespaced_resource_quota(namespace, quota)
+    cluster, config = Cluster(kube), operator_config(world)
+
+    line = get_line(kube, namespace, MODEL)
+    started = retention.retention_step(cluster, line, config, verified, T0)
+    commit(cluster, kube, line, started)
+    assert "versions 1,4 of shapes" in started.events[0].message
+    patch_line_status(kube, namespace, MODEL, {"champion": {"version": 4, "previous": 3}})
+    core.delete_namespaced_resource_quota("no-pods", namespace)
+    finish_job(cluster, namespace, retention.job_name(MODEL))
+    line = get_line(kube, namespace, MODEL)
+    done = retention.retention_step(cluster, line, config, verified, T0)
+    commit(cluster, kube, line, done)
+
+    four = layout.VersionPaths.for_version(root, MODEL, 4)
+    assert four.production.is_file() and four.run_dir.is_dir()  # the champion kept its copies
+    assert not layout.VersionPaths.for_version(root, MODEL, 1).production.exists()
+    status = get_line(kube, namespace, MODEL)["status"]["retention"]
+    assert status["removed"] == "1", status
+    assert "kept versions 4" in done.events[0].message, done.events

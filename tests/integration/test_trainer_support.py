@@ -113,12 +113,16 @@ def run_trainer(
     *,
     timeout: float = 400,
     stop_when: Callable[[dict[str, Any]], bool] | None = None,
+    command: list[str] | None = None,
 ) -> Run:
-    """Run the trainer; with `stop_when`, send SIGTERM once an event matches (preemption)."""
+    """Run the trainer; with `stop_when`, send SIGTERM once an event matches (preemption).
+    `command` replaces `retrainer-train` (a fault test's wrapper around its `main`)."""
     Path(env["RETRAINER_TERMINATION_MESSAGE_PATH"]).unlink(missing_ok=True)
     # stderr goes to a file: a full pipe nobody reads would block the trainer.
     with tempfile.TemporaryFile(mode="w+") as errors:
-        proc = subprocess.Popen([TRAIN], env=env, stdout=subprocess.PIPE, stderr=errors, text=True)
+        proc = subprocess.Popen(
+            command or [TRAIN], env=env, stdout=subprocess.PIPE, stderr=errors, text=True
+        )
         lines: list[str] = []
         assert proc.stdout is not None
         if stop_when is not None:

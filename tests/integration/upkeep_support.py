@@ -20,16 +20,37 @@ from typing import Any
 
 from kubernetes import client
 from operator_support import CLAIM, GROUP, VERSION, events_of, mlflow_json, prepare_namespace
-from retrainer_contract import layout, tracking
+from retrainer_contract import claimjob, layout, tracking
 from retrainer_world.world import World
 
 LINES = "modellines"
 WEIGHT_BYTES = 4096
 
 
+def upkeep_identity(kube: client.ApiClient, namespace: str) -> None:
+    """What the chart's rbac.yaml gives each namespace for retention: a ServiceAccount that may
+    get ModelLines (the Job re-reads the champion before it removes anything)."""
+    name = claimjob.UPKEEP_SERVICE_ACCOUNT
+    core: Any = client.CoreV1Api(kube)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    rbac: Any = client.RbacAuthorizationV1Api(kube)
+    rule = {"apiGroups": [GROUP], "resources": [LINES], "verbs": ["get"]}
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": name}, "rules": [rule]})
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+    )
+
+
 def claim_root(kube: client.ApiClient, namespace: str) -> Path:
-    """Prepare the namespace (claim, trainer SA) and return the bound claim's host folder."""
+    """Prepare the namespace (claim, trainer SA, upkeep SA) and return the bound claim's host
+    folder."""
     prepare_namespace(kube, namespace)
+    upkeep_identity(kube, namespace)
     core: Any = client.CoreV1Api(kube)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

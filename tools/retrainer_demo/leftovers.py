@@ -101,27 +101,37 @@ def release_finalizers(api: client.ApiClient, namespace: str) -> list[str]:
                 continue
             raise
         for item in listed.get("items") or []:
-            finalizers = item["metadata"].get("finalizers") or []
-            if api_names.FINALIZER not in finalizers:
-                continue
-            index = finalizers.index(api_names.FINALIZER)
-            path = f"/metadata/finalizers/{index}"
-            # `test` first: a list that changed since it was read is left for the next round.
-            patch = [
-                {"op": "test", "path": path, "value": api_names.FINALIZER},
-                {"op": "remove", "path": path},
-            ]
-            with contextlib.suppress(ApiException):
-                custom.patch_namespaced_custom_object(
-                    api_names.GROUP,
-                    api_names.VERSION,
-                    namespace,
-                    plural,
-                    item["metadata"]["name"],
-                    patch,
-                )
+            if _release(custom, namespace, plural, item):
                 released.append(f"{plural}/{item['metadata']['name']}")
     return released
+
+
+def _release(custom: client.CustomObjectsApi, namespace: str, plural: str, item: Any) -> bool:
+    """Take Retrainer's finalizer off one object; False when it has none (or changed since it
+    was read: the `test` leaves that to the next round)."""
+    finalizers = item["metadata"].get("finalizers") or []
+    if api_names.FINALIZER not in finalizers:
+        return False
+    path = f"/metadata/finalizers/{finalizers.index(api_names.FINALIZER)}"
+    patch = [
+        {"op": "test", "path": path, "value": api_names.FINALIZER},
+        {"op": "remove", "path": path},
+    ]
+    try:
+        custom.patch_namespaced_custom_object(
+            api_names.GROUP,
+            api_names.VERSION,
+            namespace,
+            plural,
+            item["metadata"]["name"],
+            patch,
+            _content_type="application/json-patch+json",
+        )
+    except ApiException as exc:
+        if exc.status in (404, 409, 422):  # gone, or changed: the next round sees it anew
+            return False
+        raise
+    return True
 
 
 def _remove_volumes(core: client.CoreV1Api, w: worldmod.World, namespace: str, say: Say) -> None:

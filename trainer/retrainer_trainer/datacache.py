@@ -251,6 +251,12 @@ class Cache:
             self._holds[tree] = fd
         return self._holds[tree]
 
+    def unhold(self, tree: str) -> None:
+        """Let go of a tree this process will not use after all."""
+        fd = self._holds.pop(tree, None)
+        if fd is not None:
+            os.close(fd)
+
     def close(self) -> None:
         """Let go of every tree held and lease taken, as a trainer's exit does (tests model two
         trainers in one process with this; the trainer itself holds them until it exits)."""
@@ -290,6 +296,7 @@ class Cache:
         beside a stale tree another trainer held) are never reused: they go once unheld."""
         with locked(self.lock(), fcntl.LOCK_EX):
             self._sweep_tmp()
+            keep_trees = keep_trees | set(self._holds)  # never re-locked from here (leases.py)
             trees = self._drop_unused_trees(keep_trees, private_only=True)
             blobs = self._blobs_by_age()
             total = sum(size for _, _, size in blobs)

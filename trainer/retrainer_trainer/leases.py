@@ -51,8 +51,9 @@ def take(folder: Path, scratch: Path, shas: Iterable[str]) -> Lease:
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o664)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        with os.fdopen(os.dup(fd), "w", encoding="ascii") as handle:
-            handle.write("".join(f"{sha}\n" for sha in sorted(shas)))
+        data = "".join(f"{sha}\n" for sha in sorted(shas)).encode("ascii")
+        while data:  # on this descriptor: closing another one could drop an emulated flock
+            data = data[os.write(fd, data) :]
         path = folder / f"{token}{SUFFIX}"
         os.replace(tmp, path)  # the flock belongs to the inode: it moves with the file
     except BaseException:

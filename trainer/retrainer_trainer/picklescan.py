@@ -27,6 +27,7 @@ __all__ = [
     "NotACheckpoint",
     "Use",
     "scan",
+    "scan_pickle",
     "unsafe",
 ]
 
@@ -229,6 +230,12 @@ def scan(path: Path) -> list[Use]:
     except (zipfile.BadZipFile, EOFError) as error:  # truncated: no central directory, bad CRC
         raise NotACheckpoint(f"{path.name}: not a PyTorch zip checkpoint ({error})") from error
     return sorted(Use(module, name, how) for (module, name), how in found.items())
+
+
+def scan_pickle(data: bytes, where: str) -> list[Use]:
+    """The globals one bare pickle (not a checkpoint zip) uses, each with its strongest use;
+    NotACheckpoint when it cannot be read to the end."""
+    return sorted(Use(m, n, how) for (m, n), how in _pickle_uses(data, where).items())
 
 
 def unsafe(uses: list[Use]) -> list[Use]:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from retrainer_contract import documents, integrity, layout, objectstore
+from retrainer_contract import documents, faults, integrity, layout, objectstore
 
 from retrainer_trainer import (
     datacache,
@@ -66,6 +66,17 @@ def _already_done(config: Config, paths: layout.VersionPaths, client: Any) -> di
     return document
 
 
+def _close_recorded_run(config: Config, paths: layout.VersionPaths, done: dict[str, Any]) -> None:
+    """The MLflow run of a version that an earlier attempt verified: the manifest uploaded if
+    it is missing and the run ended FINISHED. The manifest reaches the claim before MLflow, so
+    a pod killed between the two left a RUNNING run without it; this attempt completes it."""
+    run_id = str((done.get("mlflow") or {}).get("runId") or "")
+    if not run_id:
+        logs.event("mlflow.run_unknown", version=config.version)
+        return
+    Tracker(config.tracking_uri).finish(run_id, paths.manifest)
+
+
 def _owner_uid(config: Config) -> str:
     """The RetrainJob's uid; a local run without one is owned by namespace/name."""
     return config.uid or f"{config.namespace}/{config.name}"
@@ -100,8 +111,9 @@ def _device(config: Config) -> Any:
     return training.device_for(config.spec.gpus)
 
 
-def _open_run(config: Config, base: inputs.BaseModel, device: Any) -> tuple[Tracker, RunRef]:
-    """The MLflow run of this version (found again on a rerun), with its params logged."""
+def _open_run(config: Config, base: inputs.BaseModel) -> tuple[Tracker, RunRef]:
+    """The MLflow run of this version: found again on a rerun (a pod killed outright, by the
+    OOM killer say, left it RUNNING: this attempt carries it on and ends it), or created."""
     tracker = Tracker(config.tracking_uri)
     tracker.ping()
     run_ref = tracker.open_run(
@@ -112,7 +124,6 @@ def _open_run(config: Config, base: inputs.BaseModel, device: Any) -> tuple[Trac
         config.version,
         base.label,
     )
-    tracker.log_params(run_ref.run_id, _params(config, base, device))
     return tracker, run_ref
 
 
@@ -280,6 +291,7 @@ def _publish(
 ) -> None:
     """The manifest to the run folder and the MLflow run; a failed check undoes models/."""
     store.atomic_write_json(paths.manifest, document)
+    faults.point(faults.TRAINER_MANIFEST_WRITTEN)
     tracker.upload(run_ref.run_id, paths.manifest, "")
     verification = document["verification"]
     for check in verification["checks"]:
@@ -321,14 +333,18 @@ def run(config: Config) -> dict[str, Any]:
     client = _minio(config)
     done = _already_done(config, paths, client)
     if done is not None:
+        _close_recorded_run(config, paths, done)
         logs.event("done.already", version=config.version)
         return done
 
     # Input checks first: bad input is reported (exit 3) whatever state MLflow is in.
     resolved, prep = _inputs(config)
     device = _device(config)
-    tracker, run_ref = _open_run(config, resolved.base, device)
+    if prep.holdout is not None:  # after _device: reading weights imports Ultralytics
+        evaluate.preflight(config, prep.holdout, tuple(prep.metadata["names"]))
+    tracker, run_ref = _open_run(config, resolved.base)
     with _ends_the_run(tracker, run_ref):
+        tracker.log_params(run_ref.run_id, _params(config, resolved.base, device))
         document = _produce(config, paths, resolved, prep, device, tracker, run_ref, client)
     logs.event("done", version=config.version, verified=True, **document["metrics"])
     return document

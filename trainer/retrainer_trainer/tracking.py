@@ -158,6 +158,21 @@ class Tracker:
         self.client.set_registered_model_alias(name, alias, version)
         logs.event("mlflow.alias", model=name, alias=alias, version=version)
 
+    def finish(self, run_id: str, manifest: Path) -> None:
+        """A verified version's run completed: its manifest uploaded (unless it holds those
+        bytes already) and the run ended FINISHED (unless it is)."""
+        try:
+            status = self.client.get_run(run_id).info.status
+            self.upload(run_id, manifest, "")
+            if status != FINISHED:
+                self.client.set_terminated(run_id, FINISHED)
+        except Exception as error:
+            raise TrainerError(
+                f"MLflow: cannot complete run {run_id} of this verified version "
+                f"({type(error).__name__}: {str(error)[:300]}); the Job retries"
+            ) from error
+        logs.event("mlflow.run_completed", runId=run_id, was=status)
+
     def end(self, run_id: str, status: str) -> None:
         """End the run FINISHED, FAILED or KILLED (a rerun's open_run sets it RUNNING again)."""
         try:

@@ -23,7 +23,7 @@ from typing import Any
 from retrainer_contract import faults, layout
 from retrainer_contract import metrics as metric_keys
 
-from retrainer_trainer import checkpoints, logs, runfolder
+from retrainer_trainer import checkpoints, labelcache, logs, runfolder
 from retrainer_trainer.config import Training
 from retrainer_trainer.errors import BadInput, CorruptedWeights
 
@@ -281,8 +281,12 @@ def train(
     model.add_callback("on_fit_epoch_end", callbacks.fit_epoch_end)
     model.add_callback("on_model_save", callbacks.model_save)
     model.add_callback("on_train_end", callbacks.train_end)
+    # Ultralytics has built its datasets (and written their label caches) by this event.
+    model.add_callback("on_pretrain_routine_end", lambda _: labelcache.record(data_yaml.parent))
+    labelcache.scrub(data_yaml.parent)  # no label cache Retrainer did not record is unpickled
     logs.event("train.start", resume=state == runfolder.RESUMABLE, base=base_model, device=device)
     model.train(**kwargs)
+    labelcache.record(data_yaml.parent)  # again: under DDP the callbacks ran in child processes
     if not paths.training_run.is_file():
         raise RuntimeError(f"training finished without {paths.training_run}")
     # Again here: under DDP the callbacks ran in child processes, not in this one.
@@ -323,6 +327,7 @@ def validate(
     if save_dir.exists():
         shutil.rmtree(save_dir)
     model = YOLO(str(weights))
+    labelcache.scrub(data_yaml.parent)
     result = model.val(
         data=str(data_yaml),
         split="val",
@@ -337,6 +342,7 @@ def validate(
         exist_ok=True,
         verbose=False,
     )
+    labelcache.record(data_yaml.parent)
     names = result.names
     per_class: dict[str, dict[str, float]] = {}
     for i, cls in enumerate(result.ap_class_index):

@@ -147,6 +147,7 @@ def open_tree(cache: Cache, key: str, sources: list[Source]) -> tuple[str, dict[
         return key, None
     private = f"{key}{PRIVATE}{secrets.token_hex(4)}"
     hold(cache, private)
+    cache.unhold(key)  # not used by this run: once its trainers end, the next one replaces it
     logs.event("dataset.tree.private", tree=key, private=private, reason="stale tree in use")
     return private, None
 

@@ -43,7 +43,9 @@ def test_a_scrub_of_ten_thousand_scattered_versions_each_damaged_fits_with_a_sam
 
 def test_a_retain_report_of_ten_thousand_scattered_versions_and_failures_fits() -> None:
     scattered = list(range(1, 20_000, 2))
-    failed = [{"path": f"shapes/runs/train/retrain_v{v}", "error": "EROFS " * 30} for v in scattered]
+    failed = [
+        {"path": f"shapes/runs/train/retrain_v{v}", "error": "EROFS " * 30} for v in scattered
+    ]
     text = upkeep.retain_report("shapes", scattered, ["p"] * 30_000, failed, protected=[3, 5])
     assert fits(text)
     report = upkeep.parse_retain_report(text)

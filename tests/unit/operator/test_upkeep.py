@@ -39,6 +39,9 @@ class FakeCluster:
         self.jobs[name]["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
         self.message, self.exit_code = message, exit_code
 
+    def list_jobs(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        return []  # no training Jobs to release (job_outcome.sweep)
+
     def list_job_pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
         state = {"terminated": {"exitCode": self.exit_code, "message": self.message}}
         return [{"status": {"containerStatuses": [{"state": state}]}}]
@@ -99,8 +102,13 @@ def test_a_real_run_starts_one_job_then_records_what_it_removed() -> None:
     started = retention.retention_step(cluster, body, CONFIG, [1, 2, 3, 4], T0)  # type: ignore[arg-type]
     job = cluster.jobs[retention.job_name("shapes")]
     container = job["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"] == ["retain", "shapes", "2", "3", "--root", "/data"]
+    assert container["args"] == [
+        "retain", "shapes", "2-3", "--root", "/data", "--namespace", "team-a"
+    ]  # fmt: skip
     assert container["volumeMounts"][0]["readOnly"] is False
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "retrainer-upkeep"  # re-reads the champion
+    assert pod["automountServiceAccountToken"] is True
     assert job["metadata"]["ownerReferences"][0]["kind"] == "ModelLine"
     assert [e.reason for e in started.events] == [upkeep.Reason.RETENTION_STARTED]
 

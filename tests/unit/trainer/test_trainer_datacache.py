@@ -86,11 +86,12 @@ def test_a_tree_a_trainer_holds_survives_eviction_and_an_unused_one_goes(tmp_pat
     for name in ("held", "unused"):
         (cache.trees / name).mkdir()
         (cache.trees / name / worktree.MARKER).write_text("{}")
-    worktree.hold(cache, "held")
+    holder = Cache(tmp_path, max_bytes=10)  # another trainer (its own lock descriptor)
+    worktree.hold(holder, "held")
     try:
         evicted = cache.evict(keep=set(), keep_trees=set())
     finally:
-        cache.close()
+        holder.close()
 
     assert (cache.trees / "held").is_dir() and not (cache.trees / "unused").exists()
     assert evicted.trees == 1 and evicted.blobs == 1

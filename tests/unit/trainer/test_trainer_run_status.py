@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from retrainer_contract import layout
 from retrainer_trainer import pipeline
 from retrainer_trainer.config import Config, parse_spec
 from retrainer_trainer.errors import BadInput, CorruptedWeights, Preempted, TrainerError
@@ -22,6 +23,7 @@ class FakeTracker:
 
     def __init__(self, tracking_uri: str) -> None:
         self.ended: list[tuple[str, str]] = []
+        self.finished: list[tuple[str, Path]] = []
         FakeTracker.opened.append(self)
 
     def ping(self) -> None:
@@ -35,6 +37,9 @@ class FakeTracker:
 
     def end(self, run_id: str, status: str) -> None:
         self.ended.append((run_id, status))
+
+    def finish(self, run_id: str, manifest: Path) -> None:
+        self.finished.append((run_id, manifest))
 
 
 @pytest.fixture
@@ -93,3 +98,33 @@ def test_bad_input_found_before_mlflow_opens_no_run(config: Config) -> None:
         pipeline.run(config)
 
     assert FakeTracker.opened == []
+
+
+def test_a_failure_logging_the_params_ends_the_run_failed(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(self: FakeTracker, run_id: str, params: Any) -> None:
+        raise RuntimeError("MLflow: INVALID_PARAMETER_VALUE")  # fault point: log_params
+
+    monkeypatch.setattr(FakeTracker, "log_params", refused)
+
+    with pytest.raises(RuntimeError, match="INVALID_PARAMETER_VALUE"):
+        pipeline.run(config)
+
+    (tracker,) = FakeTracker.opened
+    assert tracker.ended == [("run-1", "FAILED")]
+
+
+def test_a_rerun_of_a_verified_version_completes_its_mlflow_run(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The earlier attempt verified the version and wrote the manifest, then died before the
+    # manifest reached MLflow and the run was ended (tests/integration: a real kill).
+    done = {"version": 1, "mlflow": {"runId": "run-7"}, "metrics": {}}
+    monkeypatch.setattr(pipeline, "_already_done", lambda config, paths, client: done)
+
+    assert pipeline.run(config) is done
+
+    (tracker,) = FakeTracker.opened
+    paths = layout.VersionPaths.for_version(config.storage_root, "shapes", 1)
+    assert tracker.finished == [("run-7", paths.manifest)]
