@@ -11,19 +11,33 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "CHALLENGER_ALIAS",
+    "CONTEXT_CORRECTIONS",
+    "CONTEXT_EVALUATION",
+    "CONTEXT_TRAINING",
+    "DECISION_NONE",
+    "EXPERIMENT_KIND_TRAINING",
     "MANIFEST_ARTIFACT",
     "TAG_BASE",
     "TAG_CHAMPION",
+    "TAG_DATASET_CONTEXT",
+    "TAG_DECISION",
+    "TAG_EXPERIMENT_KIND",
     "TAG_MODEL",
     "TAG_NAMESPACE",
+    "TAG_RETRAINJOB",
+    "TAG_SHA256",
     "TAG_SHA_PREFIX",
     "TAG_UID",
     "TAG_VERIFIED",
     "TAG_VERSION",
+    "UPLOADS_ARTIFACT",
     "allocated_in",
     "allocated_tag",
     "champion_tag_value",
+    "dataset_digest",
     "experiment_name",
+    "experiment_tags",
     "model_filter",
     "parse_champion_tag",
     "quote",
@@ -142,3 +156,51 @@ def parse_champion_tag(value: str) -> tuple[str, str] | None:
     if not since or not reason or not since[:4].isdigit():
         return None
     return since, reason
+
+
+# ---- a version as a first-class MLflow model ---------------------------------------------------
+
+# The experiment tag MLflow 3's UI reads to choose an experiment's view, and its value for the
+# model-training view (runs, metrics, logged models; not the GenAI one). Set on the experiments
+# Retrainer creates, by the trainer and the operator alike.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+
+
+def experiment_tags() -> dict[str, str]:
+    """The tags of an experiment Retrainer creates: it opens in MLflow's model-training view."""
+    return {TAG_EXPERIMENT_KIND: EXPERIMENT_KIND_TRAINING}
+
+
+# The run's record of what it uploaded: {"artifacts": {<artifact path>: {"sha256", "bytes"}}}, at
+# the root of the run. A rerun skips an upload whose bytes the record names. It replaces the
+# per-artifact TAG_SHA_PREFIX run tags, which only runs of older trainers carry (still read).
+UPLOADS_ARTIFACT = "uploads.json"
+
+# MLflow's input tag naming a dataset's role in a run, and Retrainer's three roles: the
+# training dataset (spec.dataset), the corrections (spec.corrections), the pinned holdout
+# (spec.promotion.holdout).
+TAG_DATASET_CONTEXT = "mlflow.data.context"
+CONTEXT_TRAINING = "training"
+CONTEXT_CORRECTIONS = "corrections"
+CONTEXT_EVALUATION = "evaluation"
+# MLflow stores at most 36 characters of a dataset digest: the sha256's first 32 hex digits.
+DATASET_DIGEST_CHARS = 32
+
+
+def dataset_digest(sha256: str) -> str:
+    """An MLflow dataset digest of a Retrainer sha256 (its prefix: the full one is in the
+    dataset's profile, the lineage and the evaluation)."""
+    return sha256[:DATASET_DIGEST_CHARS]
+
+
+# On a version's logged model and its registered model version: the production copy's sha256
+# (the weights), the RetrainJob that trained it (its name; TAG_NAMESPACE beside it), and on the
+# registered version the holdout evaluation's decision (DECISION_NONE without spec.promotion).
+TAG_SHA256 = "retrainer.sha256"
+TAG_RETRAINJOB = "retrainer.retrainJob"
+TAG_DECISION = "retrainer.decision"
+DECISION_NONE = "none"
+# The registered-model alias naming the latest version evaluated on the holdout, whatever the
+# decision (the champion's alias is the operator's: champion.DEFAULT_ALIAS or spec's).
+CHALLENGER_ALIAS = "challenger"

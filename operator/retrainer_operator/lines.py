@@ -171,6 +171,15 @@ def _schedule_step(
                 False,
             )
         )
+    elif decision.action == schedule.RESYNCED:
+        out.events.append(
+            (
+                "ScheduleResynced",
+                f"lastScheduleTime was after the next slot (the clock stepped back): resumed "
+                f"from slot {_iso(decision.slot)}, nothing started for it",
+                True,
+            )
+        )
     elif decision.action == schedule.MISSED:
         out.events.append(
             (
@@ -275,7 +284,9 @@ def _with_champion_sync(
 def _upkeep(
     deps: Any, line: Mapping[str, Any], status: dict[str, Any], now: datetime.datetime
 ) -> tuple[dict[str, Any], list[upkeep.UpkeepStep]]:
-    """Scrub and retention (scrub.py, retention.py) folded into `status`."""
+    """Scrub and retention (scrub.py, retention.py) folded into `status`; first, the line's
+    training Jobs nothing else will release (their RetrainJob gone or terminal) are released."""
+    upkeep.release_training_jobs(deps.cluster, line)
     generation = line["metadata"].get("generation")
     verified = contract_versions.expand_ranges(str(status.get("verifiedVersions") or ""))
     steps = [

@@ -20,7 +20,16 @@ from typing import Any
 from retrainer_contract import api, documents, evaluation, layout, tracking
 from retrainer_contract.objectstore import ObjectStore
 
-from retrainer_operator import checks, faults, metrics, progress, promotion, recovery, versions
+from retrainer_operator import (
+    checks,
+    faults,
+    job_outcome,
+    metrics,
+    progress,
+    promotion,
+    recovery,
+    versions,
+)
 from retrainer_operator.builders import ImageNotAllowed, build_job_spec
 from retrainer_operator.champion import ChampionError, ChampionFactory, ChampionStore
 from retrainer_operator.conditions import (
@@ -256,10 +265,7 @@ def _job(deps: Deps, body: Mapping[str, Any], step: _Step) -> dict[str, Any] | N
             return _COMPLETED
         return _lost_job(deps, body, step)
     # The Job's finalizer comes off once `status` (as stored) records how it ended; a Job
-    # deleted before it ended is let go and found lost on the next pass. Imported here: this
-    # function is the one place the reconciler touches the finalizer.
-    from retrainer_operator import job_outcome
-
+    # deleted before it ended is let go and found lost on the next pass.
     return job if job_outcome.settle(deps.cluster, job, status) else None
 
 

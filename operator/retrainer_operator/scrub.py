@@ -124,11 +124,7 @@ def scrub_step(
     cluster: Cluster, line: Mapping[str, Any], config: OperatorConfig, now: datetime.datetime
 ) -> UpkeepStep:
     """One scrub step for ModelLine `line` at time `now`: start a due scrub, or record a
-    finished one; an empty step when there is nothing to do (or spec.scrub is unset).
-
-    First, on every line tick, the line's training Jobs nothing else will release are
-    released (upkeep.release_training_jobs)."""
-    upkeep.release_training_jobs(cluster, line)
+    finished one; an empty step when there is nothing to do (or spec.scrub is unset)."""
     scrub_spec = (line.get("spec") or {}).get("scrub")
     if not scrub_spec:
         return UpkeepStep()

@@ -26,7 +26,7 @@ from retrainer_contract import api, claimjob
 from retrainer_contract import versions as contract_versions
 
 from retrainer_operator import job_outcome
-from retrainer_operator.conditions import set_condition
+from retrainer_operator.conditions import SCRUBBED, Reason, set_condition
 from retrainer_operator.config import OperatorConfig
 from retrainer_operator.kube import Cluster
 
@@ -51,8 +51,6 @@ __all__ = [
 
 logger = logging.getLogger("retrainer.operator")
 
-# The ModelLine condition a scrub sets.
-SCRUBBED = "Scrubbed"
 # The two upkeep Jobs' component labels; `<component>-<model>` names a line's one Job of each.
 SCRUB_COMPONENT = "retrainer-scrub"
 RETAIN_COMPONENT = "retrainer-retain"
@@ -62,20 +60,6 @@ STARTED_ANNOTATION = f"{api.GROUP}/started"
 # Upkeep Jobs stay this long after finishing if the operator does not delete them first.
 _TTL_SECONDS = 3600
 _DEADLINE_SECONDS = 3600
-
-
-class Reason:
-    """CamelCase reasons of the upkeep's condition and Events (docs/troubleshooting.md)."""
-
-    SCRUB_STARTED = "ScrubStarted"
-    COPIES_INTACT = "CopiesIntact"
-    COPY_CHANGED = "CopyChanged"
-    COPY_MISSING = "CopyMissing"
-    COPY_UNREADABLE = "CopyUnreadable"
-    SCRUB_FAILED = "ScrubFailed"
-    RETENTION_STARTED = "RetentionStarted"
-    CLAIM_COPIES_REMOVED = "ClaimCopiesRemoved"
-    RETENTION_FAILED = "RetentionFailed"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -65,23 +65,12 @@ class RetrainJobLister(Protocol):
     def list_retrainjobs(self, namespace: str) -> list[dict[str, Any]]: ...
 
 
-class LedgerClient(Protocol):
-    """The three ModelLine calls the ledger needs (kube.Cluster implements them)."""
-
-    def read_modelline(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+class LedgerClient(line_status.LineStatusClient, Protocol):
+    """The ModelLine calls the ledger needs (kube.Cluster implements them): the status write
+    path's read and guarded patch, and a create for a line that has none."""
 
     def create_modelline(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create; raise Conflict when it already exists."""
-        ...
-
-    def patch_modelline_status(
-        self,
-        namespace: str,
-        name: str,
-        status: Mapping[str, Any],
-        resource_version: str | None = None,
-    ) -> None:
-        """Merge-patch the status if still at `resource_version`; Conflict on 409."""
         ...
 
 

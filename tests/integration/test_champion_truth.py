@@ -52,6 +52,19 @@ def condition(line: dict[str, Any], type_: str) -> dict[str, Any]:
     return dict(found[0]) if found else {}
 
 
+def stored_line(
+    world: World, kube: client.ApiClient, namespace: str, count: int
+) -> tuple[Path, str, str, dict[int, dict[str, Any]]]:
+    """Versions 1..count of the line stored and registered: (claim root, experiment name,
+    registered model, version -> its run facts and registered version)."""
+    root = claim_root(kube, namespace)
+    name = f"champion-{namespace}"
+    experiment_id = experiment(world, name)
+    registered = f"reg-{namespace}"
+    versions = registered_versions(world, root, namespace, MODEL, experiment_id, registered, count)
+    return root, name, registered, versions
+
+
 def production_sha(root: Path, version: int) -> str:
     path = layout.VersionPaths.for_version(root, MODEL, version).production
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -71,11 +84,7 @@ def line_where(
 def test_a_reapplied_modelline_gets_back_its_versions_and_champion_and_waits_while_mlflow_is_down(
     world: World, kube: client.ApiClient, namespace: str, crd: str, tmp_path: Path
 ) -> None:
-    root = claim_root(kube, namespace)
-    name = f"champion-{namespace}"
-    experiment_id = experiment(world, name)
-    registered = f"reg-{namespace}"
-    versions = registered_versions(world, root, namespace, MODEL, experiment_id, registered, 3)
+    root, name, registered, versions = stored_line(world, kube, namespace, 3)
     for version, run in versions.items():
         tag(world, run["run_id"], tracking.TAG_VERIFIED, production_sha(root, version))
     # v1 was champion, then v2: the history a lost ModelLine had, in MLflow's mirrors.
@@ -121,11 +130,7 @@ def test_a_reapplied_modelline_gets_back_its_versions_and_champion_and_waits_whi
 def test_the_alias_follows_the_record_and_a_hand_moved_alias_is_converged_back(
     world: World, kube: client.ApiClient, namespace: str, crd: str, tmp_path: Path
 ) -> None:
-    root = claim_root(kube, namespace)
-    name = f"champion-{namespace}"
-    experiment_id = experiment(world, name)
-    registered = f"reg-{namespace}"
-    versions = registered_versions(world, root, namespace, MODEL, experiment_id, registered, 2)
+    _root, name, registered, versions = stored_line(world, kube, namespace, 2)
     set_alias(world, registered, "champion", versions[1]["model_version"])
     # The template names no registered model: the versions' own registrations do.
 
@@ -168,11 +173,7 @@ def test_the_alias_follows_the_record_and_a_hand_moved_alias_is_converged_back(
 def test_rollback_finds_the_registered_model_from_the_versions_and_fails_when_mlflow_is_down(
     world: World, kube: client.ApiClient, namespace: str, crd: str
 ) -> None:
-    root = claim_root(kube, namespace)
-    name = f"champion-{namespace}"
-    experiment_id = experiment(world, name)
-    registered = f"reg-{namespace}"
-    versions = registered_versions(world, root, namespace, MODEL, experiment_id, registered, 2)
+    _root, name, registered, versions = stored_line(world, kube, namespace, 2)
     set_alias(world, registered, "champion", versions[2]["model_version"])
     create_line(kube, namespace, MODEL, {"template": template(name)})
     champion = {"version": 2, "previous": 1, "history": [1], "reason": "Promoted"}
@@ -196,11 +197,7 @@ def test_rollback_finds_the_registered_model_from_the_versions_and_fails_when_ml
 def test_a_promote_whose_champion_moves_while_it_verifies_is_refused(
     world: World, kube: client.ApiClient, namespace: str, crd: str
 ) -> None:
-    root = claim_root(kube, namespace)
-    name = f"champion-{namespace}"
-    experiment_id = experiment(world, name)
-    registered = f"reg-{namespace}"
-    registered_versions(world, root, namespace, MODEL, experiment_id, registered, 3)
+    _root, name, _registered, _versions = stored_line(world, kube, namespace, 3)
     create_line(kube, namespace, MODEL, {"template": template(name)})
     patch_line_status(kube, namespace, MODEL, {"champion": {"version": 1, "reason": "Promoted"}})
     batch = client.BatchV1Api(kube)

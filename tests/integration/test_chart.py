@@ -128,8 +128,13 @@ def test_defaults_render_the_operator_config_with_the_documented_defaults(helm: 
     }
     (trainer_sa,) = find(objects, "ServiceAccount", name="retrainer-trainer")
     assert trainer_sa["automountServiceAccountToken"] is False
-    # Nothing namespaced: no Role, no ConfigMap rights anywhere.
-    assert find(objects, "Role") == [] and find(objects, "RoleBinding") == []
+    # Namespaced rights: only leader election's (leases, release namespace) and the upkeep
+    # identity's (get ModelLines, for retention's champion re-read); no ConfigMap rights.
+    roles = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in find(objects, "Role")}
+    assert roles == {
+        ("retrainer-system", "retrainer-operator-leader"),
+        ("retrainer-system", "retrainer-upkeep"),
+    }
     assert find(objects, "PersistentVolumeClaim") == []
     assert find(objects, "Secret") == []
 
@@ -199,11 +204,19 @@ def test_namespaced_mode_grants_roles_only_in_the_watched_namespaces(helm: HelmR
     objects = render(helm, *values_file_args("namespaced"))
     assert find(objects, "ClusterRole") == [] and find(objects, "ClusterRoleBinding") == []
     # The leader-election Role (leases only) lives in the release namespace.
-    roles = [r for r in find(objects, "Role") if not r["metadata"]["name"].endswith("-leader")]
+    roles = [
+        r
+        for r in find(objects, "Role")
+        if r["metadata"]["name"] not in ("retrainer-operator-leader", "retrainer-upkeep")
+    ]
     assert sorted(role["metadata"]["namespace"] for role in roles) == ["team-a", "team-b"]
     for role in roles:
         assert rules_granted(role["rules"]) == NAMESPACED_NEEDS
-    bindings = find(objects, "RoleBinding")
+    bindings = [
+        b
+        for b in find(objects, "RoleBinding")
+        if b["metadata"]["name"] not in ("retrainer-operator-leader", "retrainer-upkeep")
+    ]
     assert {b["subjects"][0]["namespace"] for b in bindings} == {"retrainer-system"}
     assert config_map_data(objects)["RETRAINER_NAMESPACES"] == "team-a,team-b"
     provisioned = {"retrainer-system", "team-a", "team-b"}

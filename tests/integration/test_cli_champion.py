@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from champion_support import retrainer
 from kubernetes import client
 from operator_support import mlflow_json
 from retrainer_contract import layout
@@ -34,15 +33,6 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 RETRAINER = str(REPO / ".venv" / "bin" / "retrainer")
 MODEL = "shapes"
-
-
-def retrainer(world: World, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **world.env()}
-    flags = ["-n", namespace, "--s3-endpoint", world.minio_endpoint, "--timeout", "120"]
-    flags += ["--mlflow-uri", world.mlflow_uri]
-    return subprocess.run(
-        [RETRAINER, *args, *flags], env=env, capture_output=True, text=True, timeout=240
-    )
 
 
 def alias_version(world: World, name: str, alias: str) -> str:

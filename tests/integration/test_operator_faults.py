@@ -140,16 +140,18 @@ def test_mlflow_down_across_the_end_of_training_with_ttl_0_waits_then_verifies(
     tmp_path: Path,
     dataset: str,
 ) -> None:
-    """The operator is down when training ends, the Job and its pods are removed at once (TTL
-    0) and MLflow is stopped: nothing is left to read but MLflow, and no copy is missing."""
+    """The operator is down when training ends, the Job is deleted at once (TTL 0) and its
+    pods removed, and MLflow is stopped: nothing is left to read but MLflow, and no copy is
+    missing. The Job itself stays, deleting, under the operator's finalizer until its outcome
+    is recorded, so it is never mistaken for a lost Job and trained again."""
     with operator_in_prepared_namespace(world, kube, namespace, tmp_path) as operator:
         create(kube, namespace, retrainjob("ttl", dataset, ttlSecondsAfterFinished=0))
         wait_phase(kube, namespace, "ttl", ("Running",), TRAIN_TIMEOUT, operator)
         operator.kill()  # fault point 1: no operator when training ends
         wait_for(
-            "the finished Job and its pods removed by TTL 0",
+            "the finished Job deleted by TTL 0 and its pods removed",
             lambda: (
-                not jobs_of(kube, namespace, "ttl")
+                all(j.metadata.deletion_timestamp for j in jobs_of(kube, namespace, "ttl"))
                 and not pods_of(kube, namespace, "retrain-shapes-v1")
             ),
             TRAIN_TIMEOUT,
@@ -157,11 +159,12 @@ def test_mlflow_down_across_the_end_of_training_with_ttl_0_waits_then_verifies(
         with stopped(world, "mlflow"):  # fault point 2: MLflow frozen
             operator.start()
             obj = wait_reason(
-                kube, namespace, "ttl", "Running", "ManifestUnavailable", 90, operator
+                kube, namespace, "ttl", "Verified", "ManifestUnavailable", 90, operator
             )
             assert obj["status"]["phase"] != "Failed"
-            assert jobs_of(kube, namespace, "ttl") == [], "trained again while MLflow was down"
+            assert pods_of(kube, namespace, "retrain-shapes-v1") == [], "trained again"
         done = wait_finished(kube, namespace, "ttl", operator, timeout=180)
+        wait_for("the Job released", lambda: jobs_of(kube, namespace, "ttl") == [], 60, operator)
 
     assert_verified_version(world, namespace, done, 1)
     assert jobs_of(kube, namespace, "ttl") == []

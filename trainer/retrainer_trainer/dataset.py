@@ -115,12 +115,7 @@ def inside(root: Path, base: Path, value: str, key: str, field: str) -> Path:
     resolved = (base / value).resolve()
     if resolved == real_root or resolved.is_relative_to(real_root):
         return root / resolved.relative_to(real_root)
-    fix = (
-        "remove 'path' (train and val are then read beside data.yaml) or name a folder inside "
-        "the dataset"
-        if key == "path"
-        else f"name a folder inside the dataset, relative to data.yaml (e.g. {key}: images/{key})"
-    )
+    fix = f"name a folder inside the dataset, relative to data.yaml (e.g. {key}: images/{key})"
     raise BadInput(
         f"{field}: data.yaml in {root} says {key}: {value!r}, which resolves to {resolved}, "
         f"outside the dataset folder; dataset paths must stay inside it: {fix}"
@@ -140,7 +135,13 @@ def _base(root: Path, data: dict[str, Any]) -> Path:
     value = data.get("path")
     if not isinstance(value, str) or not value:
         return root
-    candidate = inside(root, root, value, "path", FIELD)
+    real_root = root.resolve()
+    resolved = (root / value).resolve()
+    if resolved != real_root and not resolved.is_relative_to(real_root):
+        # Ultralytics-style datasets carry the author's own `path:` (`../datasets/x`): the
+        # dataset's root here is where it was fetched, so that `path:` names nothing of it.
+        return root
+    candidate = root / resolved.relative_to(real_root)
     return candidate if candidate.is_dir() else root
 
 

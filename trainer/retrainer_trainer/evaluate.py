@@ -207,7 +207,7 @@ def evaluate(
     policy = config.spec.promotion
     assert policy is not None  # the pipeline calls this only under spec.promotion
     current = champion(config)  # again: its bytes may have changed while this version trained
-    if current is not None:
+    if current is not None:  # the dataset's classes are the holdout's (holdout.load)
         check_classes(current, holdout.names, holdout.names)
     results = {CHALLENGER: _validate(config, holdout, weights, CHALLENGER, device)}
     ours = evaluation.Scores(

@@ -2,10 +2,13 @@
 
 Each step is a call into one adapter module and `run` reads as their order; the documents'
 shapes (metadata, lineage, manifest) are the contract's (retrainer_contract.documents). It is
-safe to run again for the same version: a verified version is left untouched (exit 0 at once),
-a finished training is not repeated (its best.pt restored from a copy if it no longer matches
-its record), an interrupted one resumes, and the MLflow run is found again by its tags. Once
-that run is open it is never left RUNNING: SIGTERM ends it KILLED, any failure FAILED.
+safe to run again for the same version: a verified version is left untouched (exit 0 at once,
+its MLflow run given the manifest and ended FINISHED if a killed pod could not), a finished
+training is not repeated (its best.pt restored from a copy if it no longer matches its record),
+an interrupted one resumes, and the MLflow run is found again by its tags. Once that run is
+open it is never left RUNNING by this process: SIGTERM ends it KILLED, any failure (logging the
+params included) FAILED; a pod killed outright leaves it to the next attempt, which carries on
+in it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from retrainer_trainer import (
     evaluate,
     inputs,
     logs,
+    mlflow_record,
     repair,
     runfolder,
     store,
@@ -32,7 +36,7 @@ from retrainer_trainer import tracking as run_status
 from retrainer_trainer.config import Config
 from retrainer_trainer.errors import Preempted, TrainerError
 from retrainer_trainer.preparation import Prepared, prepare_cached, prepare_data
-from retrainer_trainer.tracking import RunRef, Tracker
+from retrainer_trainer.tracking import LoggedModelRef, RunRef, Tracker
 from retrainer_trainer.verify import verify
 
 __all__ = ["Prepared", "prepare_data", "run"]
@@ -178,6 +182,9 @@ def _train(
             published=paths.manifest.is_file() or paths.metadata.is_file(),
         )
 
+    tracker.log_datasets(
+        run_ref.run_id, mlflow_record.datasets_of(config, prep.metadata, prep.holdout)
+    )
     started = time.monotonic()
     result = training.train(
         data_yaml=prep.data_yaml,
@@ -205,9 +212,16 @@ def _upload_all(
     tracker.upload(run.run_id, prep.data_yaml, "")
 
 
-def _register(tracker: Tracker, config: Config, run: RunRef) -> dict[str, Any]:
-    """The registered model version of this run; the alias (the champion) is the operator's to
-    move, after every copy verified and the holdout evaluation said Promoted."""
+def _register(
+    tracker: Tracker,
+    config: Config,
+    run: RunRef,
+    model: LoggedModelRef,
+    evaluation: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The registered model version of this run, made from its logged model; the alias (the
+    champion) is the operator's to move, after every copy verified and the holdout evaluation
+    said Promoted."""
     spec = config.spec
     info: dict[str, Any] = {
         "experimentId": run.experiment_id,
@@ -216,7 +230,7 @@ def _register(tracker: Tracker, config: Config, run: RunRef) -> dict[str, Any]:
     }
     if not spec.registered_model:
         return info
-    version = tracker.register(spec.registered_model, run.run_id, f"{run.artifact_uri}/models")
+    version = tracker.register(spec.registered_model, run.run_id, model, evaluation)
     info["registeredModelVersion"] = version
     return info
 
@@ -364,12 +378,15 @@ def _produce(
     result = _train(config, paths, prep, resolved.base, device, tracker, run_ref, client)
     store.write_quick_access(paths)
     _upload_all(tracker, run_ref, config, paths, prep)
+    facts = mlflow_record.facts_of(config, resolved.base, prep.metadata, prep.holdout)
+    model = tracker.log_model(run_ref, paths.training_run, facts)
     scored = None
     if prep.holdout is not None:
-        scored = evaluate.evaluate(
-            config, prep.holdout, paths.training_run, device, tracker, run_ref
-        )
-    mlflow_info = _register(tracker, config, run_ref)
+        with tracker.scoring(model):
+            scored = evaluate.evaluate(
+                config, prep.holdout, paths.training_run, device, tracker, run_ref
+            )
+    mlflow_info = _register(tracker, config, run_ref, model, scored)
     lineage = documents.lineage(
         base_label=resolved.base.label,
         base_version=resolved.base.version,

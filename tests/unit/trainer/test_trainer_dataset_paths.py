@@ -37,11 +37,9 @@ def elsewhere(tmp_path: Path, shapes_dataset: Path) -> Path:
         ("train", "/etc"),
         ("val", "../elsewhere/images/val"),
         ("test", "/etc"),
-        ("path", "/etc"),
-        ("path", ".."),
         ("train", ["images/train", "/etc"]),
     ],
-    ids=["train-absolute", "val-dotdot", "test-absolute", "path-absolute", "path-dotdot", "list"],
+    ids=["train-absolute", "val-dotdot", "test-absolute", "list"],
 )
 def test_a_data_yaml_path_outside_the_dataset_is_bad_input_naming_field_key_and_fix(
     shapes_dataset: Path, elsewhere: Path, tmp_path: Path, key: str, value: object
@@ -55,8 +53,23 @@ def test_a_data_yaml_path_outside_the_dataset_is_bad_input_naming_field_key_and_
     assert refused.value.exit_code == exits.BAD_INPUT
     assert message.startswith(f"spec.dataset.uri: data.yaml in {shapes_dataset} says {key}: ")
     assert "outside the dataset folder" in message
-    assert ("remove 'path'" if key == "path" else f"e.g. {key}: images/{key}") in message
+    assert f"e.g. {key}: images/{key}" in message
     assert not (tmp_path / "work").exists(), "refused before anything was linked"
+
+
+@pytest.mark.parametrize("value", ["/etc", "..", "../datasets/shapes"])
+def test_an_authors_path_outside_the_dataset_is_ignored_and_splits_read_beside_data_yaml(
+    shapes_dataset: Path, tmp_path: Path, value: str
+) -> None:
+    # Ultralytics-style datasets carry their author's `path:` (../datasets/x): here the dataset
+    # is where it was fetched, so that path names nothing of it; the splits stay inside.
+    rewrite(shapes_dataset, path=value)
+    layout = dataset.load(shapes_dataset)
+    assert all(
+        folder.resolve().is_relative_to(shapes_dataset.resolve())
+        for folders in layout.splits.values()
+        for folder in folders
+    )
 
 
 def test_train_etc_in_an_s3_dataset_is_bad_input_not_a_crash(
