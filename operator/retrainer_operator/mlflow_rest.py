@@ -187,7 +187,10 @@ class MlflowRest:
         found = (self._call("GET", path) or {}).get("experiment") or {}
         if not found and create:
             with contextlib.suppress(MlflowError):  # lost to another writer: read theirs
-                self._call("POST", "/api/2.0/mlflow/experiments/create", {"name": experiment})
+                # Created like the trainer creates it: MLflow's model-training view.
+                kind = [{"key": k, "value": v} for k, v in tracking.experiment_tags().items()]
+                payload = {"name": experiment, "tags": kind}
+                self._call("POST", "/api/2.0/mlflow/experiments/create", payload)
             found = (self._call("GET", path) or {}).get("experiment") or {}
             if not found:
                 raise MlflowError(f"experiment {experiment!r} could not be created")

@@ -30,6 +30,8 @@ def test_allocations_recorded_at_once_leave_the_highest_number_recorded(world: W
     assert tracking.allocated_in(found.tags, "ns", "shapes") == {
         tracking.allocated_tag("ns", "shapes", 17): 17
     }
+    # The operator created it as the trainer does: it opens in MLflow's model-training view.
+    assert tracking.experiment_tags().items() <= found.tags.items()
 
 
 def test_the_single_tag_of_an_older_operator_counts_and_is_replaced(world: World) -> None:

@@ -130,7 +130,8 @@ def test_v1_mlflow_run_has_params_epoch_metrics_and_artifacts_in_minio(
     assert not any(k.startswith("weights/") for k in keys)
     # Registered, but the alias (the champion) is the operator's to move, after verification.
     assert mlflow.search_model_versions(f"name='{line.registered}'")[0].run_id == run_id
-    assert mlflow.get_registered_model(line.registered).aliases == {}
+    # The trainer marks it the evaluated challenger; never the champion.
+    assert mlflow.get_registered_model(line.registered).aliases == {"challenger": "1"}
     # The holdout evaluation: v1 is the line's first version, scored on the pinned holdout.
     assert manifest_of(line, 1)["evaluation"]["decision"] == "NoChampion"
     assert "holdout.mAP50" in run.data.metrics

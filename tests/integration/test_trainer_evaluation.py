@@ -70,8 +70,9 @@ def test_a_new_holdout_rescores_the_champion_and_keeps_both_evaluations(
     )
     assert run.data.metrics["holdout.champion.mAP50"] == second["champion"]["metrics"]["mAP50"]
     assert run.data.metrics["holdout.mAP50"] == second["challenger"]["metrics"]["mAP50"]
-    # The trainer never moves the alias: that is the operator's, after verification.
-    assert MlflowClient(world.mlflow_uri).get_registered_model(model).aliases == {}
+    # The trainer never moves the champion alias (the operator's, after verification); it marks
+    # the latest evaluated version the challenger.
+    assert MlflowClient(world.mlflow_uri).get_registered_model(model).aliases == {"challenger": "2"}
 
 
 def test_a_champion_whose_production_copy_was_altered_is_never_scored(
