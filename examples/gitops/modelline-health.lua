@@ -1,8 +1,10 @@
 -- Argo CD health check for retrainer.dev/ModelLine.
 -- Healthy: Ready True and no failed scrub; the message names the latest verified version and
 -- the champion.
--- Degraded: Ready False (a schedule the operator cannot use), or Scrubbed False (a stored copy
--- changed or went missing); the message is the condition's.
+-- Degraded: Ready False (a schedule the operator cannot use, or a lost line whose evidence
+-- cannot be read), Scrubbed False (a stored copy changed or went missing), or ChampionInSync
+-- False (MLflow's alias does not name the champion the status names); the message is the
+-- condition's.
 -- Progressing: no status yet, or a status older than the spec.
 local hs = { status = "Progressing", message = "Waiting for the operator" }
 
@@ -29,7 +31,7 @@ if generation ~= nil and (status.observedGeneration == nil or status.observedGen
   return hs
 end
 
-for _, type in ipairs({ "Ready", "Scrubbed" }) do
+for _, type in ipairs({ "Ready", "Scrubbed", "ChampionInSync" }) do
   local c = condition(status, type)
   if c ~= nil and c.status == "False" then
     hs.status = "Degraded"

@@ -188,8 +188,8 @@ def test_a_ready_line_is_healthy_and_names_its_latest_and_champion() -> None:
     assert line_health(status) == ("Healthy", "latest verified v4, champion v3")
 
 
-@pytest.mark.parametrize("type_", ["Ready", "Scrubbed"])
-def test_an_unusable_schedule_or_a_failed_scrub_is_degraded_with_its_message(type_: str) -> None:
+@pytest.mark.parametrize("type_", ["Ready", "Scrubbed", "ChampionInSync"])
+def test_an_unusable_schedule_a_failed_scrub_or_a_split_champion_is_degraded(type_: str) -> None:
     status = {
         "observedGeneration": 1,
         "conditions": [
