@@ -23,11 +23,10 @@ from retrainer_contract import api, layout
 
 from retrainer_operator import champion_mirror
 from retrainer_operator.conditions import SUCCEEDED, VERIFIED
+from retrainer_operator.mlflow_rest import MlflowRest
 
 __all__ = [
     "EvidenceClient",
-    "RunSearch",
-    "highest_version",
     "recover",
     "verified_in",
     "versions_in",
@@ -40,14 +39,6 @@ class EvidenceClient(Protocol):
     def list_jobs(self, namespace: str, label_selector: str) -> list[dict[str, Any]]: ...
 
     def list_retrainjobs(self, namespace: str) -> list[dict[str, Any]]: ...
-
-
-class RunSearch(Protocol):
-    """The MLflow read recovery needs (mlflow_rest.MlflowRest implements it)."""
-
-    def versions_of(self, experiment: str, namespace: str, model: str) -> list[int]: ...
-
-    def allocated(self, experiment: str, namespace: str, model: str) -> int: ...
 
 
 def versions_in(
@@ -91,7 +82,7 @@ def verified_in(model: str, retrainjobs: Iterable[Mapping[str, Any]]) -> dict[in
 
 def recover(
     cluster: EvidenceClient,
-    mlflow: Any,
+    mlflow: MlflowRest,
     namespace: str,
     model: str,
     experiment: str,
@@ -111,16 +102,3 @@ def recover(
     numbers += [found.highest, mlflow.allocated(experiment, namespace, model)]
     verified = {**found.verified, **verified_in(model, retrainjobs)}
     return max(numbers, default=0), verified, found.champion
-
-
-def highest_version(
-    cluster: EvidenceClient, runs: RunSearch, namespace: str, model: str, experiment: str
-) -> int:
-    """The highest version of `model` with any evidence (0: none). MLflow errors propagate:
-    recovering without the one record that outlives Jobs and RetrainJobs could reuse a number.
-    """
-    jobs = cluster.list_jobs(namespace, f"{api.LABEL_MODEL}={model}")
-    found = versions_in(model, jobs, cluster.list_retrainjobs(namespace))
-    found.extend(runs.versions_of(experiment, namespace, model))
-    found.append(runs.allocated(experiment, namespace, model))
-    return max(found, default=0)

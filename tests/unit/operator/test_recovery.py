@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from retrainer_contract import api
+from retrainer_contract import api, tracking
 from retrainer_operator import ledger, recovery, versions
+from retrainer_operator.mlflow_rest import Run
 
 
 def job(model: str, version: int) -> dict[str, Any]:
@@ -19,7 +20,7 @@ def retrainjob(model: str, version: int | None) -> dict[str, Any]:
 
 
 class Evidence:
-    """Plain stand-ins for the cluster and MLflow reads (recovery.EvidenceClient, RunSearch)."""
+    """Plain stand-ins for the cluster and MLflow reads recovery.recover makes."""
 
     def __init__(
         self, jobs: list[Any], objs: list[Any], runs: list[int] | Exception, tag: int = 0
@@ -34,18 +35,27 @@ class Evidence:
     def list_retrainjobs(self, namespace: str) -> list[dict[str, Any]]:
         return self.objs
 
-    def versions_of(self, experiment: str, namespace: str, model: str) -> list[int]:
+    def line_runs(self, experiment: str, namespace: str, model: str) -> list[Run]:
         if isinstance(self.runs, Exception):
             raise self.runs
-        return self.runs
+        tags = [{"key": tracking.TAG_VERSION, "value": str(v)} for v in self.runs]
+        return [Run({"info": {"run_id": f"r{t['value']}"}, "data": {"tags": [t]}}) for t in tags]
+
+    def registrations_of(self, run_id: str) -> list[tuple[str, str]]:
+        return []
 
     def allocated(self, experiment: str, namespace: str, model: str) -> int:
         return self.tag
 
 
+def highest(evidence: Evidence) -> int:
+    """The number a rebuilt ledger starts above (recovery.recover's first part)."""
+    return recovery.recover(evidence, evidence, "ns", "shapes", "shapes")[0]  # type: ignore[arg-type]
+
+
 def test_the_experiments_allocated_tag_counts_for_versions_that_never_trained() -> None:
     evidence = Evidence([], [retrainjob("shapes", 1)], [], tag=2)
-    assert recovery.highest_version(evidence, evidence, "ns", "shapes", "shapes") == 2
+    assert highest(evidence) == 2
 
 
 def test_jobs_and_statuses_of_other_model_lines_are_not_evidence() -> None:
@@ -59,21 +69,21 @@ def test_jobs_and_statuses_of_other_model_lines_are_not_evidence() -> None:
 
 def test_mlflow_runs_count_when_jobs_and_retrainjobs_are_gone() -> None:
     evidence = Evidence([], [], [1, 2])
-    assert recovery.highest_version(evidence, evidence, "ns", "shapes", "shapes") == 2
+    assert highest(evidence) == 2
     assert evidence.selectors == [f"{api.LABEL_MODEL}=shapes"]
 
 
 def test_the_highest_of_all_sources_wins_and_none_means_zero() -> None:
     evidence = Evidence([job("shapes", 4)], [retrainjob("shapes", 5)], [3])
-    assert recovery.highest_version(evidence, evidence, "ns", "shapes", "shapes") == 5
+    assert highest(evidence) == 5
     empty = Evidence([], [], [])
-    assert recovery.highest_version(empty, empty, "ns", "shapes", "shapes") == 0
+    assert highest(empty) == 0
 
 
 def test_an_unreachable_mlflow_stops_recovery_instead_of_guessing() -> None:
     evidence = Evidence([], [], RuntimeError("MLflow down"))
     with pytest.raises(RuntimeError, match="MLflow down"):
-        recovery.highest_version(evidence, evidence, "ns", "shapes", "shapes")
+        highest(evidence)
 
 
 def test_allocation_starts_above_the_floor_and_keeps_counting_from_the_ledger() -> None:
