@@ -4,12 +4,9 @@ Plus the `retrainer` CLI run against the world."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +18,6 @@ from upkeep_support import store_version
 
 REPO = Path(__file__).resolve().parents[2]
 RETRAINER = str(REPO / ".venv" / "bin" / "retrainer")
-
-
-@contextlib.contextmanager
-def frozen(world: World, component: str) -> Iterator[None]:
-    """Fault point: the world's `component` server frozen (SIGSTOP to its process group), so
-    clients connect and then wait; resumed (SIGCONT) on leaving, whatever happened."""
-    os.killpg(world.pids[component], signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.killpg(world.pids[component], signal.SIGCONT)
 
 
 def retrainer(world: World, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -119,6 +119,17 @@ def running_operator(world: World, namespace: str, log_dir: Path, **env: str) ->
         operator.stop()
 
 
+@contextlib.contextmanager
+def frozen(world: World, component: str) -> Iterator[None]:
+    """Fault point: the world's `component` server frozen (SIGSTOP to its process group), so
+    clients connect and then wait; resumed (SIGCONT) on leaving, whatever happened."""
+    os.killpg(world.pids[component], signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(world.pids[component], signal.SIGCONT)
+
+
 def prepare_namespace(kube: client.ApiClient, namespace: str) -> None:
     """What the chart provides per namespace: the claim and the trainer ServiceAccount."""
     core = client.CoreV1Api(kube)

@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from champion_support import frozen
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from operator_support import (
     condition,
     create,
+    frozen,
     get,
     jobs_of,
     mlflow_json,

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from champion_support import (
     alias_version,
-    frozen,
     registered_versions,
     retrainer,
     run_tags,
@@ -26,7 +25,7 @@ from champion_support import (
     tag_champion,
 )
 from kubernetes import client
-from operator_support import running_operator, wait_for
+from operator_support import frozen, running_operator, wait_for
 from retrainer_contract import layout, tracking
 from retrainer_world.world import World
 from upkeep_support import claim_root, create_line, experiment, get_line, patch_line_status

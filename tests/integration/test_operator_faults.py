@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import urllib.error
@@ -29,6 +28,7 @@ from operator_support import (
     assert_verified_version,
     condition,
     create,
+    frozen,
     get,
     jobs_of,
     mlflow_json,
@@ -57,18 +57,6 @@ SURFACE_SECONDS = 60
 @pytest.fixture
 def dataset(world: World, tmp_path: Path, namespace: str) -> str:
     return upload_dataset(world, tmp_path, f"{namespace}/shapes")
-
-
-@contextlib.contextmanager
-def stopped(world: World, component: str) -> Iterator[None]:
-    """Fault point: the world's `component` server frozen (SIGSTOP to its process group), so
-    clients connect and then wait; resumed (SIGCONT) on leaving, whatever happened."""
-    pgid = world.pids[component]
-    os.killpg(pgid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.killpg(pgid, signal.SIGCONT)
 
 
 def reason_of(obj: dict[str, Any], type_: str) -> str:
@@ -156,7 +144,7 @@ def test_mlflow_down_across_the_end_of_training_with_ttl_0_waits_then_verifies(
             ),
             TRAIN_TIMEOUT,
         )
-        with stopped(world, "mlflow"):  # fault point 2: MLflow frozen
+        with frozen(world, "mlflow"):  # fault point 2: MLflow frozen
             operator.start()
             obj = wait_reason(
                 kube, namespace, "ttl", "Verified", "ManifestUnavailable", 90, operator
@@ -184,7 +172,7 @@ def test_minio_down_after_training_waits_then_verifies(
         wait_phase(kube, namespace, "minio", ("Running",), TRAIN_TIMEOUT, operator)
         operator.kill()  # fault point 1: verification held back until MinIO is down
         wait_training_complete(kube, namespace, "minio", TRAIN_TIMEOUT)
-        with stopped(world, "minio"):  # fault point 2: MinIO frozen after training
+        with frozen(world, "minio"):  # fault point 2: MinIO frozen after training
             operator.start()
             obj = wait_reason(
                 kube, namespace, "minio", "Verified", "ObjectStoreUnavailable", 90, operator
