@@ -246,8 +246,7 @@ def _mirror(
         return 1
     try:
         if facts.run_id:
-            now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            value = tracking.champion_tag_value(now, reason)
+            value = tracking.champion_tag_value(reason)
             mlflow.set_run_tag(facts.run_id, tracking.TAG_CHAMPION, value)
         if name is None:
             print(f"no MLflow alias to set: no version of {model} is registered in MLflow")

@@ -7,6 +7,7 @@ quoting rule, so a uid or a name with a quote cannot make the two disagree.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from typing import Any
 
@@ -145,8 +146,11 @@ def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-def champion_tag_value(since: str, reason: str) -> str:
-    """The TAG_CHAMPION value of a move at `since` (sortable UTC, microseconds) for `reason`."""
+def champion_tag_value(reason: str, since: str | None = None) -> str:
+    """The TAG_CHAMPION value of a move for `reason` at `since` (default now: sortable UTC with
+    microseconds, so the newest of several moves in one second still sorts last)."""
+    if since is None:
+        since = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return f"{since} {reason}"
 
 

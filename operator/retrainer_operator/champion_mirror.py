@@ -15,7 +15,6 @@ Two mirrors, both converged from the record (`sync`), both read back when the re
 
 from __future__ import annotations
 
-import datetime
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from retrainer_contract import tracking
 
 from retrainer_operator.mlflow_rest import MlflowError, MlflowRest, Run
 
-__all__ = ["Evidence", "Sync", "evidence", "holdout_metrics", "precise_now", "sync"]
+__all__ = ["Evidence", "Sync", "evidence", "holdout_metrics", "sync"]
 
 logger = logging.getLogger("retrainer.operator")
 
@@ -57,11 +56,6 @@ class Evidence:
     highest: int
     verified: dict[int, tuple[str, str]]
     champion: dict[str, Any] | None
-
-
-def precise_now() -> str:
-    """A sortable UTC time with microseconds, for the champion tags' order."""
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def holdout_metrics(run: Run) -> dict[str, float]:
@@ -168,7 +162,7 @@ def _tag(mlflow: MlflowRest, run: Run, record: Mapping[str, Any]) -> None:
     if parsed is not None and parsed[0][:19] >= since[:19]:
         return
     reason = str(record.get("reason") or champion_record.PROMOTED)
-    value = tracking.champion_tag_value(precise_now(), reason)
+    value = tracking.champion_tag_value(reason)
     mlflow.set_run_tag(run.run_id, tracking.TAG_CHAMPION, value)
 
 

@@ -69,7 +69,7 @@ def step(
     key = (record.get("version"), record.get("since"))
     now = time.monotonic() if now is None else now
     last = checked(namespace, name)
-    interval = float(getattr(deps.config, "champion_sync_interval", 300.0))
+    interval = deps.config.champion_sync_interval
     if last is not None and last.key == key and last.sync.value and now - last.at < interval:
         return None
     if not isinstance(record.get("version"), int):

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from retrainer_contract import api, tracking
+from retrainer_contract import api
 from retrainer_contract import versions as contract_versions
 
 from retrainer_operator import (
@@ -243,9 +243,6 @@ def _corrections_step(
         )
 
 
-merge_patch = line_status.merge_patch
-
-
 def _rebuild(deps: Any, line: Mapping[str, Any]) -> str | None:
     """A re-applied (or new) ModelLine gets its sequence, verified versions and champion back
     from the durable evidence now, not at its next RetrainJob, so `kubectl get modelline`
@@ -255,12 +252,7 @@ def _rebuild(deps: Any, line: Mapping[str, Any]) -> str | None:
     meta = line["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     spec = {**dict((line.get("spec") or {}).get("template") or {}), "model": name}
-
-    def recover() -> tuple[int, dict[int, tuple[str, str]], dict[str, Any] | None]:
-        return recovery.recover(
-            deps.cluster, deps.mlflow, namespace, name, tracking.experiment_name(spec), spec
-        )
-
+    recover = recovery.recoverer(deps.cluster, deps.mlflow, namespace, spec)
     try:
         versions.ensure(deps.cluster, namespace, name, recover)
     except MlflowError as error:

@@ -146,7 +146,7 @@ def _start(
     meta, spec = body["metadata"], body["spec"]
     ns, uid, model = meta["namespace"], meta["uid"], spec["model"]
 
-    recover = _recover(deps, body)
+    recover = recovery.recoverer(deps.cluster, deps.mlflow, ns, spec)
     try:
         versions.ensure(deps.cluster, ns, model, recover)
         allocation = versions.find(deps.cluster, ns, model, uid)
@@ -216,23 +216,6 @@ def _start(
     base = f" from version {allocation.base_version}" if allocation.base_version else ""
     step.cond(ACCEPTED, True, Reason.JOB_CREATED, f"version {allocation.version}{base}: Job {name}")
     return job
-
-
-def _recover(deps: Deps, body: Mapping[str, Any]) -> versions.Recover:
-    """How this RetrainJob's line is rebuilt from durable evidence if its record is lost."""
-    meta, spec = body["metadata"], body["spec"]
-
-    def recover() -> tuple[int, dict[int, tuple[str, str]], dict[str, Any] | None]:
-        return recovery.recover(
-            deps.cluster,
-            deps.mlflow,
-            meta["namespace"],
-            spec["model"],
-            tracking.experiment_name(spec),
-            spec,
-        )
-
-    return recover
 
 
 def _record_allocated(
@@ -400,7 +383,12 @@ def _verify(deps: Deps, body: Mapping[str, Any], step: _Step, pods: list[Any]) -
     try:
         # A line lost while this version trained gets its record (and champion) back first,
         # so the move below compares with the champion in force, not with an empty record.
-        versions.ensure(deps.cluster, meta["namespace"], model, _recover(deps, body))
+        versions.ensure(
+            deps.cluster,
+            meta["namespace"],
+            model,
+            recovery.recoverer(deps.cluster, deps.mlflow, meta["namespace"], spec),
+        )
     except MlflowError as error:
         message = f"the line's record is lost and MLflow cannot be read to rebuild it: {error}"
         step.cond(VERIFIED, None, Reason.EVIDENCE_UNAVAILABLE, message)

@@ -16,10 +16,10 @@ retrainer_trainer.store.claim_version.)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from retrainer_contract import api, layout
+from retrainer_contract import api, layout, tracking
 
 from retrainer_operator import champion_mirror
 from retrainer_operator.conditions import SUCCEEDED, VERIFIED
@@ -28,6 +28,7 @@ from retrainer_operator.mlflow_rest import MlflowRest
 __all__ = [
     "EvidenceClient",
     "recover",
+    "recoverer",
     "verified_in",
     "versions_in",
 ]
@@ -102,3 +103,16 @@ def recover(
     numbers += [found.highest, mlflow.allocated(experiment, namespace, model)]
     verified = {**found.verified, **verified_in(model, retrainjobs)}
     return max(numbers, default=0), verified, found.champion
+
+
+def recoverer(
+    cluster: EvidenceClient, mlflow: MlflowRest, namespace: str, spec: Mapping[str, Any]
+) -> Callable[[], tuple[int, dict[int, tuple[str, str]], dict[str, Any] | None]]:
+    """`recover` for the line of `spec` (a RetrainJob's spec, or a template with `model`),
+    deferred: the ledger calls it only when the record is lost."""
+    model = str(spec["model"])
+
+    def run() -> tuple[int, dict[int, tuple[str, str]], dict[str, Any] | None]:
+        return recover(cluster, mlflow, namespace, model, tracking.experiment_name(spec), spec)
+
+    return run

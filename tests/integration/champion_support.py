@@ -78,7 +78,7 @@ def tag(world: World, run_id: str, key: str, value: str) -> None:
 
 def tag_champion(world: World, run_id: str, since: str, reason: str = "Promoted") -> None:
     """What the operator writes on a version's run when it becomes champion."""
-    tag(world, run_id, tracking.TAG_CHAMPION, tracking.champion_tag_value(since, reason))
+    tag(world, run_id, tracking.TAG_CHAMPION, tracking.champion_tag_value(reason, since))
 
 
 def set_alias(world: World, registered: str, alias: str, version: str) -> None:

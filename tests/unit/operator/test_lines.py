@@ -6,7 +6,7 @@ import datetime
 from typing import Any
 
 from retrainer_contract import api
-from retrainer_operator import lines, triggers
+from retrainer_operator import line_status, lines, triggers
 
 LINE: dict[str, Any] = {
     "metadata": {"name": "shapes", "namespace": "team", "uid": "line-uid"},
@@ -108,9 +108,9 @@ def test_pending_is_what_the_last_verified_version_did_not_apply() -> None:
 def test_the_status_patch_removes_what_is_gone_and_merges_nested_objects() -> None:
     old = {"scrub": {"jobName": "j", "time": "t0"}, "nextRunTime": "a", "kept": 1}
     new = {"scrub": {"time": "t1"}, "kept": 1, "pendingCorrections": 3}
-    assert lines.merge_patch(old, new) == {
+    assert line_status.merge_patch(old, new) == {
         "scrub": {"jobName": None, "time": "t1"},
         "nextRunTime": None,
         "pendingCorrections": 3,
     }
-    assert lines.merge_patch(new, new) == {}
+    assert line_status.merge_patch(new, new) == {}
