@@ -11,6 +11,7 @@ import argparse
 import datetime as dt
 from typing import Any
 
+from retrainer_contract import evidence
 from retrainer_contract import metrics as metric_keys
 from retrainer_contract import status as vocabulary
 
@@ -87,7 +88,9 @@ def _evaluation(evaluation: dict[str, Any]) -> list[str]:
     lines = _fields(
         [
             ("Decision", evaluation.get("decision")),
+            ("Cause", evaluation.get("cause")),
             ("Reason", " ".join(str(evaluation.get("reason") or "").split())),
+            ("Interval", evidence.interval_line(evaluation) or None),
             ("Metric", metric),
             ("Holdout", evaluation.get("holdoutUri")),
             ("Holdout sha256", table.short_sha(evaluation.get("holdoutSha256"))),
@@ -123,6 +126,10 @@ def _evaluation(evaluation: dict[str, Any]) -> list[str]:
     headers = tuple(f"{role.upper()} {metric}" for role, s in roles if s)
     if per_class:
         lines += ["", *_table_lines(("CLASS", *headers), per_class)]
+    # One line per regression set and per class compared, when a gate asked for them.
+    if evaluation.get("regressionSets") or "maxClassRegression" in evaluation:
+        checks = evidence.lines(evaluation)[1 if evaluation.get("confidence") else 0 :]
+        lines += ["", "Checks:", *(f"  {line}" for line in checks)]
     return lines
 
 

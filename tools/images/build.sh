@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
-# `make images`: builds the operator and trainer images from their Dockerfiles, tags them
-# <registry>/<name>:<tag> and, with PUSH=1, pushes them.
+# `make images`: builds the operator, trainer and mlflow images from their Dockerfiles
+# (<name>/Dockerfile), tags them <registry>/<name>:<tag> and, with PUSH=1, pushes them. The
+# mlflow image is the chart's bundled MLflow server (mlflow.enabled): MLflow with boto3.
 #
 # With a docker daemon, docker builds them from the public bases. Without one, buildah
 # builds the same Dockerfiles, the bases coming in through build arguments: a Debian
-# bookworm root with Python 3.11 made by mmdebstrap stands in for python:3.11-slim and for
-# nvidia/cuda (whose CUDA runtime the trainer only needs on a GPU node: torch's CUDA
-# libraries come from the locked wheels), an image of the host's uv for ghcr.io/astral-sh/uv.
+# bookworm root with Python 3.11 made by mmdebstrap stands in for python:3.11-slim (operator,
+# mlflow) and for nvidia/cuda (whose CUDA runtime the trainer only needs on a GPU node: torch's
+# CUDA libraries come from the locked wheels), an image of the host's uv for
+# ghcr.io/astral-sh/uv.
 #
 # An image is built once per content key (tools/images/contentkey.py: the Dockerfile, what it
 # copies, the build arguments): a warm run only checks that the keyed image exists.
-#   REGISTRY=ghcr.io/retrainer TAG=0.1.0 PUSH= IMAGES="operator trainer" tools/images/build.sh
+#   REGISTRY=ghcr.io/retrainer TAG=0.1.0 PUSH= IMAGES="operator trainer mlflow" tools/images/build.sh
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 registry="${REGISTRY:-ghcr.io/retrainer}"
 tag="${TAG:?TAG is required (make images sets it from the chart appVersion)}"
-images="${IMAGES:-operator trainer}"
+images="${IMAGES:-operator trainer mlflow}"
 
 say() { echo "images: [$(date +%H:%M:%S)] $*" >&2; }
 
@@ -55,7 +57,7 @@ uv_image="$(tools/images/base.sh uv)"
 
 for name in $images; do
   case "$name" in
-    operator) args=(--build-arg "PYTHON_BASE=$python_base") ;;
+    operator|mlflow) args=(--build-arg "PYTHON_BASE=$python_base") ;;
     trainer) args=(--build-arg "TRAINER_BASE=$python_base" --build-arg "UV_IMAGE=$uv_image"
                    --build-arg "TRAINER_PYTHON=/usr/bin/python3.11"
                    --build-arg "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt") ;;

@@ -32,8 +32,8 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from retrainer_contract import evidence, tracking
 from retrainer_contract import status as vocabulary
-from retrainer_contract import tracking
 from retrainer_world import procs, startup
 from retrainer_world import world as worldmod
 
@@ -82,6 +82,9 @@ def retrainjob(name: str, base: dict[str, str], epochs: int, corrections: bool) 
             "metric": "mAP50_95",
             "holdout": {"uri": f"s3://{BUCKET}/{HOLDOUT_PREFIX}"},
             "minImprovement": 0.01,
+            # A paired bootstrap over the holdout's images: promoted only when the lower
+            # bound of the improvement's 95% interval clears the margin.
+            "confidence": 0.95,
         },
     }
     if corrections:
@@ -304,6 +307,9 @@ def _decision(obj: dict[str, Any]) -> None:
         line += f" vs champion v{champion.get('version')} {theirs:.3f}"
     promoted = vocabulary.get_condition(status, vocabulary.PROMOTED) or {}
     say(f"{line} -> {evaluation.get('decision')}: {promoted.get('message', '')}")
+    interval = evidence.interval_line(evaluation)
+    if interval:
+        say(f"v{status.get('version')}: {interval}")
 
 
 def _wait(api: client.ApiClient, name: str, timeout: float, op_log: Path) -> dict[str, Any]:

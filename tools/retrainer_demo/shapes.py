@@ -51,12 +51,14 @@ class Box:
         return f"{self.cls} {self.x:.6f} {self.y:.6f} {self.w:.6f} {self.h:.6f}"
 
 
-def _draw_image(rng: random.Random, size: int) -> tuple[Image.Image, list[Box]]:
+def _draw_image(
+    rng: random.Random, size: int, classes: Sequence[int] | None = None
+) -> tuple[Image.Image, list[Box]]:
     image = Image.new("RGB", (size, size), BACKGROUND)
     draw = ImageDraw.Draw(image)
     boxes: list[Box] = []
     for _ in range(rng.randint(1, 2)):
-        cls = rng.randrange(len(NAMES))
+        cls = rng.randrange(len(NAMES)) if classes is None else rng.choice(list(classes))
         side = rng.randint(size // 4, size // 2)
         x0 = rng.randint(0, size - side)
         y0 = rng.randint(0, size - side)
@@ -88,10 +90,10 @@ def _wrong(box: Box) -> Box:
 
 
 def _samples(
-    seed: int, split: str, count: int, size: int
+    seed: int, split: str, count: int, size: int, classes: Sequence[int] | None = None
 ) -> list[tuple[str, Image.Image, list[Box]]]:
     rng = random.Random(f"{seed}:{split}")
-    return [(f"{split}_{i:04d}", *_draw_image(rng, size)) for i in range(count)]
+    return [(f"{split}_{i:04d}", *_draw_image(rng, size, classes)) for i in range(count)]
 
 
 def generate_dataset(
@@ -102,16 +104,19 @@ def generate_dataset(
     val: int = 8,
     size: int = 64,
     noisy: int = 2,
+    classes: Sequence[int] | None = None,
 ) -> Path:
     """Write `dest/{data.yaml,images/{train,val},labels/{train,val}}`; returns `dest`.
 
     The first `noisy` training images get their first box's class wrong (the mistakes that
-    `write_corrections` fixes).
+    `write_corrections` fixes). `classes`: draw only these class ids (data.yaml still names
+    all three), e.g. new data in which one class no longer appears.
     """
     root = Path(dest)
     root.mkdir(parents=True, exist_ok=True)
     for split, count in (("train", train), ("val", val)):
-        for index, (stem, image, boxes) in enumerate(_samples(seed, split, count, size)):
+        samples = _samples(seed, split, count, size, classes)
+        for index, (stem, image, boxes) in enumerate(samples):
             if split == "train" and index < noisy:
                 boxes = [_wrong(boxes[0]), *boxes[1:]]
             _write_sample(root, split, stem, image, boxes)
@@ -123,13 +128,21 @@ def generate_dataset(
     return root
 
 
-def generate_holdout(dest: str | Path, *, seed: int = 0, count: int = 16, size: int = 64) -> Path:
+def generate_holdout(
+    dest: str | Path,
+    *,
+    seed: int = 0,
+    count: int = 16,
+    size: int = 64,
+    classes: Sequence[int] | None = None,
+) -> Path:
     """Write a pinned holdout `dest/{data.yaml,images,labels}` (never trained on, no noise).
 
     Its images come from their own random stream, so none is a dataset or corrections image.
     """
     root = Path(dest)
-    for index, (_stem, image, boxes) in enumerate(_samples(seed, "holdout", count, size)):
+    samples = _samples(seed, "holdout", count, size, classes)
+    for index, (_stem, image, boxes) in enumerate(samples):
         _write_sample(root, "", f"holdout_{index:04d}", image, boxes)
     names = "\n".join(f"  {i}: {name}" for i, name in enumerate(NAMES))
     (root / "data.yaml").write_text(f"val: images\nnames:\n{names}\n", encoding="utf-8")

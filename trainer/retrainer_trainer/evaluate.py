@@ -7,20 +7,24 @@ size and thresholds; the champion is always re-scored (its production copy on th
 trusted only when its sha256 matches its metadata file), so a changed holdout never compares
 numbers from two different sets: its last recorded evaluation is kept beside the new one.
 The decision is the contract's (`evaluation.decide`); moving the champion is the operator's.
+Under spec.promotion's gates the same step also scores both versions on each regression set
+and computes the paired-bootstrap interval of the improvement (bootstrap.py) from the
+per-image matches the holdout validation already made.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retrainer_contract import documents, evaluation, integrity, layout
+from retrainer_contract import documents, evaluation, evidence, gates, integrity, layout
 from retrainer_contract import metrics as metric_keys
 
-from retrainer_trainer import checkpoints, logs, store, training
+from retrainer_trainer import bootstrap, checkpoints, logs, regression, store, training
 from retrainer_trainer.config import Config
 from retrainer_trainer.dataset import FIELD as dataset_field
 from retrainer_trainer.errors import BadInput, CorruptedWeights, TrainerError
@@ -156,7 +160,9 @@ def per_class_table(doc: dict[str, Any]) -> dict[str, Any]:
     return {"columns": columns, "data": rows}
 
 
-def _validate(config: Config, holdout: Holdout, weights: Path, role: str, device: Any) -> Any:
+def _validate(
+    config: Config, holdout: Holdout, weights: Path, role: str, device: Any
+) -> training.ValResult:
     started = time.monotonic()
     result = training.validate(
         weights=weights,
@@ -182,10 +188,14 @@ def _record(
             {metric_keys.champion_holdout_key(k): v for k, v in doc[CHAMPION]["metrics"].items()}
         )
     tracker.log_metrics(run.run_id, 0, scores)
+    tracker.log_metrics(run.run_id, 0, gate_metrics(doc))
     folder = config.workdir / "evaluation"
     table = folder / "per_class_ap.json"
     store.atomic_write_json(table, per_class_table(doc))
     tracker.upload(run.run_id, table, "evaluation")
+    gates_table = folder / evidence.TABLE_NAME
+    store.atomic_write_json(gates_table, evidence.table(doc))
+    tracker.upload(run.run_id, gates_table, "evaluation")
     for role, result in results.items():
         for plot in PLOTS:
             if (result.save_dir / plot).is_file():
@@ -195,6 +205,66 @@ def _record(
     tracker.upload(run.run_id, summary, "evaluation")
 
 
+def gate_metrics(doc: dict[str, Any]) -> dict[str, float]:
+    """The gates' numbers as run metrics: the interval's bounds, each regression set's scores."""
+    out: dict[str, float] = {}
+    interval = doc.get("confidence")
+    if interval:
+        out["promotion.improvement_low"] = float(interval["low"])
+        out["promotion.improvement_high"] = float(interval["high"])
+    metric = str(doc.get("metric") or "")
+    for entry in doc.get("regressionSets") or []:
+        if entry.get("error"):
+            continue
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(entry["name"]))
+        out[f"regression.{name}.{metric}"] = float(entry["challenger"]["metrics"].get(metric, 0))
+        out[f"regression.{name}.champion.{metric}"] = float(
+            entry["champion"]["metrics"].get(metric, 0)
+        )
+    return out
+
+
+def _score_set(
+    config: Config, i: int, loaded: regression.Loaded, weights: Path, theirs: Path, device: Any
+) -> gates.SetResult:
+    """One regression set scored with both versions (or the reason it could not be read)."""
+    if loaded.copy is None:
+        return gates.SetResult(loaded.set, {}, {}, {}, {}, error=loaded.error)
+    ours = _validate(config, loaded.copy, weights, f"regression-{i}-{CHALLENGER}", device)
+    champ = _validate(config, loaded.copy, theirs, f"regression-{i}-{CHAMPION}", device)
+    return gates.SetResult(
+        loaded.set,
+        ours.metrics,
+        champ.metrics,
+        ours.per_class,
+        champ.per_class,
+        loaded.copy.sha256,
+        loaded.copy.images,
+    )
+
+
+def _interval(
+    policy: evaluation.Policy, results: dict[str, training.ValResult]
+) -> gates.Interval | None:
+    """The paired-bootstrap interval on the holdout (None: no confidence asked, no champion)."""
+    if policy.confidence is None or CHAMPION not in results:
+        return None
+    started = time.monotonic()
+    found = bootstrap.paired_interval(
+        results[CHALLENGER].matches,
+        results[CHAMPION].matches,
+        policy.metric,
+        policy.confidence,
+        policy.resamples,
+        policy.seed,
+    )
+    interval = gates.Interval.from_dict(found.to_dict())
+    logs.event(
+        "holdout.bootstrap", seconds=round(time.monotonic() - started, 3), **interval.to_dict()
+    )
+    return interval
+
+
 def evaluate(
     config: Config,
     holdout: Holdout,
@@ -202,6 +272,7 @@ def evaluate(
     device: Any,
     tracker: Tracker,
     run: RunRef,
+    sets: tuple[regression.Loaded, ...] = (),
 ) -> dict[str, Any]:
     """Score version N (`weights`) and the champion on the holdout; the evaluation document."""
     policy = config.spec.promotion
@@ -219,7 +290,16 @@ def evaluate(
         theirs = evaluation.Scores(
             current.version, results[CHAMPION].metrics, results[CHAMPION].per_class
         )
-    verdict = evaluation.decide(policy, ours, theirs)
+    interval = _interval(policy, results)
+    scored_sets = (
+        [
+            _score_set(config, i, loaded, weights, current.weights, device)
+            for i, loaded in enumerate(sets)
+        ]
+        if current is not None
+        else []
+    )
+    verdict = evaluation.decide(policy, ours, theirs, interval, scored_sets)
     doc = evaluation.document(
         policy=policy,
         holdout_sha256=holdout.sha256,
@@ -231,7 +311,9 @@ def evaluate(
         champion_recorded=current.recorded if current else None,
         verdict=verdict,
         evaluated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        interval=interval,
+        sets=scored_sets,
     )
     _record(tracker, run, config, doc, results)
-    logs.event("evaluation", decision=verdict.decision, reason=verdict.reason)
+    logs.event("evaluation", decision=verdict.decision, cause=verdict.cause, reason=verdict.reason)
     return doc

@@ -40,24 +40,25 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in dataset.IMAGE_SUFFIXES)
 
 
-def _folder(root: Path) -> tuple[Path, tuple[str, ...]]:
-    data, names = dataset.read_data_yaml(root, FIELD, "the holdout", "names and val")
+def _folder(root: Path, field: str) -> tuple[Path, tuple[str, ...]]:
+    data, names = dataset.read_data_yaml(root, field, "the holdout", "names and val")
     key = "val" if data.get("val") else "test"
     entry = data.get(key)
     if not isinstance(entry, str):
-        raise BadInput(f"{FIELD}: data.yaml in {root} must name the holdout images as val")
-    folder = dataset.inside(root, root, entry, key, FIELD)
+        raise BadInput(f"{field}: data.yaml in {root} must name the holdout images as val")
+    folder = dataset.inside(root, root, entry, key, field)
     if not folder.is_dir():
-        raise BadInput(f"{FIELD}: data.yaml in {root} must name the holdout images as val")
+        raise BadInput(f"{field}: data.yaml in {root} must name the holdout images as val")
     return folder, names
 
 
-def load(root: Path, names: tuple[str, ...], work: Path) -> Holdout:
-    """Check the holdout at `root` against the dataset's class `names`; copy it into `work`."""
-    images_dir, holdout_names = _folder(root)
+def load(root: Path, names: tuple[str, ...], work: Path, field: str = FIELD) -> Holdout:
+    """Check the holdout at `root` against the dataset's class `names`; copy it into `work`.
+    `field` names the spec field in errors (a regression set is loaded the same way)."""
+    images_dir, holdout_names = _folder(root, field)
     if holdout_names != names:
         raise BadInput(
-            f"{FIELD}: the holdout's classes {list(holdout_names)} differ from the dataset's "
+            f"{field}: the holdout's classes {list(holdout_names)} differ from the dataset's "
             f"{list(names)}; both versions must be scored on the same classes"
         )
     if work.exists():
@@ -83,7 +84,7 @@ def load(root: Path, names: tuple[str, ...], work: Path) -> Holdout:
     if not by_content:
         problems.append(f"no images in {images_dir}")
     if problems:
-        raise BadInput(f"{FIELD}: {len(problems)} problem(s) in {root}", problems)
+        raise BadInput(f"{field}: {len(problems)} problem(s) in {root}", problems)
     data_yaml = dataset.write_data_yaml(work, names, train="images/val")
     return Holdout(data_yaml, dataset.tree_sha256(root), len(by_content), by_content, names)
 

@@ -22,7 +22,7 @@ from retrainer_trainer.datacache import Cache
 from retrainer_trainer.errors import BadInput, TrainerError
 from retrainer_trainer.fetch import Source
 
-__all__ = ["BaseModel", "Inputs", "resolve", "resolve_base"]
+__all__ = ["BaseModel", "Inputs", "folder", "resolve", "resolve_base"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,8 @@ def _download_object(client: Any, uri: str, dest: Path, field: str) -> Path:
     return dest
 
 
-def _folder(config: Config, cache: Cache, uri: str, field: str) -> Source:
+def folder(config: Config, cache: Cache, uri: str, field: str) -> Source:
+    """The folder at `uri` (s3:// through the dataset cache, or on the claim) as a Source."""
     if uri.startswith("s3://"):
         client = _client(config, max_connections=config.fetch_concurrency)
         source, _ = fetch.fetch_prefix(
@@ -145,14 +146,14 @@ def resolve_base(config: Config) -> BaseModel:
 def resolve(config: Config, cache: Cache) -> Inputs:
     """The inputs; s3:// folders come through the dataset cache on the claim (fetch.py)."""
     spec = config.spec
-    dataset = _folder(config, cache, spec.dataset_uri, "spec.dataset.uri")
+    dataset = folder(config, cache, spec.dataset_uri, "spec.dataset.uri")
     corrections = (
-        _folder(config, cache, spec.corrections_uri, "spec.corrections.uri")
+        folder(config, cache, spec.corrections_uri, "spec.corrections.uri")
         if spec.corrections_uri
         else None
     )
     holdout = (
-        _folder(config, cache, spec.promotion.holdout_uri, "spec.promotion.holdout.uri")
+        folder(config, cache, spec.promotion.holdout_uri, "spec.promotion.holdout.uri")
         if spec.promotion is not None
         else None
     )

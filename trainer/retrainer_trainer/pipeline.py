@@ -384,7 +384,7 @@ def _produce(
     if prep.holdout is not None:
         with tracker.scoring(model):
             scored = evaluate.evaluate(
-                config, prep.holdout, paths.training_run, device, tracker, run_ref
+                config, prep.holdout, paths.training_run, device, tracker, run_ref, prep.regression
             )
     mlflow_info = _register(tracker, config, run_ref, model, scored)
     lineage = documents.lineage(

@@ -25,6 +25,7 @@ from retrainer_trainer import (
     holdout,
     inputs,
     logs,
+    regression,
     store,
     worktree,
 )
@@ -46,6 +47,7 @@ class Prepared:
         tree: str = "",
         reused: bool = False,
         pinned: holdout.Holdout | None = None,
+        sets: tuple[regression.Loaded, ...] = (),
     ) -> None:
         self.data_yaml = data_yaml
         self.metadata = metadata
@@ -54,6 +56,7 @@ class Prepared:
         self.tree = tree  # the working tree's name under the cache's trees/
         self.reused = reused  # the tree was there already (nothing linked this run)
         self.holdout = pinned  # spec.promotion's pinned holdout, checked and copied
+        self.regression = sets  # its regression sets, copied or each with why it could not be
 
 
 def _populate(
@@ -88,17 +91,19 @@ def _populate(
     }
 
 
-def _holdout(config: Config, resolved: inputs.Inputs, cache: Cache) -> holdout.Holdout | None:
+def _holdout(
+    config: Config, resolved: inputs.Inputs, cache: Cache
+) -> tuple[holdout.Holdout | None, tuple[regression.Loaded, ...]]:
     """Under spec.promotion: the holdout checked against the dataset's classes and copied to
-    the workdir (small by design), and the policy checked against it."""
+    the workdir (small by design), the policy checked against it, and the regression sets."""
     if resolved.holdout is None or config.spec.promotion is None:
-        return None
+        return None, ()
     with worktree.view(resolved.dataset, cache, full=False) as root:
         names = dataset.load(root).names
     with worktree.view(resolved.holdout, cache) as root:
         pinned = holdout.load(root, names, config.workdir / "holdout")
     evaluate.check_policy(config.spec.promotion, pinned)
-    return pinned
+    return pinned, regression.load(config, cache, names)
 
 
 def prepare_data(config: Config, resolved: inputs.Inputs, cache: Cache) -> Prepared:
@@ -108,7 +113,7 @@ def prepare_data(config: Config, resolved: inputs.Inputs, cache: Cache) -> Prepa
     corrections_sha = (
         worktree.tree_sha256(resolved.corrections.files) if resolved.corrections else ""
     )
-    pinned = _holdout(config, resolved, cache)
+    pinned, sets = _holdout(config, resolved, cache)
     # The holdout's hash is part of the key: a new holdout checks the corrections against it.
     key = worktree.tree_key(dataset_sha, corrections_sha + (pinned.sha256 if pinned else ""))
     sources = [resolved.dataset, *([resolved.corrections] if resolved.corrections else [])]
@@ -146,7 +151,9 @@ def prepare_data(config: Config, resolved: inputs.Inputs, cache: Cache) -> Prepa
     if resolved.holdout is not None:
         sources.append(resolved.holdout)
     shas = {f.sha256 for s in sources for f in s.files.values()}
-    return Prepared(tree / layout.DATA_YAML, metadata, applied_doc, shas, name, reused, pinned)
+    return Prepared(
+        tree / layout.DATA_YAML, metadata, applied_doc, shas, name, reused, pinned, sets
+    )
 
 
 def prepare_cached(

@@ -23,7 +23,7 @@ from typing import Any
 from retrainer_contract import faults, layout
 from retrainer_contract import metrics as metric_keys
 
-from retrainer_trainer import checkpoints, labelcache, logs, runfolder
+from retrainer_trainer import bootstrap, checkpoints, labelcache, logs, runfolder
 from retrainer_trainer.config import Training
 from retrainer_trainer.errors import BadInput, CorruptedWeights
 
@@ -300,11 +300,13 @@ def train(
 
 @dataclass
 class ValResult:
-    """One version scored on one set: overall and per-class metrics, its plots' folder."""
+    """One version scored on one set: overall and per-class metrics, its plots' folder, and the
+    per-image matches they were counted from (for the paired bootstrap, `bootstrap`)."""
 
     metrics: dict[str, float]
     per_class: dict[str, dict[str, float]]
     save_dir: Path
+    matches: bootstrap.Matches = field(default_factory=bootstrap.Matches)
 
 
 def validate(
@@ -321,12 +323,32 @@ def validate(
 
     Per class: precision, recall, mAP50 and mAP50_95 of each class the set has instances of.
     The run is single-device (a list of GPUs validates on the first) and deterministic.
+    Each image's matches are kept as Ultralytics counts them (DetMetrics.stats, which it empties
+    after the last batch), named by the image's path under the data.yaml's folder.
     """
     from ultralytics import YOLO
 
     if save_dir.exists():
         shutil.rmtree(save_dir)
     model = YOLO(str(weights))
+    root = data_yaml.parent.resolve()
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def keep_matches(validator: Any) -> None:
+        update = validator.update_metrics
+
+        def update_metrics(preds: Any, batch: dict[str, Any]) -> None:
+            stats = validator.metrics.stats
+            first = len(stats["tp"])
+            update(preds, batch)  # one update_stats per image of the batch, in batch order
+            for i, file in enumerate(batch["im_file"]):
+                path = Path(os.path.abspath(file))  # its folder as Ultralytics resolved it
+                name = path.relative_to(root).as_posix() if path.is_relative_to(root) else file
+                seen.append((name, {key: values[first + i] for key, values in stats.items()}))
+
+        validator.update_metrics = update_metrics
+
+    model.add_callback("on_val_start", keep_matches)
     labelcache.scrub(data_yaml.parent)
     result = model.val(
         data=str(data_yaml),
@@ -350,4 +372,14 @@ def validate(
         per_class[str(names[int(cls)])] = {
             key: round(float(value), 6) for key, value in zip(metric_keys.KEYS, values, strict=True)
         }
-    return ValResult(standard_metrics(result.results_dict), per_class, Path(result.save_dir))
+    matches = bootstrap.Matches(
+        images=tuple(name for name, _ in seen),
+        tp=tuple(stat["tp"] for _, stat in seen),
+        conf=tuple(stat["conf"] for _, stat in seen),
+        pred_cls=tuple(stat["pred_cls"] for _, stat in seen),
+        target_cls=tuple(stat["target_cls"] for _, stat in seen),
+        names=tuple(str(names[i]) for i in sorted(names)),
+    )
+    return ValResult(
+        standard_metrics(result.results_dict), per_class, Path(result.save_dir), matches
+    )

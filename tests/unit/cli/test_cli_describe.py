@@ -125,3 +125,52 @@ def test_describe_shows_the_holdout_comparison_of_both_versions() -> None:
     assert "champion v1 (holdout efefefefefef)" in section
     assert "circle   0.500" in section
     assert "square   <none>" in section
+
+
+def test_describe_shows_the_interval_and_a_line_per_regression_set_and_class() -> None:
+    evaluation = {
+        "holdoutUri": "datasets/shapes-holdout",
+        "metric": "mAP50",
+        "decision": "Rejected",
+        "cause": "Regressed",
+        "reason": "regression set night: mAP50 0.3000 is below the champion's 0.6000",
+        "challenger": {"version": 3, "metrics": {"mAP50": 0.6}, "perClass": {}},
+        "champion": {"version": 2, "metrics": {"mAP50": 0.5}, "perClass": {}},
+        "confidence": {
+            "metric": "mAP50",
+            "confidence": 0.95,
+            "resamples": 1000,
+            "seed": 4,
+            "observed": 0.1,
+            "low": 0.02,
+            "high": 0.18,
+        },
+        "regressionSets": [
+            {
+                "name": "night",
+                "uri": "s3://d/night",
+                "tolerance": 0.02,
+                "origin": "spec",
+                "challenger": {"metrics": {"mAP50": 0.3}, "perClass": {"circle": {"mAP50": 0.1}}},
+                "champion": {"metrics": {"mAP50": 0.6}, "perClass": {"circle": {"mAP50": 0.7}}},
+            },
+            {"name": "gone", "uri": "s3://d/gone", "tolerance": 0, "error": "NoSuchKey"},
+        ],
+        "maxClassRegression": 0.05,
+        "classRegressions": [
+            {"set": "night", "class": "circle", "challenger": 0.1, "champion": 0.7, "drop": 0.6}
+        ],
+    }
+    job = {**FAILED_JOB, "status": {**FAILED_JOB["status"], "evaluation": evaluation}}
+    text = describe.render_describe(job, [], NOW)
+    section = text[text.index("Evaluation (holdout):") : text.index("Events:")]
+    assert "Cause:" in section and "Regressed" in section
+    assert "95% interval of the mAP50 improvement: [+0.0200, +0.1800]" in section
+    assert "seed 4" in section
+    checks = section[section.index("Checks:") :]
+    assert "regression set night: 0.3000 vs champion 0.6000 (-0.3000, tolerance 0.0200) FAILED" in (
+        checks
+    )
+    assert "regression set gone: unavailable: NoSuchKey FAILED" in checks
+    assert "class circle on night: 0.1000 vs champion 0.7000 (-0.6000) FAILED" in checks
+    assert "interval" not in checks  # shown once, above
