@@ -243,8 +243,16 @@ def test_bundled_mode_points_the_operator_at_the_bundled_services(helm: HelmRunn
     (monitor,) = find(objects, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     (mlflow,) = find(objects, "Deployment", name="retrainer-mlflow")
-    args = mlflow["spec"]["template"]["spec"]["containers"][0]["args"]
+    pod = mlflow["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
     assert "--default-artifact-root=s3://mlflow" in args
+    # The project's own MLflow image (boto3 inside), serving the S3 artifacts itself, and
+    # answering the Service's names (MLflow 3 refuses unknown Host headers).
+    images = {c["image"] for c in pod["containers"] + pod.get("initContainers", [])}
+    assert images == {"ghcr.io/retrainer/mlflow:0.1.0"}
+    assert "--serve-artifacts" in args and "--artifacts-destination=s3://mlflow" in args
+    (hosts,) = [a for a in args if a.startswith("--allowed-hosts=")]
+    assert "retrainer-mlflow.retrainer-system.svc" in hosts.split("=", 1)[1].split(",")
 
 
 def test_external_values_reach_the_operator_config(helm: HelmRunner) -> None:
