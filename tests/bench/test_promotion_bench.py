@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from retrainer_contract import gates
 from retrainer_demo import shapes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +29,7 @@ from pathlib import Path
 from retrainer_trainer import training
 training.prepare(Path(sys.argv[1]))
 from ultralytics import YOLO
-YOLO("yolo11n.yaml").train(data=sys.argv[2], epochs=4, imgsz=64, batch=16, workers=0,
+YOLO("yolo11n.yaml").train(data=sys.argv[2], epochs=12, imgsz=64, batch=16, workers=0,
     device="cpu", amp=False, project=sys.argv[3], name="w", exist_ok=True, seed=int(sys.argv[4]),
     mosaic=0.0, optimizer="AdamW", lr0=0.003, warmup_epochs=1, plots=False)
 """
@@ -55,7 +56,7 @@ def a_set(folder: Path, seed: int) -> Path:
 def test_gated_scoring_over_plain_validation_of_both_versions_on_three_sets(
     tmp_path: Path,
 ) -> None:
-    data = shapes.generate_dataset(tmp_path / "data", seed=1, train=96, val=16, size=IMGSZ)
+    data = shapes.generate_dataset(tmp_path / "data", seed=1, train=128, val=16, size=IMGSZ)
     versions = [trained(tmp_path, data / "data.yaml", seed) for seed in (0, 1)]
     sets = [a_set(tmp_path / f"set-{i}", seed=20 + i) for i in range(3)]  # holdout + 2 sets
 
@@ -73,7 +74,7 @@ def test_gated_scoring_over_plain_validation_of_both_versions_on_three_sets(
                     exist_ok=True, verbose=False,
                 )  # fmt: skip
 
-    found: list[bootstrap.Interval] = []
+    found: list[gates.Interval] = []
     kept: list[tuple[bootstrap.Matches, bootstrap.Matches]] = []
 
     def gated() -> None:
@@ -124,7 +125,8 @@ def test_gated_scoring_over_plain_validation_of_both_versions_on_three_sets(
         f"\npromotion gates: scoring 2 versions x 3 sets (48 images each) + {RESAMPLES} paired "
         f"resamples over plain validation of the same: median ratio "
         f"{statistics.median(ratios):.3f} (goal <= 1.15); plain {statistics.median(plains):.2f} s, "
-        f"gated {statistics.median(ours):.2f} s, of which the bootstrap {alone:.3f} s; "
+        f"gated {statistics.median(ours):.2f} s, of which the bootstrap {alone:.3f} s; rounds "
+        f"{[round(r, 3) for r in ratios]}; "
         f"interval {interval.to_dict()}",
         file=sys.stderr,
     )

@@ -158,7 +158,11 @@ def operator_in_prepared_namespace(
 
 def upload_dataset(world: World, tmp: Path, prefix: str, **kwargs: Any) -> str:
     """Generate the shapes dataset and upload it to MinIO; returns its s3:// URI."""
-    folder = shapes.generate_dataset(tmp / prefix, **kwargs)
+    return upload_folder(world, shapes.generate_dataset(tmp / prefix, **kwargs), prefix)
+
+
+def upload_folder(world: World, folder: Path, prefix: str) -> str:
+    """Upload a generated folder (a holdout, a regression set) to MinIO; its s3:// URI."""
     shapes.upload_folder(world.minio_client(), DATASET_BUCKET, prefix, folder)
     return f"s3://{DATASET_BUCKET}/{prefix}"
 

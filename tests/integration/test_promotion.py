@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from kubernetes import client
 from operator_support import (
-    DATASET_BUCKET,
     TRAIN_TIMEOUT,
     condition,
     create,
@@ -31,6 +30,7 @@ from operator_support import (
     retrainjob,
     run_of_uid,
     upload_dataset,
+    upload_folder,
     wait_finished,
     wait_phase,
     wait_training_complete,
@@ -46,11 +46,6 @@ pytestmark = pytest.mark.integration
 TRAIN, SIZE, IMGSZ = 128, 64, 64
 GOOD_EPOCHS = 15
 FAST = {"workers": 0, "warmup_epochs": 1, "mosaic": 0.0, "optimizer": "AdamW", "lr0": 0.003}
-
-
-def upload(world: World, folder: Path, prefix: str) -> str:
-    shapes.upload_folder(world.minio_client(), DATASET_BUCKET, prefix, folder)
-    return f"s3://{DATASET_BUCKET}/{prefix}"
 
 
 def promoted_job(
@@ -90,7 +85,7 @@ def alias_run(world: World, registered: str) -> str | None:
 @pytest.fixture
 def holdout(world: World, tmp_path: Path, namespace: str) -> str:
     folder = shapes.generate_holdout(tmp_path / "holdout", seed=0, count=16, size=SIZE)
-    return upload(world, folder, f"{namespace}/holdout")
+    return upload_folder(world, folder, f"{namespace}/holdout")
 
 
 def champion_of(kube: client.ApiClient, namespace: str) -> dict[str, Any]:
@@ -190,7 +185,7 @@ def test_a_corrections_file_touching_the_holdout_fails_naming_the_file(
     fixes = shapes.write_corrections(tmp_path / "fixes", seed=0)
     shutil.copyfile(pinned / "images" / "holdout_0003.png", fixes / "images" / "train" / "h.png")
     (fixes / "labels" / "train" / "h.txt").write_text("0 0.5 0.5 0.3 0.3\n")
-    corrections = upload(world, fixes, f"{namespace}/fixes")
+    corrections = upload_folder(world, fixes, f"{namespace}/fixes")
     body = promoted_job(
         "touching", dataset, holdout, namespace, 1, corrections={"uri": corrections}
     )

@@ -31,6 +31,7 @@ from operator_support import (
     operator_in_prepared_namespace,
     retrainjob,
     upload_dataset,
+    upload_folder,
     wait_finished,
 )
 from retrainer_contract import evidence, layout
@@ -45,11 +46,6 @@ FAST = {"workers": 0, "warmup_epochs": 1, "mosaic": 0.0, "optimizer": "AdamW", "
 NUDGE = {"workers": 0, "warmup_epochs": 0, "mosaic": 0.0, "optimizer": "AdamW", "lr0": 0.00002}
 NO_TRIANGLES = (0, 1)
 MARGIN = 0.01  # the least gain worth a new champion: the interval's lower bound must clear it
-
-
-def upload(world: World, folder: Path, prefix: str) -> str:
-    shapes.upload_folder(world.minio_client(), DATASET_BUCKET, prefix, folder)
-    return f"s3://{DATASET_BUCKET}/{prefix}"
 
 
 def job(
@@ -102,7 +98,7 @@ def test_noise_is_not_significant_forgetting_is_regressed_and_better_is_promoted
     world: World, namespace: str, kube: client.ApiClient, crd: object, tmp_path: Path
 ) -> None:
     dataset = upload_dataset(world, tmp_path, f"{namespace}/shapes", train=TRAIN, size=SIZE)
-    old_holdout = upload(
+    old_holdout = upload_folder(
         world,
         shapes.generate_holdout(tmp_path / "old", seed=0, count=24, size=SIZE),
         f"{namespace}/holdout-old",
@@ -110,8 +106,8 @@ def test_noise_is_not_significant_forgetting_is_regressed_and_better_is_promoted
     new_data = shapes.generate_dataset(
         tmp_path / "new", seed=5, train=TRAIN, size=SIZE, classes=NO_TRIANGLES
     )
-    new_dataset = upload(world, new_data, f"{namespace}/new")
-    new_holdout = upload(
+    new_dataset = upload_folder(world, new_data, f"{namespace}/new")
+    new_holdout = upload_folder(
         world,
         shapes.generate_holdout(
             tmp_path / "newh", seed=9, count=24, size=SIZE, classes=NO_TRIANGLES

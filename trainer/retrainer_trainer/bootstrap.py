@@ -14,13 +14,13 @@ confidence grid falls among them. Each resample is one row of the arrays; nothin
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
+from retrainer_contract import gates
 from retrainer_contract import metrics as metric_keys
 
-__all__ = ["Interval", "Matches", "paired_interval", "per_class", "resample_weights", "scores"]
+__all__ = ["Matches", "paired_interval", "per_class", "resample_weights", "scores"]
 
 EPS = 1e-16  # ap_per_class's
 AP_X = np.linspace(0, 1, 101)  # compute_ap's recall points (COCO)
@@ -44,23 +44,6 @@ class Matches:
     pred_cls: tuple[np.ndarray, ...] = ()
     target_cls: tuple[np.ndarray, ...] = ()
     names: tuple[str, ...] = ()  # class names by id
-
-
-@dataclass(frozen=True)
-class Interval:
-    """ours - theirs (challenger - champion) on the full set, and the two-sided percentile
-    interval of the paired differences over the resamples."""
-
-    metric: str
-    confidence: float
-    resamples: int
-    seed: int
-    observed: float
-    low: float
-    high: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -266,7 +249,7 @@ def _paired(ours: Matches, theirs: Matches) -> np.ndarray:
 
 def paired_interval(
     ours: Matches, theirs: Matches, metric: str, confidence: float, resamples: int, seed: int
-) -> Interval:
+) -> gates.Interval:
     """ours - theirs on `metric`, both counted on the same `resamples` draws of the images."""
     if metric not in _COLUMNS or not 0 < confidence < 1 or resamples < 1:
         raise ValueError(
@@ -284,7 +267,7 @@ def paired_interval(
     observed = difference(np.ones((1, len(ours.images)), np.int64))[0]
     diffs = difference(resample_weights(len(ours.images), resamples, seed))
     low, high = np.quantile(diffs, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return Interval(
+    return gates.Interval(
         metric=metric,
         confidence=confidence,
         resamples=resamples,

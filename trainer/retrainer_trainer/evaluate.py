@@ -250,7 +250,7 @@ def _interval(
     if policy.confidence is None or CHAMPION not in results:
         return None
     started = time.monotonic()
-    found = bootstrap.paired_interval(
+    interval = bootstrap.paired_interval(
         results[CHALLENGER].matches,
         results[CHAMPION].matches,
         policy.metric,
@@ -258,7 +258,6 @@ def _interval(
         policy.resamples,
         policy.seed,
     )
-    interval = gates.Interval.from_dict(found.to_dict())
     logs.event(
         "holdout.bootstrap", seconds=round(time.monotonic() - started, 3), **interval.to_dict()
     )

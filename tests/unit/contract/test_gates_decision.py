@@ -38,6 +38,28 @@ def scored_set(name: str, ours: float, theirs: float, tolerance: float = 0.0, **
     )
 
 
+def decided(
+    pol: evaluation.Policy,
+    ours: evaluation.Scores,
+    theirs: evaluation.Scores,
+    found: gates.Interval,
+    sets: list[gates.SetResult],
+) -> dict[str, Any]:
+    """The evaluation document of the decision on these numbers, as the trainer writes it."""
+    return evaluation.document(
+        policy=pol,
+        holdout_sha256="c" * 64,
+        holdout_images=32,
+        imgsz=64,
+        challenger=ours,
+        champion=theirs,
+        verdict=evaluation.decide(pol, ours, theirs, found, sets),
+        evaluated_at="2026-12-06T10:00:00Z",
+        interval=found,
+        sets=sets,
+    )
+
+
 def test_better_by_the_point_estimate_but_an_interval_through_zero_is_not_significant() -> None:
     verdict = evaluation.decide(
         policy(confidence=0.95), scores(2, 0.52), scores(1, 0.50), interval(-0.03, 0.07, 0.02)
@@ -157,19 +179,7 @@ def test_the_document_keeps_the_evidence_and_the_operator_rereads_it() -> None:
     pol = policy(confidence=0.95, maxClassRegression=0.1)
     sets = [scored_set("old", 0.3, 0.6)]
     ours, theirs, found = scores(2, 0.6, a=0.5), scores(1, 0.5, a=0.5), interval(0.01, 0.2)
-    verdict = evaluation.decide(pol, ours, theirs, found, sets)
-    doc = evaluation.document(
-        policy=pol,
-        holdout_sha256="c" * 64,
-        holdout_images=32,
-        imgsz=64,
-        challenger=ours,
-        champion=theirs,
-        verdict=verdict,
-        evaluated_at="2026-12-06T10:00:00Z",
-        interval=found,
-        sets=sets,
-    )
+    doc = decided(pol, ours, theirs, found, sets)
     assert doc["cause"] == gates.REGRESSED
     assert doc["confidence"] == found.to_dict()
     assert gates.interval_of(doc) == found
@@ -236,19 +246,7 @@ def test_the_evidence_table_has_a_row_per_check_and_describe_lines() -> None:
     )
     ours, theirs = scores(2, 0.6, circle=0.5), scores(1, 0.5, circle=0.5)
     found = interval(-0.01, 0.2)
-    verdict = evaluation.decide(pol, ours, theirs, found, [*sets, gone])
-    doc = evaluation.document(
-        policy=pol,
-        holdout_sha256="c" * 64,
-        holdout_images=32,
-        imgsz=64,
-        challenger=ours,
-        champion=theirs,
-        verdict=verdict,
-        evaluated_at="t",
-        interval=found,
-        sets=[*sets, gone],
-    )
+    doc = decided(pol, ours, theirs, found, [*sets, gone])
     got = evidence.table(doc)
     assert got["columns"] == list(evidence.COLUMNS)
     rows = [dict(zip(got["columns"], r, strict=True)) for r in got["data"]]
