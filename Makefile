@@ -22,6 +22,7 @@ lock: ## Re-pin requirements/*.lock from requirements/*.in
 	uv pip compile -q --python-version 3.11 --override requirements/overrides.txt requirements/dev.in -o requirements/dev.lock
 	uv pip compile -q --python-version 3.11 --override requirements/overrides.txt requirements/operator.in -o requirements/operator.lock
 	uv pip compile -q --python-version 3.11 --override requirements/overrides.txt requirements/trainer.in -o requirements/trainer.lock
+	uv pip compile -q --python-version 3.11 --override requirements/overrides.txt requirements/mlflow.in -o requirements/mlflow.lock
 
 tools: ## Build (or reuse) etcd, kube-*, kubectl, helm, minio under ~/.cache/retrainer/bin
 	@tools/build-tools.sh >/dev/null
@@ -49,18 +50,19 @@ lint: venv ## ruff check + format check, mypy on operator/, trainer/ and tools/
 test-unit: venv ## Fast tests: no network, no world
 	$(PY) -m pytest -q tests/unit
 
-test-integration: venv tools kueue engine images ## Tests against the real local world
+test-integration: venv tools kueue engine images browser ## Tests against the real local world
 	$(PY) -m pytest -q -m integration tests/integration
 
-test: venv tools kueue lint engine images ## Everything CI runs: lint, unit and integration tiers
+test: venv tools kueue lint engine images browser ## Everything CI runs: lint, unit and integration tiers
 	$(PY) -m pytest -q -p no:cacheprovider --ignore=tests/bench tests
 
 bench: venv tools ## Benchmarks, reported as ratios against a baseline in the same run
 	$(PY) -m pytest -q -s tests/bench
 
 VERSION ?= $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/retrainer/Chart.yaml)
-# Where `make images` tags (and with PUSH=1 pushes) the images: <REGISTRY>/operator:<TAG> and
-# <REGISTRY>/trainer:<TAG>. The chart's defaults name ghcr.io/retrainer, which is not published:
+# Where `make images` tags (and with PUSH=1 pushes) the images: <REGISTRY>/operator:<TAG>,
+# <REGISTRY>/trainer:<TAG> and <REGISTRY>/mlflow:<TAG> (the chart's bundled MLflow). The
+# chart's defaults name ghcr.io/retrainer, which is not published:
 # build and push to your own registry, then install with --set image.repository=... .
 REGISTRY ?= ghcr.io/retrainer
 TAG ?= $(VERSION)
@@ -71,10 +73,13 @@ export RETRAINER_IMAGE_TAG := $(TAG)
 engine: ## Install podman, buildah, runc, mmdebstrap (Debian packages) when missing
 	@tools/images/install-engine.sh
 
-images: ## Build the operator and trainer images (docker, else buildah); REGISTRY= TAG= PUSH=1
+browser: ## Install Debian's chromium for the browser tests
+	@tools/install-browser.sh
+
+images: ## Build the operator, trainer and mlflow images (docker, else buildah); REGISTRY= TAG= PUSH=1
 	@REGISTRY=$(REGISTRY) TAG=$(TAG) PUSH=$(PUSH) tools/images/build.sh
 
 demo: venv tools ## Start the world, install the chart, train v1 and v2, show them
 	$(PY) -m retrainer_demo
 
-.PHONY: engine images help venv lock tools kueue world-up world-down crds-sync lint test-unit test-integration test bench demo
+.PHONY: engine images browser help venv lock tools kueue world-up world-down crds-sync lint test-unit test-integration test bench demo

@@ -19,6 +19,7 @@ __all__ = [
     "DECISION_NONE",
     "EXPERIMENT_KIND_TRAINING",
     "MANIFEST_ARTIFACT",
+    "MODEL_TRAINING_VIEW",
     "TAG_BASE",
     "TAG_CHAMPION",
     "TAG_DATASET_CONTEXT",
@@ -39,6 +40,7 @@ __all__ = [
     "dataset_digest",
     "experiment_name",
     "experiment_tags",
+    "experiment_url",
     "model_filter",
     "parse_champion_tag",
     "quote",
@@ -139,11 +141,24 @@ def version_filter(namespace: str, model: str, version: int) -> str:
     return f"{model_filter(namespace, model)} and tags.`{TAG_VERSION}` = {quote(str(version))}"
 
 
-def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    """The run's page in the MLflow UI ("" when the tracking URI is not a web server)."""
+# MLflow 3's UI opens in its GenAI view unless the link asks for the model-training one (the
+# experiment's mlflow.experimentKind tag does not choose it): every link Retrainer prints asks.
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def experiment_url(tracking_uri: str, experiment_id: str) -> str:
+    """The experiment's runs in the MLflow UI's model-training view ("" without a web server)."""
     if not tracking_uri.startswith(("http://", "https://")):
         return ""
-    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}?{MODEL_TRAINING_VIEW}"
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """The run's page in the MLflow UI's model-training view ("" without a web server)."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return ""
+    base = f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{base}?{MODEL_TRAINING_VIEW}"
 
 
 def champion_tag_value(reason: str, since: str | None = None) -> str:

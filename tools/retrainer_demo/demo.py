@@ -413,8 +413,11 @@ def run(epochs: int, timeout: float) -> None:
                 f"retrainer verify of version {version}",
             )
         )
-    run_url = (second["status"].get("mlflow") or {}).get("runUrl") or w.mlflow_uri
-    say(f"MLflow UI: {w.mlflow_uri} (version 2's run: {run_url})")
+    recorded = second["status"].get("mlflow") or {}
+    runs = tracking.experiment_url(w.mlflow_uri, str(recorded.get("experimentId") or ""))
+    run_url = recorded.get("runUrl") or w.mlflow_uri
+    # Links into the model-training view (MLflow 3 opens a bare address in its GenAI view).
+    say(f"MLflow UI: {w.mlflow_uri} (the line's runs: {runs or w.mlflow_uri}; v2's run: {run_url})")
     say(f"done. Try: eval $({sys.executable} -m retrainer_world env)")
     say(f"      retrainer versions -n {NAMESPACE}")
     say(f"      retrainer describe {MODEL}-corrected -n {NAMESPACE}")
