@@ -29,13 +29,13 @@ import pytest
 from browser_support import Browser, Page, is_png
 from kubernetes import client
 from operator_support import (
-    DATASET_BUCKET,
     create,
     get_line,
     mlflow_json,
     operator_in_prepared_namespace,
     retrainjob,
     upload_dataset,
+    upload_folder,
     wait_finished,
     wait_for,
 )
@@ -89,11 +89,6 @@ class Line:
         return f"{self.mlflow_uri}/#/{route}"
 
 
-def upload(world: World, folder: Path, prefix: str) -> str:
-    shapes.upload_folder(world.minio_client(), DATASET_BUCKET, prefix, folder)
-    return f"s3://{DATASET_BUCKET}/{prefix}"
-
-
 @pytest.fixture(scope="module")
 def module_namespace(world: World, kube: client.ApiClient) -> Iterator[str]:
     """The `namespace` fixture's namespace, for the whole module (one training for all tests)."""
@@ -133,9 +128,9 @@ def line(
     tmp = tmp_path_factory.mktemp("line")
     dataset = upload_dataset(world, tmp, f"{namespace}/shapes", size=SIZE)
     fixes = shapes.write_corrections(tmp / "b1", size=SIZE)
-    corrections = upload(world, fixes, f"{namespace}/corrections/b1")
+    corrections = upload_folder(world, fixes, f"{namespace}/corrections/b1")
     holdout_folder = shapes.generate_holdout(tmp / "holdout", count=8, size=SIZE)
-    holdout = upload(world, holdout_folder, f"{namespace}/holdout")
+    holdout = upload_folder(world, holdout_folder, f"{namespace}/holdout")
     promotion = {"metric": "mAP50", "holdout": {"uri": holdout}}
 
     def job(name: str, **spec: Any) -> dict[str, Any]:
