@@ -19,7 +19,7 @@ from retrainer_operator.conditions import TERMINAL_PHASES
 from retrainer_operator.config import OperatorConfig
 from retrainer_operator.ticker import Ticker
 
-__all__ = ["build_registry", "run"]
+__all__ = ["build_registry", "run", "settings_for"]
 
 
 def _owner(meta: Mapping[str, Any]) -> str | None:
@@ -128,10 +128,23 @@ def build_registry(
     return registry
 
 
+def settings_for(config: OperatorConfig) -> kopf.OperatorSettings:
+    """Kopf's settings before any watch starts (the startup handler adds the rest).
+
+    Watching named namespaces, the chart grants nothing cluster-wide: Kopf's scan of all
+    namespaces and CRDs would be Forbidden and retried with backoff for about a minute before
+    it falls back to the named namespaces, and a new leader would reconcile nothing meanwhile
+    (every start, every takeover). The named namespaces are all there is to serve."""
+    settings = kopf.OperatorSettings()
+    settings.scanning.disabled = not config.clusterwide
+    return settings
+
+
 def run(deps: reconcile.Deps, ticker: Ticker, config: OperatorConfig) -> None:
     """Run Kopf standalone until stopped. No Kopf peering: with two replicas, the caller holds
     the leader Lease (leader.py) before calling this, and its ticker starts only in here."""
     kopf.run(
+        settings=settings_for(config),
         registry=build_registry(deps, ticker, config.line_interval),
         standalone=True,
         clusterwide=config.clusterwide,

@@ -7,10 +7,15 @@ allocated and its Job created, kept suspended by a queue name: no training). Bas
 -> Accepted with one leader running, measured in the same run. The killed or stopped replica
 is restarted as the next standby, so the trials alternate between the two.
 
+A third figure is the chart's own roll: `helm upgrade` of a two-replica install (its pods run
+by the world's pod runner, which stops old pods with SIGTERM as a kubelet does) while a
+RetrainJob is created every half second; per roll, how long the Lease stood free and the
+largest apply -> Job latency among the RetrainJobs created during it.
+
 Figures are printed (`make bench`, i.e. pytest -s); the assertions are about correctness
 (every RetrainJob its own version and one Job), never about speed. Expected from the design:
 SIGKILL takes at most the lease duration plus a retry period; SIGTERM the old leader's
-shutdown plus at most a retry period.
+shutdown plus at most a retry period; a roll, one or two such SIGTERM handovers.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -30,6 +36,18 @@ from kubernetes import client
 from retrainer_world.world import World
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from chart_support import (
+    CHART,
+    RetrainJobStream,
+    WorldWatch,
+    lease_changes,
+    lease_free_spans,
+    operator_deployment_name,
+    release_operator_finalizers,
+    rolled_out,
+    rollout_state,
+    world_post_renderer,
+)
 from crd_fixture import crd  # noqa: F401  (the session fixture, for this module)
 from operator_support import (
     Operator,
@@ -45,6 +63,7 @@ from operator_support import (
 ROOT = Path(__file__).resolve().parents[2]
 LEASE = "retrainer-operator"
 TRIALS = int(os.environ.get("RETRAINER_BENCH_TAKEOVERS", "3"))
+ROLLS = int(os.environ.get("RETRAINER_BENCH_ROLLS", "2"))  # helm upgrades of the chart
 QUEUED = {"scheduling": {"queueName": "nowhere"}}  # Jobs stay suspended: no training
 # The chart's defaults, so the figures are what an install gets.
 TIMINGS = yaml.safe_load((ROOT / "charts" / "retrainer" / "values.yaml").read_text())[
@@ -170,3 +189,110 @@ def test_takeover_after_sigkill_and_handover_on_sigterm_with_the_chart_timings(
     assert versions_ledger(kube, namespace, "shapes")["next"] == str(len(names) + 1)
     jobs = client.BatchV1Api(kube).list_namespaced_job(namespace).items
     assert len(jobs) == len(names)
+
+
+def helm_runner(world: World, tmp_path: Path) -> Any:
+    """`helm(*args)` against the world, with throwaway helm folders (as the integration tier's
+    `helm` fixture)."""
+    env = {**os.environ, **world.env()}
+    for kind in ("CACHE", "CONFIG", "DATA"):
+        env[f"HELM_{kind}_HOME"] = str(tmp_path / f"helm-{kind.lower()}")
+
+    def run(*args: str) -> None:
+        cmd = [str(world.bin_dir / "helm"), f"--kubeconfig={world.kubeconfig}", *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, f"helm {args[0]}: {proc.stdout}\n{proc.stderr}"
+
+    return run
+
+
+def test_handover_on_helm_upgrade_with_the_chart(
+    world: World,
+    namespace: str,
+    kube: client.ApiClient,
+    crd: Any,  # noqa: F811  (the imported fixture)
+    tmp_path: Path,
+) -> None:
+    """The chart with two replicas and its default lease timings, rolled ROLLS times by
+    `helm upgrade` (a new pod annotation each time) under a stream of queued RetrainJobs."""
+    helm = helm_runner(world, tmp_path)
+    release = "bench-" + namespace[-10:].strip("-")
+    lease = operator_deployment_name(release)
+    args = [
+        "--namespace", namespace,
+        "--set", f"watchNamespaces[0]={namespace}",
+        "--set", "replicaCount=2",
+        "--set", "storage.create=true",
+        "--set", "storage.size=1Gi",
+        "--set", f"mlflow.trackingUri={world.mlflow_uri}",
+        "--set", f"s3.endpoint={world.minio_endpoint}",
+        "--set", "logFormat=plain",
+        "--post-renderer", str(world_post_renderer(tmp_path / "post-render")),
+    ]  # fmt: skip
+
+    def body(name: str) -> dict[str, Any]:
+        return retrainjob(name, "s3://datasets/none", **QUEUED)
+
+    trials: list[tuple[float, float, float]] = []  # rollout, Lease free (max), worst apply->Job
+    names: list[str] = []
+    baseline = 0.0
+    helm("install", release, str(CHART), *args)
+    try:
+        with WorldWatch(world.kubeconfig, namespace) as watched:
+            wait_for("a leader", lambda: lease_changes(watched.leases, lease), 120)
+            for trial in range(ROLLS + 1):  # the first stream is the baseline only
+                with RetrainJobStream(
+                    world.kubeconfig, namespace, body, 0.5, prefix=f"roll{trial}-"
+                ) as stream:
+                    time.sleep(1.5)
+                    upgrading = time.monotonic()
+                    if trial:
+                        helm(
+                            "upgrade", release, str(CHART), *args,
+                            "--set-string", f"podAnnotations.rolled=r{trial}",
+                        )  # fmt: skip
+                    wait_for(
+                        "the roll",
+                        lambda: rolled_out(rollout_state(kube, namespace, release)),
+                        180,
+                        interval=0.2,
+                    )
+                    rolled = time.monotonic()
+                    time.sleep(1.5)
+                applied = dict(stream.applied)
+                names += applied
+                wait_for(
+                    "every Job",
+                    lambda applied=applied: set(applied) <= set(watched.jobs),
+                    120,
+                    interval=0.2,
+                )
+                during = [n for n, t in applied.items() if upgrading <= t <= rolled] or list(
+                    applied
+                )
+                changes = [c for c in lease_changes(watched.leases, lease) if c[0] >= upgrading]
+                free = lease_free_spans(changes) or [0.0]
+                worst = max(watched.jobs[n] - applied[n] for n in during)
+                if not trial:
+                    baseline = statistics.median(watched.jobs[n] - applied[n] for n in applied)
+                    continue
+                trials.append((rolled - upgrading, max(free), worst))
+        for name in names:
+            wait_for(f"{name} accepted", lambda n=name: accepted(kube, namespace, n), 120)
+    finally:
+        helm("uninstall", release, "--namespace", namespace, "--wait")
+        release_operator_finalizers(kube, namespace)
+    duration, retry = TIMINGS["leaseDurationSeconds"], TIMINGS["retryPeriodSeconds"]
+    worst_p50 = statistics.median(t[2] for t in trials)
+    print(
+        f"\nBENCH helm-upgrade replicas=2 trials={len(trials)} lease_duration_s={duration} "
+        f"retry_period_s={retry} rollout_p50_s={statistics.median(t[0] for t in trials):.2f} "
+        f"lease_free_max_s={max(t[1] for t in trials):.2f} "
+        f"during_roll_apply->job_max_p50_s={worst_p50:.2f} "
+        f"during_roll_apply->job_max_s={max(t[2] for t in trials):.2f} "
+        f"apply->job_baseline_p50_s={baseline:.3f} gap_over_baseline_s={worst_p50 - baseline:.2f}"
+    )
+    # Correctness only: every RetrainJob its own version, the ledger losing none.
+    versions = sorted(get(kube, namespace, n)["status"]["version"] for n in names)
+    assert versions == list(range(1, len(names) + 1))
+    assert versions_ledger(kube, namespace, "shapes")["next"] == str(len(names) + 1)

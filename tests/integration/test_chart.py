@@ -161,6 +161,8 @@ def test_operator_deployment_is_single_hardened_and_probed(helm: HelmRunner) -> 
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    # A rolling update waits for the successor to answer before it stops an old replica.
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports == {"metrics": 8080, "health": 8081}
     assert container["envFrom"] == [{"configMapRef": {"name": "retrainer-operator"}}]

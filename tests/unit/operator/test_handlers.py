@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from retrainer_operator import handlers
+from retrainer_operator.config import OperatorConfig
 from retrainer_operator.ticker import Ticker
 
 
@@ -33,3 +34,14 @@ def test_handlers_are_registered_under_stable_ids() -> None:
     }
     timers = {h.id for h in registry._spawning.get_all_handlers()}
     assert timers == {"modelline_tick"}
+
+
+def test_watching_named_namespaces_kopf_scans_nothing_cluster_wide() -> None:
+    # The chart grants a namespaced operator nothing cluster-wide: a scan of all namespaces
+    # and CRDs would be Forbidden and retried for a minute before each start and takeover.
+    named = OperatorConfig.from_env({"RETRAINER_NAMESPACES": "team-a,team-b"})
+    assert not named.clusterwide
+    assert handlers.settings_for(named).scanning.disabled is True
+    everywhere = OperatorConfig.from_env({})
+    assert everywhere.clusterwide
+    assert handlers.settings_for(everywhere).scanning.disabled is False
