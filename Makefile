@@ -59,6 +59,9 @@ test: venv tools kueue lint engine images browser ## Everything CI runs: lint, u
 bench: venv tools ## Benchmarks, reported as ratios against a baseline in the same run
 	$(PY) -m pytest -q -s tests/bench
 
+bench-scale: venv tools ## The operator at 1,000 ModelLines and 10,000 RetrainJobs (RETRAINER_SCALE=1; 0.1 = a tenth)
+	RETRAINER_SCALE=$${RETRAINER_SCALE:-1} $(PY) -m pytest -q -s tests/bench/test_scale_bench.py
+
 VERSION ?= $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/retrainer/Chart.yaml)
 # Where `make images` tags (and with PUSH=1 pushes) the images: <REGISTRY>/operator:<TAG>,
 # <REGISTRY>/trainer:<TAG> and <REGISTRY>/mlflow:<TAG> (the chart's bundled MLflow). The
@@ -82,4 +85,4 @@ images: ## Build the operator, trainer and mlflow images (docker, else buildah);
 demo: venv tools ## Start the world, install the chart, train v1 and v2, show them
 	$(PY) -m retrainer_demo
 
-.PHONY: engine images browser help venv lock tools kueue world-up world-down crds-sync lint test-unit test-integration test bench demo
+.PHONY: engine images browser help venv lock tools kueue world-up world-down crds-sync lint test-unit test-integration test bench bench-scale demo

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from kubernetes.client.exceptions import ApiException
 from retrainer_contract import api
 
-from retrainer_operator import progress
+from retrainer_operator import clock, progress
 from retrainer_operator.conditions import COMPLETE, FAILED, is_terminal, is_true
 from retrainer_operator.progress import JobState
 
@@ -146,13 +146,64 @@ def _owner_of(cluster: JobClient, job: Mapping[str, Any]) -> dict[str, Any] | No
     return cluster.read_retrainjob(job["metadata"]["namespace"], str(ref.get("name")))
 
 
-def sweep(cluster: JobClient, namespace: str, model: str) -> list[str]:
+# The namespace's training Jobs, listed once for all its lines: the sweep runs on every line
+# tick, and a LIST per line per tick (1,000 lines: 1,000 LISTs every 10 s) was most of an idle
+# operator's requests. A Job released meanwhile still looks held for at most this long; its
+# release then finds it released (409, read again) and leaves it.
+SWEEP_LISTING_SECONDS = 5.0
+_TRAINING_JOBS = f"{api.LABEL_NAME}={api.TRAINER_NAME}"
+_listings: clock.Shared[dict[str, list[dict[str, Any]]]] = clock.Shared()
+
+
+def _slim(job: Mapping[str, Any]) -> dict[str, Any]:
+    """What the sweep reads of a Job (a listing is kept for seconds: no spec, no status)."""
+    meta = job.get("metadata") or {}
+    keep = ("name", "namespace", "resourceVersion", "finalizers", "ownerReferences")
+    return {"metadata": {k: meta[k] for k in keep if k in meta}}
+
+
+def _held_by_model(cluster: JobClient, namespace: str) -> dict[str, list[dict[str, Any]]]:
+    """The namespace's training Jobs that hold the finalizer, by model line."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for job in cluster.list_jobs(namespace, _TRAINING_JOBS):
+        if holds(job):
+            model = ((job.get("metadata") or {}).get("labels") or {}).get(api.LABEL_MODEL, "")
+            found.setdefault(str(model), []).append(_slim(job))
+    return found
+
+
+def sweep(
+    cluster: JobClient,
+    namespace: str,
+    model: str,
+    owners: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[str]:
     """Release the finalizer of every training Job of `model` in `namespace` whose RetrainJob
-    is gone or has recorded how it ended; the names of the Jobs released."""
-    selector = f"{api.LABEL_NAME}={api.TRAINER_NAME},{api.LABEL_MODEL}={model}"
+    is gone or has recorded how it ended; the names of the Jobs released.
+
+    The namespace's Jobs are listed at most once per SWEEP_LISTING_SECONDS for all its lines.
+    `owners`: the line's RetrainJobs by name as the caller listed them (a few seconds old at
+    most); a Job whose RetrainJob is in it, with the uid of the Job's owner reference, costs no
+    read. Such a listing can only be behind: a RetrainJob it shows unrecorded is released on a
+    later sweep, and one it lacks or shows with another uid (created since, gone, re-created)
+    is read."""
+    held = _listings.get(
+        (cluster, namespace),
+        SWEEP_LISTING_SECONDS,
+        lambda: _held_by_model(cluster, namespace),
+    )
     released: list[str] = []
-    for job in cluster.list_jobs(namespace, selector):
-        if holds(job) and releasable(job, _owner_of(cluster, job)):
+    for job in held.get(model, []):
+        ref = _owner_ref(job) or {}
+        listed = (owners or {}).get(str(ref.get("name")))
+        owner: Mapping[str, Any] | None
+        if listed is None or (listed.get("metadata") or {}).get("uid") != ref.get("uid"):
+            owner = _owner_of(cluster, job)  # not listed, or listed before a re-create
+        else:
+            owner = listed
+        if holds(job) and releasable(job, owner):
             release(cluster, job)
             released.append(str(job["metadata"]["name"]))
+    if released:
+        _listings.forget((cluster, namespace))
     return released

@@ -7,6 +7,12 @@ under a deterministic name (so a restarted operator finds it, never a second one
 line's finished RetrainJobs to the history limits, and merge-patches the fields it owns. The
 sequence itself (status.ledger and the fields derived from it) is versions.py's, written
 under optimistic concurrency; this module never writes it.
+
+What a pass costs is bounded for a thousand lines: the namespace's RetrainJobs are listed once
+for all its lines (`_runs_of`, reused for half a line interval and amended when this module
+creates or deletes one), nothing is written when nothing changed, the corrections are counted
+in memory between changes of the count (`_polled`), and a schedule's next slot is an alarm
+(clock.alarm) rather than the next tick, so a slot starts within a second of its time.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ import copy
 import dataclasses
 import datetime
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from retrainer_contract import api
@@ -25,6 +32,7 @@ from retrainer_operator import (
     champion_sync,
     clock,
     faults,
+    job_outcome,
     line_status,
     recovery,
     retention,
@@ -54,6 +62,11 @@ _LEDGER_FIELDS = frozenset(
 )
 SCHEDULE = "schedule"
 CORRECTIONS = "corrections"
+# A slot's pass runs this long after the slot (the decision reads the clock to the second).
+_SLOT_DELAY = datetime.timedelta(seconds=0.1)
+# Fields of a RetrainJob a line pass reads (history, activity, the champion's spec).
+_RUN_META = ("name", "namespace", "uid", "creationTimestamp", "ownerReferences", "labels")
+_RUN_STATUS = ("phase", "completionTime", "version")
 
 
 def _iso(value: datetime.datetime | None) -> str | None:
@@ -69,6 +82,8 @@ class Outcome:
     status: dict[str, Any]
     events: list[tuple[str, str, bool]] = dataclasses.field(default_factory=list)
     created: list[str] = dataclasses.field(default_factory=list)
+    # The RetrainJobs created, as the apiserver returned them.
+    made: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 def run_body(
@@ -139,9 +154,63 @@ def history_to_delete(runs: list[Mapping[str, Any]], line: Mapping[str, Any]) ->
     return sorted(doomed)
 
 
+_runs: clock.Shared[dict[str, list[dict[str, Any]]]] = clock.Shared()
+_polled_guard = threading.Lock()
+# (namespace, line) -> when this process last counted the line's corrections (the clock's time).
+_polled: dict[tuple[str, str], datetime.datetime] = {}
+
+
+def _slim_run(run: Mapping[str, Any]) -> dict[str, Any]:
+    meta, status = run.get("metadata") or {}, run.get("status") or {}
+    conditions = [
+        {k: c[k] for k in ("type", "status", "reason") if k in c}
+        for c in status.get("conditions") or []
+    ]
+    return {
+        "metadata": {k: meta[k] for k in _RUN_META if k in meta},
+        "spec": run.get("spec") or {},
+        "status": {**{k: status[k] for k in _RUN_STATUS if k in status}, "conditions": conditions},
+    }
+
+
+def _runs_of(deps: Any, namespace: str, name: str) -> list[Mapping[str, Any]]:
+    """The RetrainJobs of line `name` (what a pass reads of them), from one listing of the
+    namespace shared by all its lines for half a line interval."""
+
+    def listing() -> dict[str, list[dict[str, Any]]]:
+        by_line: dict[str, list[dict[str, Any]]] = {}
+        for run in deps.cluster.list_retrainjobs(namespace):
+            model = str((run.get("spec") or {}).get("model") or "")
+            by_line.setdefault(model, []).append(_slim_run(run))
+        return by_line
+
+    max_age = float(getattr(deps.config, "line_interval", 10.0)) / 2
+    return list(_runs.get((deps.cluster, namespace), max_age, listing).get(name, []))
+
+
+def _changed_runs(
+    deps: Any, namespace: str, name: str, created: list[dict[str, Any]], deleted: list[str]
+) -> None:
+    """This pass created or deleted RetrainJobs of line `name`: the shared listing shows it
+    at once (the others of the namespace are still at most half an interval old)."""
+
+    def change(by_line: dict[str, list[dict[str, Any]]]) -> None:
+        gone = {*deleted, *(r["metadata"]["name"] for r in created)}
+        kept = [r for r in by_line.get(name, []) if r["metadata"].get("name") not in gone]
+        by_line[name] = kept + [_slim_run(r) for r in created]
+
+    _runs.amend((deps.cluster, namespace), change)
+
+
 def _schedule_step(
-    cluster: Any, line: Mapping[str, Any], now: datetime.datetime, active: bool, out: Outcome
+    cluster: Any,
+    line: Mapping[str, Any],
+    now: datetime.datetime,
+    active: Callable[[], bool],
+    out: Outcome,
 ) -> tuple[bool, str] | None:
+    """The schedule's due slot, if any, started, skipped or recorded. `active()` (whether a run
+    of the line is active: a listing) is asked only when a Forbid slot is due."""
     spec_schedule = (line.get("spec") or {}).get("schedule")
     status = line.get("status") or {}
     if not spec_schedule:
@@ -151,7 +220,10 @@ def _schedule_step(
         line["metadata"].get("creationTimestamp")
     )
     try:
-        decision = schedule.decide(spec_schedule, now, since or now, active)
+        decision = schedule.decide(spec_schedule, now, since or now, False)
+        forbid = str(spec_schedule.get("concurrencyPolicy") or schedule.FORBID) == schedule.FORBID
+        if decision.action == schedule.STARTED and forbid and active():
+            decision = schedule.decide(spec_schedule, now, since or now, True)
     except schedule.ScheduleError as error:
         out.status["nextRunTime"] = None
         return False, str(error)
@@ -202,26 +274,37 @@ def _start(
     out: Outcome,
 ) -> str:
     body = run_body(line, trigger, key, slot)
-    _, created = cluster.create_retrainjob(body)
+    made, created = cluster.create_retrainjob(body)
     faults.point(faults.AFTER_RUN_CREATE)
     name = str(body["metadata"]["name"])
     if created:
         out.created.append(name)
+        out.made.append(made)
     out.status["lastRunName"] = name
     return name
 
 
 def _corrections_step(
-    deps: Any, line: Mapping[str, Any], now: datetime.datetime, active: bool, out: Outcome
+    deps: Any,
+    line: Mapping[str, Any],
+    now: datetime.datetime,
+    active: Callable[[], bool],
+    out: Outcome,
+    runs: Callable[[], list[Mapping[str, Any]]],
 ) -> None:
     watched = (line.get("spec") or {}).get(CORRECTIONS)
     status = line.get("status") or {}
+    meta = line["metadata"]
+    key = (meta["namespace"], meta["name"])
     if not watched:
         out.status["pendingCorrections"] = None
         return
-    checked = schedule.parse_time(status.get("correctionsCheckTime"))
+    with _polled_guard:
+        polled = _polled.get(key)
+    recorded = schedule.parse_time(status.get("correctionsCheckTime"))
+    checked = max((t for t in (polled, recorded) if t is not None), default=None)
     interval = float(watched.get("pollIntervalSeconds", 300))
-    if checked is not None and (now - checked).total_seconds() < interval:
+    if checked is not None and 0 <= (now - checked).total_seconds() < interval:
         return
     if deps.store is None:
         return
@@ -230,9 +313,16 @@ def _corrections_step(
     except Exception as error:  # MlflowError, OSError, minio's S3Error: the count is unknown
         out.events.append(("CorrectionsUncounted", f"corrections not counted: {error}", True))
         return
-    out.status["pendingCorrections"] = len(waiting)
-    out.status["correctionsCheckTime"] = _iso(now)
-    if len(waiting) >= int(watched["minNew"]) and not active:
+    with _polled_guard:
+        _polled[key] = now
+    if len(waiting) != status.get("pendingCorrections"):
+        # Written when the count changes: an idle line's polls write nothing.
+        out.status["pendingCorrections"] = len(waiting)
+        out.status["correctionsCheckTime"] = _iso(now)
+    if len(waiting) >= int(watched["minNew"]) and not active():
+        name = api.run_name(meta["name"], CORRECTIONS, triggers.fingerprint(waiting))
+        if name == status.get("lastRunName") or any(r["metadata"]["name"] == name for r in runs()):
+            return  # this set of corrections has its run (maybe failed: not retried)
         name = _start(deps.cluster, line, CORRECTIONS, triggers.fingerprint(waiting), None, out)
         out.events.append(
             (
@@ -273,12 +363,29 @@ def _with_champion_sync(
     )
 
 
+def _release_training_jobs(
+    deps: Any, line: Mapping[str, Any], runs: list[Mapping[str, Any]]
+) -> None:
+    """upkeep.release_training_jobs, with the line's RetrainJobs as this pass listed them, so
+    the sweep reads none of them again (best effort: a failure is tried again next pass)."""
+    namespace, model = line["metadata"]["namespace"], line["metadata"]["name"]
+    owners = {str(r["metadata"]["name"]): r for r in runs}
+    try:
+        job_outcome.sweep(deps.cluster, namespace, model, owners)
+    except Exception as error:  # ApiException (RBAC without `patch jobs`), connection errors
+        logger.warning("training Jobs of %s/%s not released: %s", namespace, model, error)
+
+
 def _upkeep(
-    deps: Any, line: Mapping[str, Any], status: dict[str, Any], now: datetime.datetime
+    deps: Any,
+    line: Mapping[str, Any],
+    status: dict[str, Any],
+    now: datetime.datetime,
+    runs: list[Mapping[str, Any]],
 ) -> tuple[dict[str, Any], list[upkeep.UpkeepStep]]:
     """Scrub and retention (scrub.py, retention.py) folded into `status`; first, the line's
     training Jobs nothing else will release (their RetrainJob gone or terminal) are released."""
-    upkeep.release_training_jobs(deps.cluster, line)
+    _release_training_jobs(deps, line, runs)
     generation = line["metadata"].get("generation")
     verified = contract_versions.expand_ranges(str(status.get("verifiedVersions") or ""))
     steps = [
@@ -290,13 +397,19 @@ def _upkeep(
     return status, steps
 
 
-def _write(cluster: Any, namespace: str, name: str, status: Mapping[str, Any], sync: Any) -> None:
+def _write(
+    cluster: Any,
+    line: Mapping[str, Any],
+    status: Mapping[str, Any],
+    sync: Any,
+) -> None:
     """Write the fields this reconciler owns over the line as it is now (line_status.update:
     the ledger and the champion, written meanwhile by others, are kept as read), and the
-    registered model the mirror found into a champion record that lacks it."""
+    registered model the mirror found into a champion record that lacks it. Nothing at all
+    when they are what `line` (read this pass) already holds."""
     owned = {k: v for k, v in status.items() if k not in _LEDGER_FIELDS}
 
-    def change(fresh: dict[str, Any]) -> tuple[dict[str, Any], None]:
+    def change(fresh: Mapping[str, Any]) -> tuple[dict[str, Any], None]:
         current = dict(fresh.get("status") or {})
         new = {**{k: v for k, v in current.items() if k in _LEDGER_FIELDS}, **owned}
         record = current.get("champion") or {}
@@ -305,7 +418,33 @@ def _write(cluster: Any, namespace: str, name: str, status: Mapping[str, Any], s
             new["champion"] = {**record, "registeredModel": found, "alias": sync.alias}
         return new, None
 
+    if not line_status.merge_patch(dict(line.get("status") or {}), change(line)[0]):
+        return
+    namespace, name = line["metadata"]["namespace"], line["metadata"]["name"]
     line_status.update(cluster, namespace, name, change)
+
+
+def _forget(namespace: str, name: str) -> None:
+    champion_sync.forget(namespace, name)
+    clock.alarm().cancel((api.LINE_PLURAL, namespace, name))
+    with _polled_guard:
+        _polled.pop((namespace, name), None)
+
+
+def _at_slot(deps: Any, namespace: str, name: str) -> None:
+    """The pass an alarm runs at a schedule's slot, under the line's lock (handlers.line_step's)."""
+    with deps.locks.hold(f"{api.LINE_PLURAL}/{namespace}/{name}"):
+        reconcile_line(deps, namespace, name)
+
+
+def _wake_at_next_slot(deps: Any, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    """An alarm at the line's next slot (none while suspended, or on a test's clock)."""
+    key = (api.LINE_PLURAL, namespace, name)
+    upcoming = schedule.parse_time(status.get("nextRunTime"))
+    if upcoming is None or clock.faked() or not hasattr(deps, "locks"):
+        clock.alarm().cancel(key)
+        return
+    clock.alarm().set(key, upcoming + _SLOT_DELAY, lambda: _at_slot(deps, namespace, name))
 
 
 def reconcile_line(
@@ -315,27 +454,35 @@ def reconcile_line(
     cluster = deps.cluster
     line = cluster.read_modelline(namespace, name)
     if line is None:
-        champion_sync.forget(namespace, name)
+        _forget(namespace, name)
         return None
     unrebuilt = _rebuild(deps, line)
     if unrebuilt is None and "next" not in versions.data_of(line):
         line = cluster.read_modelline(namespace, name) or line
     now = now or clock.now()
     out = Outcome(status={})
-    runs = [
-        r for r in cluster.list_retrainjobs(namespace) if (r.get("spec") or {}).get("model") == name
-    ]
-    active = any(not is_terminal(r.get("status") or {}) for r in runs)
+    listed: list[list[Mapping[str, Any]]] = []
+
+    def runs() -> list[Mapping[str, Any]]:
+        if not listed:
+            listed.append(_runs_of(deps, namespace, name))
+        return listed[0]
+
+    def active() -> bool:
+        return bool(out.created) or any(not is_terminal(r.get("status") or {}) for r in runs())
+
     problem = _schedule_step(cluster, line, now, active, out)
-    active = active or bool(out.created)
-    _corrections_step(deps, line, now, active, out)
-    for doomed in history_to_delete(runs, line):
-        cluster.delete_retrainjob(namespace, doomed)
+    _corrections_step(deps, line, now, active, out, runs)
+    doomed = history_to_delete(runs(), line)
+    for run_name in doomed:
+        cluster.delete_retrainjob(namespace, run_name)
+    if doomed or out.created:
+        _changed_runs(deps, namespace, name, out.made, doomed)
     generation = line["metadata"].get("generation")
     current = dict(line.get("status") or {})
     status = {k: v for k, v in {**current, **out.status}.items() if v is not None}
-    status, steps = _upkeep(deps, line, status, now)
-    sync = champion_sync.step(deps, line, runs) if unrebuilt is None else None
+    status, steps = _upkeep(deps, line, status, now, runs())
+    sync = champion_sync.step(deps, line, runs()) if unrebuilt is None else None
     status = _with_champion_sync(status, sync, generation)
     if unrebuilt is not None:
         problem = (False, unrebuilt)
@@ -349,7 +496,8 @@ def reconcile_line(
             status, READY, True, Reason.LINE_READY, "the spec is usable", generation
         )
     status["observedGeneration"] = generation
-    _write(cluster, namespace, name, status, sync)
+    _write(cluster, line, status, sync)
+    _wake_at_next_slot(deps, namespace, name, status)
     for step in steps:
         upkeep.post_events(cluster, line, step)
     before = get_condition(current, READY) or {}

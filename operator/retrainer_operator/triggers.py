@@ -5,12 +5,18 @@ A correction is keyed by its sample, `<split>/<stem>` (docs/corrections.md): a l
 `corrections.json`. The files under spec.corrections.uri are listed in the object store; the
 ones the last verified version applied come from its `corrections_applied.json` in MLflow
 (MLflow keeps it for ever, whatever happens to RetrainJobs). Pending = listed - applied.
+
+What a verified version applied never changes, so it is read from MLflow once per version
+(`_applied`, kept in memory; a version whose run or document is not found is asked again
+after NOT_FOUND_SECONDS): an idle line polling its corrections costs MLflow nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import PurePosixPath
 from typing import Any, Protocol
@@ -94,16 +100,69 @@ def _applied_of(
 ) -> set[str]:
     if entry is None or version is None or not entry.get("uid"):
         return set()
-    run = mlflow.find_run(experiment, str(entry["uid"]), version)
+    key = (mlflow.base, experiment, str(entry["uid"]), version)
+    known = _applied.get(key)
+    if known is not None:
+        return set(known)
+    found = _read_applied(mlflow, experiment, str(entry["uid"]), version)
+    _applied.put(key, found)
+    return set(found or ())
+
+
+def _read_applied(
+    mlflow: MlflowRest, experiment: str, uid: str, version: int
+) -> frozenset[str] | None:
+    """The samples version `version` applied; None when its run or its document is missing."""
+    run = mlflow.find_run(experiment, uid, version)
     if run is None:
-        return set()
+        return None
     raw = mlflow.read_artifact(run, layout.CORRECTIONS_APPLIED)
     if not raw:
-        return set()
+        return None
     try:
-        return applied_keys(json.loads(raw))
+        return frozenset(applied_keys(json.loads(raw)))
     except ValueError:
-        return set()
+        return None
+
+
+# A verified version whose run or corrections_applied.json was not found is asked again after
+# this long (a run logged late); one found is kept.
+NOT_FOUND_SECONDS = 900.0
+# Versions remembered (the newest verified one of each line is what a poll needs).
+_REMEMBERED = 4096
+
+
+class _AppliedCache:
+    """What each verified version applied, by (MLflow, experiment, uid, version)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._found: dict[tuple[str, str, str, int], tuple[float, frozenset[str] | None]] = {}
+
+    def get(self, key: tuple[str, str, str, int]) -> frozenset[str] | None:
+        """The applied samples (an empty set: nothing applied or not found lately), or None
+        when MLflow must be asked."""
+        with self._guard:
+            entry = self._found.get(key)
+        if entry is None:
+            return None
+        at, found = entry
+        if found is None:
+            return frozenset() if time.monotonic() - at < NOT_FOUND_SECONDS else None
+        return found
+
+    def put(self, key: tuple[str, str, str, int], found: frozenset[str] | None) -> None:
+        with self._guard:
+            if len(self._found) >= _REMEMBERED:
+                self._found.pop(next(iter(self._found)))
+            self._found[key] = (time.monotonic(), found)
+
+    def clear(self) -> None:
+        with self._guard:
+            self._found.clear()
+
+
+_applied = _AppliedCache()
 
 
 def pending(

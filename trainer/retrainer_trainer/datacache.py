@@ -13,14 +13,15 @@ sha256, and an object key + ETag is remembered as that sha256. Layout, below
                                  image was decoded once; validation need not decode it again)
     listings/<hash>.json         one s3:// folder as last prepared: each object's sha256 and
                                  the stamp (inode, size, mtime, ctime) its blob had then
-    tmp/<hash>.part, .lock       a download in progress (resumed from its size), its lock
+    tmp/<hash>.part              a download in progress (resumed from its size), flock-ed by
+                                 the one trainer writing it; renamed into blobs/ when complete
     trees/                       working trees (worktree.py)
     leases/<token>.lease         the blobs a live trainer uses, flock-ed while it lives (leases.py)
     cache.lock                   shared while a trainer links blobs, exclusive while evicting
 
-Two trainers at once (the claim is shared by pods): every file appears whole, by an atomic
+Two trainers at once (the claim is shared by pods): every blob appears whole, by an atomic
 rename of a complete file; one object is downloaded by one process at a time (an flock on its
-`.lock`); eviction waits until no trainer is between looking a blob up and linking it, and
+`.part`); eviction waits until no trainer is between looking a blob up and linking it, and
 never removes a blob a live trainer leased nor a tree one holds. Nothing here records where
 the claim is mounted: symlinks (where the claim refuses hardlinks) are relative, so a pod that
 mounts the claim elsewhere finds every tree as it was built.
@@ -104,9 +105,11 @@ class Cache:
         self.max_bytes = max_bytes
         self.blobs = self.root / "blobs"
         self._blobs = str(self.blobs)
-        self._made: set[Path] = set()
+        self._made: set[str] = set()
         self.keys = self.root / "keys"
+        self._keys = str(self.keys)
         self.tmp = self.root / "tmp"
+        self._tmp = str(self.tmp)
         self.trees = self.root / "trees"
         self.leases = self.root / "leases"
         self._leased: dict[Path, leases.Lease] = {}
@@ -129,14 +132,19 @@ class Cache:
         """The blob's path as a string (the per-object hot path makes no Path)."""
         return f"{self._blobs}/{sha256[:2]}/{sha256}"
 
+    def _record_path(self, key_id: str) -> str:
+        """The key record's path as a string (per object, like blob_path)."""
+        return f"{self._keys}/{key_id[:2]}/{key_id}"
+
     def _key_record(self, key_id: str) -> Path:
         return self.keys / key_id[:2] / key_id
 
+    def part_path(self, key_id: str) -> str:
+        """part() as a string (the per-object hot path makes no Path)."""
+        return f"{self._tmp}/{key_id}.part"
+
     def part(self, key_id: str) -> Path:
         return self.tmp / f"{key_id}.part"
-
-    def part_lock(self, key_id: str) -> Path:
-        return self.tmp / f"{key_id}.lock"
 
     def lock(self) -> Path:
         return self.root / "cache.lock"
@@ -178,19 +186,32 @@ class Cache:
 
     # ---- reading -----------------------------------------------------------------------------
 
+    def key_shards(self) -> set[str]:
+        """The key records' folders there are (`keys/<hh>`): in a new cache, none."""
+        try:
+            return set(os.listdir(self.keys))
+        except FileNotFoundError:
+            return set()
+
     def lookup(self, key_id: str) -> Entry | None:
         """The blob recorded for an object version, if both the record and the blob exist."""
         try:
-            sha256, size, decodes = self._key_record(key_id).read_text(encoding="ascii").split()
+            fd = os.open(self._record_path(key_id), os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            sha256, size, decodes = os.read(fd, 256).decode("ascii").split()
         except (OSError, ValueError):
             return None
-        path = self.blob(sha256)
+        finally:
+            os.close(fd)
+        path = self.blob_path(sha256)
         try:
-            if path.stat().st_size != int(size):
+            if os.stat(path).st_size != int(size):
                 return None
         except OSError:
             return None
-        return Entry(path, sha256, int(size), decodes == "1")
+        return Entry(Path(path), sha256, int(size), decodes == "1")
 
     def intact(self, entry: Entry) -> bool:
         """Read the blob again: does it still hash to its name? (catches any corruption)"""
@@ -208,22 +229,39 @@ class Cache:
         entry.path.unlink(missing_ok=True)
 
     def commit(
-        self, part: Path, key_id: str, sha256: str, size: int, decodes: bool = False
+        self,
+        part: str | os.PathLike[str],
+        key_id: str,
+        sha256: str,
+        size: int,
+        decodes: bool = False,
+        fd: int | None = None,
     ) -> Entry:
-        """Move a complete, hashed download into blobs/ and record its key; idempotent."""
-        target = self.blob(sha256)
-        self._folder(target.parent)
-        os.chmod(part, 0o444)
-        os.replace(part, target)  # the same bytes under the same name: a race is harmless
-        record = self._key_record(key_id)
-        self._folder(record.parent)
-        _atomic_text(record, f"{sha256} {size} {int(decodes)}\n")
-        return Entry(target, sha256, size, decodes)
+        """Move a complete, hashed download (`fd`: open on it) into blobs/ and record its key;
+        idempotent.
 
-    def _folder(self, path: Path) -> None:
+        The key record is written in place, not renamed in: it is one short line that only
+        parses whole (a reader of a half-written or torn one sees no record and waits on the
+        part's lock, which is held until the record is complete)."""
+        target = self.blob_path(sha256)
+        self._folder(f"{self._blobs}/{sha256[:2]}")
+        if fd is None:
+            os.chmod(part, 0o444)
+        else:
+            os.fchmod(fd, 0o444)
+        os.replace(part, target)  # the same bytes under the same name: a race is harmless
+        self._folder(f"{self._keys}/{key_id[:2]}")
+        handle = os.open(self._record_path(key_id), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o664)
+        try:
+            os.write(handle, f"{sha256} {size} {int(decodes)}\n".encode("ascii"))
+        finally:
+            os.close(handle)
+        return Entry(Path(target), sha256, size, decodes)
+
+    def _folder(self, path: str) -> None:
         """Make a blobs/ or keys/ subfolder once per process (commit runs per object)."""
         if path not in self._made:
-            path.mkdir(parents=True, exist_ok=True)
+            os.makedirs(path, exist_ok=True)
             self._made.add(path)
 
     def touch(self, shas: Iterable[str]) -> None:

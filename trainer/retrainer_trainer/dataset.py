@@ -297,7 +297,8 @@ LINK_CHUNK = 128
 def _link_one(
     source: tuple[Any, str, str], split: str, dest: Path, layout: Layout, known: Mapping[str, Known]
 ) -> tuple[list[str], str | None]:
-    """Check (unless known to decode) and link one image and its label: problems, label text."""
+    """Check (unless known to decode) and link one image and its label: problems, label text
+    (None: the image has no label, and no label was linked)."""
     image, rel, where = source
     problems: list[str] = []
     entry = known.get(where)
@@ -325,14 +326,16 @@ def make_working_copy(
     dest: Path,
     known: Mapping[str, Known] | None = None,
     tally: dict[str, list[str | None]] | None = None,
+    linked: list[str] | None = None,
 ) -> Path:
     """Link the dataset into `dest/{images,labels}/<split>/` and validate every file there.
 
     Files are hardlinked (symlinked where the filesystem refuses), never copied. With `known`
     (the dataset's files by their path below its root), the files are taken from there and an
     image known to decode is not decoded again. `tally` gets each split's label texts (None
-    for an image without a label), for `tally_counts`. Problems name the file in the source
-    dataset so the user can fix it where it lives.
+    for an image without a label), for `tally_counts`; `linked` every file `dest` then holds
+    (below it, POSIX), data.yaml included. Problems name the file in the source dataset so the
+    user can fix it where it lives.
     """
     if dest.exists():
         shutil.rmtree(dest)
@@ -348,10 +351,14 @@ def make_working_copy(
             items = [(*s, split) for folder in folders for s in _sources(layout, folder, known)]
             chunks = [items[i : i + LINK_CHUNK] for i in range(0, len(items), LINK_CHUNK)]
             texts = tally.setdefault(split, [])
-            for done in pool.map(chunk, chunks):
-                for found, text in done:
+            for part, done in zip(chunks, pool.map(chunk, chunks), strict=True):
+                for (_, rel, _, _), (found, text) in zip(part, done, strict=True):
                     problems += found
                     texts.append(text)
+                    if linked is not None:
+                        linked.append(f"images/{split}/{rel}")
+                        if text is not None:
+                            linked.append(f"labels/{split}/{os.path.splitext(rel)[0]}.txt")
             if not items:
                 problems.append(
                     f"dataset: split {split} has no images in {[str(f) for f in folders]}"
@@ -359,6 +366,8 @@ def make_working_copy(
     if problems:
         raise BadInput(f"dataset: {len(problems)} problem(s) in {layout.root}", problems)
     write_data_yaml(dest, layout.names)
+    if linked is not None:
+        linked.append("data.yaml")
     return dest
 
 

@@ -6,17 +6,26 @@ tmp/ (hashed on the way, never read again), resumed from what a failed attempt o
 pod left there, then renamed into blobs/. At most `concurrency` objects are in flight; the
 main thread alone prints the progress events. An image is decoded once, from the bytes just
 fetched, and the cache remembers that it decodes.
+
+Per object a miss costs the claim three entries made or moved (its part file, the rename into
+blobs/, its key record): the part file is its own lock (an flock on it while it is written), so
+no lock file is made and removed beside it, and the key record is one line written in place.
+A small object (up to SMALL, one chunk) is downloaded into memory by the fetching thread,
+which goes on to the next request while a committing thread writes, hashes, checks and commits
+it (holding its lock until then): the `concurrency` requests in flight never wait on the claim.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
+import os
 import re
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -25,7 +34,7 @@ from minio.error import S3Error
 from retrainer_contract import layout
 
 from retrainer_trainer import dataset, listing, logs
-from retrainer_trainer.datacache import Cache, Entry, locked
+from retrainer_trainer.datacache import Cache, Entry
 from retrainer_trainer.errors import BadInput, TrainerError
 
 __all__ = ["ATTEMPTS", "Fetched", "Source", "SourceFile", "fetch_prefix", "remember"]
@@ -35,6 +44,11 @@ CHUNK = 1024 * 1024
 PROGRESS_SECONDS = 5.0
 DECODE_IN_MEMORY = 64 * 1024 * 1024  # images up to this size are decoded from memory
 HIT_BATCH = 64  # cached objects re-read per task
+# Objects up to one chunk are committed by a committing thread from memory: a cut-off download
+# of one never left a whole chunk to resume from, so nothing of resuming is lost.
+SMALL = CHUNK
+COMMIT_THREADS = 4
+BACKLOG = 2  # small objects fetched and waiting to be committed, per fetching thread
 _MD5_ETAG = re.compile(r"^[0-9a-fA-F]{32}$")  # a single-part upload's ETag is its MD5
 
 _Objects = list[tuple[str, listing.Listed]]  # (path below the prefix, the object)
@@ -88,7 +102,7 @@ class Fetched:
 
 
 def _is_image(rel: str) -> bool:
-    return PurePosixPath(rel).suffix.lower() in dataset.IMAGE_SUFFIXES
+    return os.path.splitext(rel)[1].lower() in dataset.IMAGE_SUFFIXES
 
 
 def _decodes(data: bytes) -> bool:
@@ -104,31 +118,72 @@ class _Item:
     missing: bool = False  # not in the cache when planned: no need to look again before locking
 
 
+Got = SourceFile | Future[SourceFile]  # a file, or one a committing thread is writing
+
+
 class _Worker:
-    """Fetches one object into the cache (called from the pool's threads)."""
+    """Fetches one object into the cache (called from the pool's threads). With `committer`
+    (a pool) and `backlog` (its bound), a small object is handed to a committing thread."""
 
-    def __init__(self, client: Any, cache: Cache, bucket: str, stats: Fetched) -> None:
+    def __init__(
+        self,
+        client: Any,
+        cache: Cache,
+        bucket: str,
+        stats: Fetched,
+        committer: ThreadPoolExecutor | None = None,
+        backlog: threading.Semaphore | None = None,
+    ) -> None:
         self.client, self.cache, self.bucket, self.stats = client, cache, bucket, stats
+        self.committer, self.backlog = committer, backlog
 
-    def some(self, items: list[_Item]) -> list[tuple[str, SourceFile]]:
+    def some(self, items: list[_Item]) -> list[tuple[str, Got]]:
         return [(i.rel, self(i.rel, i.key, i.etag, i.size, i.missing)) for i in items]
 
-    def __call__(
-        self, rel: str, key: str, etag: str, size: int, missing: bool = False
-    ) -> SourceFile:
+    def __call__(self, rel: str, key: str, etag: str, size: int, missing: bool = False) -> Got:
         key_id = self.cache.key_id(self.bucket, key, etag, size)
         entry = None if missing else self._hit(key_id)
         if entry is None:
-            lock = self.cache.part_lock(key_id)
-            with locked(lock, fcntl.LOCK_EX):
-                entry = self._hit(key_id)  # another trainer may have fetched it meanwhile
-                if entry is None:
-                    fetched = self._fetch(rel, key, etag, size, key_id)
-                    # Whoever still waits on this lock finds the blob; only then is it removed.
-                    lock.unlink(missing_ok=True)
-                    return fetched
+            found = self._fetch_once(rel, key, etag, size, key_id)
+            if not isinstance(found, Entry):
+                return found
+            entry = found
         self.stats.add(cached_files=1)
         return SourceFile(str(entry.path), entry.sha256, entry.size, entry.decodes)
+
+    def _fetch_once(self, rel: str, key: str, etag: str, size: int, key_id: str) -> Got | Entry:
+        """Fetch the object into the cache unless another trainer did: what this one fetched,
+        or the blob the other one committed.
+
+        The part file is the lock: opened (made if missing) and flock-ed. Once the lock is
+        ours, the path must still name the file locked: the trainer before us renamed its
+        part into blobs/ (or dropped it) while we waited, and then the blob is looked up
+        again. Whoever waits on a part finds the blob once the lock is let go.
+        """
+        part = self.cache.part_path(key_id)
+        while True:
+            fd = _open_part(part)
+            handed = False
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                current = _names(part, fd)
+                entry = self._hit(key_id)  # another trainer may have fetched it meanwhile
+                if entry is not None:
+                    if current:  # a part opened anew for an object already in: not needed
+                        _unlink(part)
+                    return entry
+                if not current:
+                    continue
+                if self.committer is None or size > SMALL or os.fstat(fd).st_size:
+                    return self._fetch(fd, part, rel, key, etag, size, key_id)
+                data = self._download(part, key, etag, size)
+                assert self.backlog is not None
+                self.backlog.acquire()  # bounded: memory never holds more than the backlog
+                handed = True  # the committing thread closes `fd`: the lock goes with it
+                return self.committer.submit(self._commit, fd, part, rel, key, data, key_id)
+            finally:
+                if not handed:
+                    os.close(fd)  # the part is in blobs/ by now, or was dropped: the lock goes
 
     def _hit(self, key_id: str) -> Entry | None:
         entry = self.cache.lookup(key_id)
@@ -144,12 +199,13 @@ class _Worker:
         self.stats.add(refetched_corrupt=1)
         return None
 
-    def _fetch(self, rel: str, key: str, etag: str, size: int, key_id: str) -> SourceFile:
-        part = self.cache.part(key_id)
+    def _fetch(
+        self, fd: int, part: str, rel: str, key: str, etag: str, size: int, key_id: str
+    ) -> SourceFile:
         keep = _is_image(rel) and size <= DECODE_IN_MEMORY
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                digest, data = self._stream(part, key, etag, size, keep)
+                digest, data = self._stream(fd, part, key, etag, size, keep)
                 break
             except TrainerError:
                 raise  # bad input, or the object changed meanwhile: retrying cannot help
@@ -159,62 +215,142 @@ class _Worker:
                 self.stats.add(retries=1)
                 time.sleep(min(0.2 * 2**attempt, 5.0))
         decodes = _decodes(bytes(data)) if keep else None
-        entry = self.cache.commit(part, key_id, digest.hexdigest(), size, bool(decodes))
+        entry = self.cache.commit(part, key_id, digest.hexdigest(), size, bool(decodes), fd=fd)
         self.stats.add(fetched_files=1, fetched_bytes=size)
         sha256 = entry.sha256
         return SourceFile(str(entry.path), sha256, size, decodes)
 
+    def _download(self, part: str, key: str, etag: str, size: int) -> bytes:
+        """A small object's bytes, with the retries of `_fetch` (its part stays empty)."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                response = self._request(part, key, etag, 0)
+                try:
+                    data = b"".join(response.stream(CHUNK))
+                finally:
+                    response.close()
+                    response.release_conn()
+                if len(data) != size:
+                    raise OSError(f"short read: {len(data)} of {size} bytes")
+                return data
+            except TrainerError:
+                raise  # the object changed meanwhile: retrying cannot help
+            except Exception as error:  # connection resets, timeouts, 5xx: retry
+                if attempt == ATTEMPTS:
+                    raise _infra(error, f"s3://{self.bucket}/{key}") from error
+                self.stats.add(retries=1)
+                time.sleep(min(0.2 * 2**attempt, 5.0))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _commit(
+        self, fd: int, part: str, rel: str, key: str, data: bytes, key_id: str
+    ) -> SourceFile:
+        """In a committing thread: write a small object's bytes into its (locked, empty) part,
+        hash and check them, commit the blob; then let go of the lock."""
+        try:
+            try:
+                _write_all(fd, data)
+            except OSError as error:
+                raise _infra(error, f"s3://{self.bucket}/{key}") from error
+            sha256 = hashlib.sha256(data).hexdigest()
+            decodes = _decodes(data) if _is_image(rel) else None
+            size = len(data)
+            entry = self.cache.commit(part, key_id, sha256, size, bool(decodes), fd=fd)
+            self.stats.add(fetched_files=1, fetched_bytes=size)
+            return SourceFile(str(entry.path), entry.sha256, size, decodes)
+        finally:
+            os.close(fd)
+            assert self.backlog is not None
+            self.backlog.release()
+
+    def _request(self, part: str, key: str, etag: str, offset: int) -> Any:
+        """GET the object from `offset`, only as long as it is the version listed (ETag)."""
+        headers = {"If-Match": f'"{etag}"'} if etag else None
+        try:
+            return self.client.get_object(self.bucket, key, offset=offset, request_headers=headers)
+        except S3Error as error:
+            if error.code in ("PreconditionFailed", "NoSuchKey"):
+                _unlink(part)
+                raise TrainerError(
+                    f"s3://{self.bucket}/{key} changed while it was fetched; the Job retries "
+                    "with the new version"
+                ) from error
+            raise
+
     def _stream(
-        self, part: Path, key: str, etag: str, size: int, keep: bool
+        self, fd: int, part: str, key: str, etag: str, size: int, keep: bool
     ) -> tuple[Any, bytearray]:
-        """Append the rest of the object to `part`, hashing all of it; the bytes if kept."""
+        """Append the rest of the object to the part file open on `fd`, hashing all of it;
+        the bytes if kept. Only `fd` is read and written (and never another descriptor of
+        the part closed): where flock is emulated with POSIX locks, closing any descriptor of
+        the file would let go of the lock."""
         digest, data = hashlib.sha256(), bytearray()
-        have = part.stat().st_size if part.exists() else 0
+        have = os.fstat(fd).st_size
         if have > size:
-            part.unlink()
+            os.ftruncate(fd, 0)
             have = 0
         # Bytes kept from an earlier attempt are checked against the store's MD5 ETag (a
         # single-part upload's), so a damaged partial file is never completed into a blob.
         md5 = hashlib.md5(usedforsecurity=False) if have and _MD5_ETAG.match(etag) else None
-        with open(part, "ab+") as out:
-            out.seek(0)
-            while chunk := out.read(CHUNK):  # what an earlier attempt left: hash it first
-                digest.update(chunk)
-                if md5 is not None:
-                    md5.update(chunk)
-                if keep:
-                    data += chunk
-            if have < size:
-                headers = {"If-Match": f'"{etag}"'} if etag else None
-                try:
-                    response = self.client.get_object(
-                        self.bucket, key, offset=have, request_headers=headers
-                    )
-                except S3Error as error:
-                    if error.code in ("PreconditionFailed", "NoSuchKey"):
-                        part.unlink(missing_ok=True)
-                        raise TrainerError(
-                            f"s3://{self.bucket}/{key} changed while it was fetched; the Job "
-                            "retries with the new version"
-                        ) from error
-                    raise
-                try:
-                    for chunk in response.stream(CHUNK):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        if md5 is not None:
-                            md5.update(chunk)
-                        if keep:
-                            data += chunk
-                finally:
-                    response.close()
-                    response.release_conn()
-        if part.stat().st_size != size:
-            raise OSError(f"short read: {part.stat().st_size} of {size} bytes")
+        os.lseek(fd, 0, os.SEEK_SET)
+        while chunk := os.read(fd, CHUNK):  # what an earlier attempt left: hash it first
+            digest.update(chunk)
+            if md5 is not None:
+                md5.update(chunk)
+            if keep:
+                data += chunk
+        if have < size:
+            response = self._request(part, key, etag, have)
+            try:
+                for chunk in response.stream(CHUNK):
+                    _write_all(fd, chunk)
+                    digest.update(chunk)
+                    if md5 is not None:
+                        md5.update(chunk)
+                    if keep:
+                        data += chunk
+            finally:
+                response.close()
+                response.release_conn()
+        written = os.fstat(fd).st_size
+        if written != size:
+            raise OSError(f"short read: {written} of {size} bytes")
         if md5 is not None and md5.hexdigest() != etag.lower():
-            part.unlink()
+            os.ftruncate(fd, 0)  # kept locked: the next attempt fetches it whole
             raise OSError(f"a resumed download of {key} does not match its ETag: fetched again")
         return digest, data
+
+
+def _open_part(part: str) -> int:
+    """A descriptor on the part file (made, empty, where there is none), for reading,
+    appending and its lock."""
+    try:
+        return os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:  # tmp/ itself went (a claim cleaned by hand): made again
+        os.makedirs(os.path.dirname(part), exist_ok=True)
+        return os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _names(path: str, fd: int) -> bool:
+    """Whether `path` still names the file open on `fd` (not renamed away, removed or
+    replaced meanwhile)."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (found.st_dev, found.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _infra(error: Exception, uri: str) -> TrainerError:
@@ -251,6 +387,7 @@ def _plan(
     misses (each its own task: one request each, in parallel), and other hits (re-read in
     batches: a task per file would cost more than the read)."""
     trusted = cache.trusted(bucket, prefix)
+    shards = cache.key_shards()  # a key whose shard folder is missing has no record: a miss
     ready: dict[str, SourceFile] = {}
     misses: list[list[_Item]] = []
     hits: list[_Item] = []
@@ -271,7 +408,7 @@ def _plan(
                     path, known[0], int(known[1]), known[3], (int(dev), int(ino))
                 )
                 continue
-        if cache.lookup(key_id) is None:
+        if key_id[:2] not in shards or cache.lookup(key_id) is None:
             misses.append([_Item(rel, item.key, item.etag, item.size, missing=True)])
         else:
             hits.append(item)
@@ -313,20 +450,43 @@ def fetch_prefix(
         raise BadInput(f"{field_name}: nothing found at {uri}; upload the folder there first")
     stats = Fetched(files=len(objects), bytes=sum(o.size for _, o in objects))
     logs.event("dataset.fetch.start", uri=uri, files=stats.files, bytes=stats.bytes)
-    worker = _Worker(client, cache, bucket, stats)
     files, work, key_ids = _plan(cache, bucket, prefix, objects, stats)
     stamped = len(files)
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+    threads = max(1, concurrency)
+    committing: list[tuple[str, Future[SourceFile]]] = []
+    failed: list[BaseException] = []
+
+    def _note_failure(done: Future[SourceFile]) -> None:
+        error = None if done.cancelled() else done.exception()
+        if error is not None:
+            failed.append(error)
+
+    with (
+        ThreadPoolExecutor(COMMIT_THREADS) as committer,
+        ThreadPoolExecutor(max_workers=threads) as pool,
+    ):
+        worker = _Worker(
+            client, cache, bucket, stats, committer, threading.Semaphore(BACKLOG * threads)
+        )
         pending = [pool.submit(worker.some, batch) for batch in work]
         reported = time.monotonic()
         try:
             for future in as_completed(pending):  # one waiter per future, not one per wait
-                files.update(future.result())
+                for rel, got in future.result():
+                    if isinstance(got, SourceFile):
+                        files[rel] = got
+                    else:
+                        got.add_done_callback(_note_failure)
+                        committing.append((rel, got))
+                if failed:  # a commit failed (a full claim, say): stop at once, as before
+                    raise failed[0]
                 if time.monotonic() - reported >= PROGRESS_SECONDS:
                     reported = time.monotonic()
-                    _progress(uri, stats, len(files))
+                    _progress(uri, stats, stats.fetched_files + stats.cached_files)
                     if on_progress is not None:
                         on_progress(stats)
+            for rel, got in committing:
+                files[rel] = got.result()
         except BaseException:
             for future in pending:
                 future.cancel()

@@ -9,6 +9,13 @@ an interrupted one resumes, and the MLflow run is found again by its tags. Once 
 open it is never left RUNNING by this process: SIGTERM ends it KILLED, any failure (logging the
 params included) FAILED; a pod killed outright leaves it to the next attempt, which carries on
 in it.
+
+The run is opened before training; what is logged into it overlaps work it need not wait for
+(`_Overlap`, network calls only: a thread busy with Python code would slow training down, not
+hide itself): the params and datasets while Ultralytics sets up (in place before the first
+epoch's metrics), the uploads while the logged model is made. Imports and Ultralytics' set-up
+run with the garbage collector paused (heap.py). Each step's wall seconds are one
+`phase.seconds` event at the end.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from typing import Any
 
 from retrainer_contract import documents, faults, integrity, layout, objectstore
@@ -24,6 +33,7 @@ from retrainer_contract import documents, faults, integrity, layout, objectstore
 from retrainer_trainer import (
     datacache,
     evaluate,
+    heap,
     inputs,
     logs,
     mlflow_record,
@@ -131,15 +141,63 @@ def _open_run(config: Config, base: inputs.BaseModel) -> tuple[Tracker, RunRef]:
     return tracker, run_ref
 
 
+# The MLflow work that overlaps other steps (_Overlap task names, also their phase names).
+RUN_INPUTS = "runInputs"  # params and datasets: while Ultralytics sets up
+UPLOADS = "uploads"  # weights, plots, dataset documents: while the logged model is made
+
+
+class _Overlap:
+    """MLflow work that overlaps the pipeline's other steps: each task on a thread of its own,
+    joined where its result is needed (its error raised there, in the main thread), and
+    settled before the run is ended on a failure (nothing logs into an ended run)."""
+
+    def __init__(self, phases: logs.Phases) -> None:
+        self.phases = phases
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="retrainer-mlflow")
+        self._tasks: dict[str, Future[None]] = {}
+
+    def start(self, name: str, work: Callable[[], None]) -> None:
+        """Start `work` as task `name`, unless that task was started already."""
+        if name in self._tasks:
+            return
+
+        def timed() -> None:
+            with self.phases.phase(name, background=True):
+                work()
+
+        self._tasks[name] = self._pool.submit(timed)
+
+    def join(self, name: str) -> None:
+        """Wait for task `name`, if it was started; its error is raised here."""
+        task = self._tasks.get(name)
+        if task is None:
+            return
+        if not task.done():
+            with self.phases.phase(f"{name}.waited", background=True):
+                wait_for([task])
+        logs.flush()  # the events the task raised, in the main thread's order
+        task.result()
+
+    def settle(self) -> None:
+        """Wait for every task, whatever it raised (the failure being handled comes first)."""
+        wait_for(list(self._tasks.values()))
+        logs.flush()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
 @contextlib.contextmanager
-def _ends_the_run(tracker: Tracker, run_ref: RunRef) -> Iterator[None]:
+def _ends_the_run(tracker: Tracker, run_ref: RunRef, overlap: _Overlap) -> Iterator[None]:
     """End the open MLflow run KILLED on SIGTERM and FAILED on any failure, then re-raise."""
     try:
         yield
     except Preempted:
+        overlap.settle()
         tracker.end(run_ref.run_id, run_status.KILLED)
         raise
     except BaseException:
+        overlap.settle()
         tracker.end(run_ref.run_id, run_status.FAILED)
         raise
 
@@ -164,10 +222,12 @@ def _train(
     tracker: Tracker,
     run_ref: RunRef,
     client: Any,
+    overlap: _Overlap,
 ) -> training.TrainResult:
     """Train (or resume, or reuse) the run folder, logging every epoch to MLflow."""
 
     def on_epoch(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
+        overlap.join(RUN_INPUTS)  # the run's params and datasets come before its metrics
         tracker.log_metrics(run_ref.run_id, epoch, {**metrics, "epoch": epoch})
         logs.event("epoch", epoch=epoch, epochs=epochs, **metrics)
 
@@ -182,34 +242,49 @@ def _train(
             published=paths.manifest.is_file() or paths.metadata.is_file(),
         )
 
-    tracker.log_datasets(
-        run_ref.run_id, mlflow_record.datasets_of(config, prep.metadata, prep.holdout)
-    )
     started = time.monotonic()
-    result = training.train(
-        data_yaml=prep.data_yaml,
-        base_model=base.source,
-        paths=paths,
-        training=config.spec.training,
-        device=device,
-        on_epoch=on_epoch,
-        restore=restore,
-    )
+    # Collector paused through Ultralytics' set-up (its imports, the model, the datasets).
+    with heap.paused() as set_up:
+        result = training.train(
+            data_yaml=prep.data_yaml,
+            base_model=base.source,
+            paths=paths,
+            training=config.spec.training,
+            device=device,
+            on_epoch=on_epoch,
+            restore=restore,
+            on_start=set_up,
+        )
+    overlap.join(RUN_INPUTS)  # no epoch was trained here (reused, DDP): joined now
     _backfill_epochs(tracker, run_ref, paths)
     logs.event("train.done", seconds=round(time.monotonic() - started, 1), **result.metrics)
     return result
 
 
+def _log_run_inputs(
+    tracker: Tracker,
+    run_ref: RunRef,
+    config: Config,
+    base: inputs.BaseModel,
+    device: Any,
+    prep: Prepared,
+) -> None:
+    """The run's params and datasets (the training set, corrections, holdout)."""
+    tracker.log_params(run_ref.run_id, _params(config, base, device))
+    tracker.log_datasets(
+        run_ref.run_id, mlflow_record.datasets_of(config, prep.metadata, prep.holdout)
+    )
+
+
 def _upload_all(
     tracker: Tracker, run: RunRef, config: Config, paths: layout.VersionPaths, prep: Prepared
 ) -> None:
-    # The quick-access copy already has the versioned name: upload it as models/retrained_vN.pt.
-    tracker.upload(run.run_id, paths.quick_access, "models")
-    for plot in sorted(paths.run_dir.glob("*.png")):
-        tracker.upload(run.run_id, plot, "plots")
-    for name in (layout.DATASET_METADATA, layout.CORRECTIONS_APPLIED):
-        tracker.upload(run.run_id, config.workdir / name, "")
-    tracker.upload(run.run_id, prep.data_yaml, "")
+    """The weights, the plots and the dataset documents, in one batch (the quick-access copy
+    already has the versioned name: it goes up as models/retrained_vN.pt)."""
+    plots = [(plot, "plots") for plot in sorted(paths.run_dir.glob("*.png"))]
+    names = (layout.DATASET_METADATA, layout.CORRECTIONS_APPLIED)
+    docs = [(path, "") for path in (*(config.workdir / n for n in names), prep.data_yaml)]
+    tracker.upload_many(run.run_id, [(paths.quick_access, "models"), *plots, *docs])
 
 
 def _register(
@@ -239,10 +314,14 @@ def _backfill_epochs(tracker: Tracker, run: RunRef, paths: layout.VersionPaths) 
     """Log epochs that results.csv has and MLflow lacks.
 
     Callbacks do not run under DDP (training happens in child processes), and a SIGTERM can
-    land between an epoch's checkpoint and its MLflow call; results.csv has them all.
+    land between an epoch's checkpoint and its MLflow call; results.csv has them all. MLflow
+    is asked only when this process did not log every one of them itself.
     """
+    rows = training.read_results_csv(paths.run_dir)
+    if {int(row["epoch"]) for row in rows} <= tracker.epochs_logged_here(run.run_id):
+        return
     logged = tracker.logged_steps(run.run_id, "epoch")
-    for row in training.read_results_csv(paths.run_dir):
+    for row in rows:
         step = int(row["epoch"])
         if step not in logged:
             tracker.log_metrics(run.run_id, step, row)
@@ -339,27 +418,53 @@ def run(config: Config) -> dict[str, Any]:
     Order matters: inputs are checked before MLflow is contacted, and models/ is written only
     after training and the uploads succeeded.
     """
+    try:
+        return _run(config)
+    finally:
+        heap.thaw()
+
+
+def _run(config: Config) -> dict[str, Any]:
     spec = config.spec
+    phases = logs.Phases()
+    phases.add("startup", logs.process_seconds())  # the interpreter and the imports up to here
     paths = layout.VersionPaths.for_version(config.storage_root, spec.model, config.version)
     config.workdir.mkdir(parents=True, exist_ok=True)
     logs.event("start", model=spec.model, version=config.version, name=config.name)
-    store.claim_version(paths, _owner(config))
-    client = _minio(config)
-    done = _already_done(config, paths, client)
+    with phases.phase("inputs"):
+        store.claim_version(paths, _owner(config))
+        client = _minio(config)
+        done = _already_done(config, paths, client)
+        if done is not None:
+            _close_recorded_run(config, paths, done)
     if done is not None:
-        _close_recorded_run(config, paths, done)
+        phases.emit()
         logs.event("done.already", version=config.version)
         return done
 
     # Input checks first: bad input is reported (exit 3) whatever state MLflow is in.
-    resolved, prep = _inputs(config)
-    device = _device(config)
+    with phases.phase("inputs"):
+        resolved, prep = _inputs(config)
+    with phases.phase("setup"), heap.paused():  # Ultralytics imported (heap.py)
+        device = _device(config)
     if prep.holdout is not None:  # after _device: reading weights imports Ultralytics
-        evaluate.preflight(config, prep.holdout, tuple(prep.metadata["names"]))
-    tracker, run_ref = _open_run(config, resolved.base)
-    with _ends_the_run(tracker, run_ref):
-        tracker.log_params(run_ref.run_id, _params(config, resolved.base, device))
-        document = _produce(config, paths, resolved, prep, device, tracker, run_ref, client)
+        with phases.phase("preflight"):
+            evaluate.preflight(config, prep.holdout, tuple(prep.metadata["names"]))
+    with phases.phase("mlflow"), heap.paused():  # MLflow imported
+        tracker, run_ref = _open_run(config, resolved.base)
+    overlap = _Overlap(phases)
+    try:
+        with _ends_the_run(tracker, run_ref, overlap):
+            overlap.start(
+                RUN_INPUTS,
+                lambda: _log_run_inputs(tracker, run_ref, config, resolved.base, device, prep),
+            )
+            document = _produce(
+                config, paths, resolved, prep, device, tracker, run_ref, client, phases, overlap
+            )
+    finally:
+        overlap.close()
+    phases.emit()
     logs.event("done", version=config.version, verified=True, **document["metrics"])
     return document
 
@@ -373,33 +478,57 @@ def _produce(
     tracker: Tracker,
     run_ref: RunRef,
     client: Any,
+    phases: logs.Phases,
+    overlap: _Overlap,
 ) -> dict[str, Any]:
     """Train, upload, store and verify version N into its open MLflow run; its manifest."""
-    result = _train(config, paths, prep, resolved.base, device, tracker, run_ref, client)
-    store.write_quick_access(paths)
-    _upload_all(tracker, run_ref, config, paths, prep)
+    with phases.phase("train"):
+        result = _train(
+            config, paths, prep, resolved.base, device, tracker, run_ref, client, overlap
+        )
+    with phases.phase("store"):
+        store.write_quick_access(paths)
+    overlap.start(UPLOADS, lambda: _upload_all(tracker, run_ref, config, paths, prep))
     facts = mlflow_record.facts_of(config, resolved.base, prep.metadata, prep.holdout)
-    model = tracker.log_model(run_ref, paths.training_run, facts)
+    with phases.phase("logModel"):
+        model = tracker.log_model(run_ref, paths.training_run, facts)
+    with phases.phase("upload"):
+        overlap.join(UPLOADS)
     scored = None
     if prep.holdout is not None:
-        with tracker.scoring(model):
+        with phases.phase("evaluate"), tracker.scoring(model):
             scored = evaluate.evaluate(
                 config, prep.holdout, paths.training_run, device, tracker, run_ref, prep.regression
             )
-    mlflow_info = _register(tracker, config, run_ref, model, scored)
+    with phases.phase("register"):
+        mlflow_info = _register(tracker, config, run_ref, model, scored)
     lineage = documents.lineage(
         base_label=resolved.base.label,
         base_version=resolved.base.version,
         base_sha256=resolved.base.sha256 or "",
         dataset=prep.metadata,
     )
-    metadata = _metadata(
-        config, paths, run_ref, result, resolved.base, device, prep, mlflow_info, lineage, scored
-    )
-    artifacts = _store_version(config, paths, metadata)
-    verification = verify(
-        artifacts, storage_root=config.storage_root, client=client, tracking_uri=config.tracking_uri
-    )
+    with phases.phase("store"):
+        metadata = _metadata(
+            config,
+            paths,
+            run_ref,
+            result,
+            resolved.base,
+            device,
+            prep,
+            mlflow_info,
+            lineage,
+            scored,
+        )
+        artifacts = _store_version(config, paths, metadata)
+    with phases.phase("verify"):
+        verification = verify(
+            artifacts,
+            storage_root=config.storage_root,
+            client=client,
+            tracking_uri=config.tracking_uri,
+        )
     document = documents.manifest(
         version=config.version,
         retrainjob=_owner(config),
@@ -410,5 +539,6 @@ def _produce(
         lineage=lineage,
         evaluation=scored,
     )
-    _publish(tracker, run_ref, paths, document)
+    with phases.phase("publish"):
+        _publish(tracker, run_ref, paths, document)
     return document

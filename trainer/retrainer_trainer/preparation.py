@@ -68,9 +68,10 @@ def _populate(
 ) -> dict[str, Any]:
     """Validate, link and correct the dataset into `folder`; the tree's marker content."""
     tally: dict[str, list[str | None]] = {}
+    linked: list[str] = []
     with worktree.view(resolved.dataset, cache, full=False) as root:
         found = dataset.load(root)
-        dataset.make_working_copy(found, folder, resolved.dataset.files, tally)
+        dataset.make_working_copy(found, folder, resolved.dataset.files, tally, linked)
     written = [layout.DATA_YAML]
     applied: list[corrections.Correction] = []
     if resolved.corrections is not None:
@@ -80,6 +81,8 @@ def _populate(
             applied = corrections.apply(source, folder, found.names, written)
         dataset.validate_working_copy(folder, found.names)
     return {
+        # What the tree holds, as linked (corrections add and remove files: then it is read).
+        **({"linked": linked} if resolved.corrections is None else {}),
         "names": list(found.names),
         "counts": (
             dataset.counts(folder, found.names)  # corrections changed labels: count them again

@@ -4,6 +4,9 @@ Files are written beside their final name and renamed into place, so a reader (o
 half-way) never sees a truncated weight file. models/ is written last and only for a version
 that trained and uploaded; `rollback` empties it again if verification then fails, so a failed
 version leaves nothing in models/.
+
+`digest` reads each file the trainer wrote once for all who record its sha256 (the upload, the
+logged model, the metadata, the manifest); verification never uses it and reads every copy anew.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ __all__ = [
     "atomic_copy",
     "atomic_write_json",
     "claim_version",
+    "digest",
     "rollback",
     "write_models",
     "write_quick_access",
@@ -46,9 +50,24 @@ def atomic_write_json(path: Path, document: Any) -> None:
     os.replace(tmp, path)
 
 
+# (path, device, inode, size, mtime, ctime) -> (sha256, size): what `digest` read already.
+_digests: dict[tuple[str, int, int, int, int, int], tuple[str, int]] = {}
+
+
+def digest(path: Path) -> tuple[str, int]:
+    """sha256 and size of a file, read once while it stays the same file unchanged (the same
+    inode, size, mtime and ctime: any write or replacement changes one of them)."""
+    st = os.stat(path)
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    found = _digests.get(key)
+    if found is None:
+        found = _digests[key] = integrity.sha256_file(path)
+    return found
+
+
 def artifact(name: str, uri: str, path: Path) -> integrity.Artifact:
     """A status.artifacts entry for a local file: its sha256 and size as written."""
-    sha256, size = integrity.sha256_file(path)
+    sha256, size = digest(path)
     return integrity.Artifact(name=name, uri=uri, sha256=sha256, size=size)
 
 

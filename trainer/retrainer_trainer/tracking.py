@@ -11,6 +11,11 @@ nothing twice and the run keeps a handful of tags.
 The version is also a logged model of its run (pyfunc_model.py around its best.pt, loadable with
 `mlflow.pyfunc.load_model`), and its registered version is made from that logged model; the words
 MLflow shows (datasets, tags, the description) come from mlflow_record.py.
+
+What this process logged itself (a run it created has no params, no uploads record; the points
+of each epoch) is remembered, so nothing is read back from MLflow that this process wrote. The
+uploads of one step go up together and the record is written once after them. Methods may be
+called from a thread that overlaps training; the uploads record has a lock of its own.
 """
 
 from __future__ import annotations
@@ -19,17 +24,19 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from retrainer_contract import env as trainer_env
-from retrainer_contract import integrity, tracking
 from retrainer_contract import metrics as metric_keys
+from retrainer_contract import tracking
 
-from retrainer_trainer import logs, mlflow_record
+from retrainer_trainer import logs, mlflow_record, store
 from retrainer_trainer.errors import TrainerError
 from retrainer_trainer.mlflow_record import DatasetRef, VersionFacts
 
@@ -37,6 +44,9 @@ __all__ = ["FAILED", "FINISHED", "KILLED", "LoggedModelRef", "RunRef", "Tracker"
 
 # The model's code, copied into each logged model ("models from code").
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+
+# Uploads of one step at once (each a request to the artifact store, mostly waiting).
+UPLOAD_THREADS = 4
 
 # MLflow's terminal run statuses: trained and verified, failed, stopped by SIGTERM.
 FINISHED = "FINISHED"
@@ -63,6 +73,29 @@ class LoggedModelRef:
     facts: VersionFacts
 
 
+@contextlib.contextmanager
+def _pinned_from_here() -> Iterator[None]:
+    """Saving a model, MLflow checks its requirements against the installed packages through
+    a map of every installed distribution's modules, built by reading all their file lists
+    (half a second and more). The requirements logged here are pinned from the installed
+    distributions themselves (mlflow_record.requirements; MLflow pins its own version), so
+    that check cannot find a mismatch (it only ever warns): it is left out meanwhile."""
+    try:
+        from mlflow.utils import environment
+    except ImportError:  # another MLflow layout: it checks as it always did
+        yield
+        return
+    check = getattr(environment, "warn_dependency_requirement_mismatches", None)
+    if check is None:
+        yield
+        return
+    environment.warn_dependency_requirement_mismatches = lambda *_args, **_kwargs: None
+    try:
+        yield
+    finally:
+        environment.warn_dependency_requirement_mismatches = check
+
+
 class Tracker:
     """Thin wrapper over MlflowClient; every failure becomes a TrainerError (exit 1)."""
 
@@ -82,6 +115,12 @@ class Tracker:
         self.uploads: list[dict[str, Any]] = []
         # run id -> what its uploads record says it holds: artifact path -> {sha256, bytes}
         self._records: dict[str, dict[str, dict[str, Any]]] = {}
+        self._record_lock = threading.Lock()  # one writer of a record at a time
+        # run id -> its params as MLflow holds them (read once, or known: a run created here)
+        self._params: dict[str, dict[str, str]] = {}
+        # (run id, key, step) -> the point this process logged; run id -> its epochs logged here
+        self._points: dict[tuple[str, str, int], Any] = {}
+        self._epochs: dict[str, set[int]] = {}
         # The datasets of the run, by context (the holdout's ties the holdout metrics to it).
         self.datasets: dict[str, DatasetRef] = {}
         self._scoring: LoggedModelRef | None = None
@@ -116,6 +155,9 @@ class Tracker:
         except Exception as error:
             raise TrainerError(f"MLflow: cannot open the run of {run_name}: {error}") from error
         info = run.info
+        if not reused:  # created just now: no params, no artifacts, no uploads record yet
+            self._params[info.run_id] = {}
+            self._records[info.run_id] = {}
         artifact_uri = info.artifact_uri
         if ":" not in artifact_uri.split("/", 1)[0]:  # a bare local folder (file store)
             artifact_uri = Path(artifact_uri).resolve().as_uri()
@@ -139,13 +181,20 @@ class Tracker:
                 self.client.set_experiment_tag(found.experiment_id, key, value)
         return str(found.experiment_id)
 
+    def _run_params(self, run_id: str) -> dict[str, str]:
+        """The run's params as MLflow holds them: read once, then kept up to date here."""
+        if run_id not in self._params:
+            self._params[run_id] = dict(self.client.get_run(run_id).data.params)
+        return self._params[run_id]
+
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
-        existing = self.client.get_run(run_id).data.params
+        existing = self._run_params(run_id)
         fresh = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in existing]
         if fresh:
             self.client.log_batch(run_id, params=fresh)
+            existing.update({p.key: p.value for p in fresh})
 
     def log_metrics(self, run_id: str, step: int, metrics: Mapping[str, float]) -> None:
         from mlflow.entities import Metric
@@ -154,6 +203,14 @@ class Tracker:
         batch = [Metric(k, float(v), now, step, **self._tied(k)) for k, v in metrics.items()]
         if batch:
             self.client.log_batch(run_id, metrics=batch)
+            for point in batch:
+                self._points[(run_id, point.key, step)] = point
+            if metric_keys.EPOCH in metrics:
+                self._epochs.setdefault(run_id, set()).add(step)
+
+    def epochs_logged_here(self, run_id: str) -> set[int]:
+        """The epochs (steps of the `epoch` metric) this process logged to the run."""
+        return set(self._epochs.get(run_id, ()))
 
     def _tied(self, key: str) -> dict[str, str]:
         """While scoring: a holdout metric's dataset (the holdout) and, for this version's own
@@ -204,23 +261,44 @@ class Tracker:
         return {m.step for m in self.client.get_metric_history(run_id, key)}
 
     def upload(self, run_id: str, local: Path, artifact_path: str) -> None:
-        """Upload one file unless this run already holds exactly these bytes (a rerun).
+        """Upload one file unless this run already holds exactly these bytes (a rerun)."""
+        self.upload_many(run_id, [(local, artifact_path)])
 
-        "Exactly" is judged by sha256 against the run's uploads record, rewritten after each
-        upload: weights of one architecture often have the same size, so size alone would keep
-        a stale copy.
+    def upload_many(self, run_id: str, files: Sequence[tuple[Path, str]]) -> None:
+        """Upload each (file, artifact folder) unless this run already holds exactly these
+        bytes (a rerun), several at once; then rewrite the run's uploads record once.
+
+        "Exactly" is judged by sha256 against the run's uploads record: weights of one
+        architecture often have the same size, so size alone would keep a stale copy. A pod
+        killed between an upload and the record uploads that file again: never one too few.
         """
-        name = f"{artifact_path}/{local.name}" if artifact_path else local.name
-        sha256, size = integrity.sha256_file(local)
-        record = self._record(run_id)
-        if (record.get(name) or {}).get("sha256") == sha256:
-            logs.event("upload.skip", artifact=name, bytes=size)
+        with self._record_lock:
+            record = dict(self._record(run_id))
+        todo = []
+        for local, artifact_path in files:
+            name = f"{artifact_path}/{local.name}" if artifact_path else local.name
+            sha256, size = store.digest(local)
+            if (record.get(name) or {}).get("sha256") == sha256:
+                logs.event("upload.skip", artifact=name, bytes=size)
+                continue
+            todo.append((local, artifact_path, name, sha256, size))
+        if not todo:
             return
-        self.client.log_artifact(run_id, str(local), artifact_path or None)
-        record[name] = {"sha256": sha256, "bytes": size}
-        self._write_record(run_id, record)
-        self.uploads.append({"artifact": name, "bytes": size})
-        logs.event("upload", artifact=name, bytes=size)
+
+        def put(item: tuple[Path, str, str, str, int]) -> None:
+            self.client.log_artifact(run_id, str(item[0]), item[1] or None)
+
+        put(todo[0])  # alone: the first upload brings up the artifact store's client, once
+        if len(todo) > 1:
+            with ThreadPoolExecutor(min(UPLOAD_THREADS, len(todo) - 1)) as pool:
+                list(pool.map(put, todo[1:]))
+        with self._record_lock:
+            held = self._record(run_id)
+            held.update({name: {"sha256": sha, "bytes": size} for _, _, name, sha, size in todo})
+            self._write_record(run_id, held)
+        for _, _, name, _, size in todo:
+            self.uploads.append({"artifact": name, "bytes": size})
+            logs.event("upload", artifact=name, bytes=size)
 
     def _record(self, run_id: str) -> dict[str, dict[str, Any]]:
         """What the run holds: its uploads record, or (a run of an older trainer) its
@@ -255,12 +333,14 @@ class Tracker:
         """Version N as a logged model of its run: pyfunc_model.py with `weights` (its best.pt),
         the pinned requirements, the run's params and lineage; linked to the run as its output
         with the last epoch's metrics. A rerun finds the model of these weights again."""
-        sha256, size = integrity.sha256_file(weights)
+        sha256, size = store.digest(weights)
         try:
-            model_id = self._logged_model(run, sha256)
+            # A run created by this process has no logged model yet: nothing to find again.
+            model_id = self._logged_model(run, sha256) if run.reused else None
+            new = model_id is None
             if model_id is None:
                 model_id = self._new_model(run, weights, sha256, size, facts)
-            self._link(run.run_id, model_id)
+            self._link(run, model_id, new)
         except Exception as error:
             raise TrainerError(
                 f"MLflow: cannot log {facts.name} as a model ({type(error).__name__}: "
@@ -294,7 +374,7 @@ class Tracker:
 
         from retrainer_trainer import pyfunc_model
 
-        params = {k: v[:6000] for k, v in self.client.get_run(run.run_id).data.params.items()}
+        params = {k: v[:6000] for k, v in self._run_params(run.run_id).items()}
         created = self.client.create_logged_model(
             run.experiment_id,
             name=facts.name,
@@ -305,31 +385,45 @@ class Tracker:
         )
         mlflow.set_tracking_uri(self.uri)  # log_model writes through the fluent client
         started = time.monotonic()
-        mlflow.pyfunc.log_model(
-            name=facts.name,
-            python_model=str(PYFUNC_CODE),
-            artifacts={pyfunc_model.WEIGHTS: str(weights)},
-            pip_requirements=mlflow_record.requirements(),
-            model_config=facts.model_config(),
-            model_id=created.model_id,
-        )
+        with _pinned_from_here():
+            mlflow.pyfunc.log_model(
+                name=facts.name,
+                python_model=str(PYFUNC_CODE),
+                artifacts={pyfunc_model.WEIGHTS: str(weights)},
+                pip_requirements=mlflow_record.requirements(),
+                model_config=facts.model_config(),
+                model_id=created.model_id,
+            )
         seconds = round(time.monotonic() - started, 1)
         logs.event("mlflow.logged_model", modelId=created.model_id, bytes=size, seconds=seconds)
         return str(created.model_id)
 
-    def _link(self, run_id: str, model_id: str) -> None:
-        """The model as the run's output at its last epoch, with that epoch's metrics."""
+    def _link(self, run: RunRef, model_id: str, new: bool) -> None:
+        """The model as the run's output at its last epoch, with that epoch's metrics.
+
+        A run this process created holds only the points it logged: they are known here. A
+        model found again was linked already unless a pod died in between: MLflow is asked."""
         from mlflow.entities import LoggedModelOutput, Metric
 
-        run = self.client.get_run(run_id)
-        outputs = run.outputs.model_outputs if run.outputs else []
-        if model_id in {output.model_id for output in outputs}:
-            return
-        step = max(self.logged_steps(run_id, metric_keys.EPOCH), default=0)
+        run_id = run.run_id
+        if not new:
+            found = self.client.get_run(run_id)
+            outputs = found.outputs.model_outputs if found.outputs else []
+            if model_id in {output.model_id for output in outputs}:
+                return
+        if run.reused:
+            steps = self.logged_steps(run_id, metric_keys.EPOCH)
+        else:
+            steps = self.epochs_logged_here(run_id)
+        step = max(steps, default=0)
         self.client.log_outputs(run_id, [LoggedModelOutput(model_id, step)])
         batch = []
         for key in metric_keys.KEYS:
-            points = [m for m in self.client.get_metric_history(run_id, key) if m.step == step]
+            mine = self._points.get((run_id, key, step))  # logged by this process: known
+            if mine is not None or not run.reused:
+                points = [mine] if mine is not None else []
+            else:
+                points = [m for m in self.client.get_metric_history(run_id, key) if m.step == step]
             # The same point again (MLflow keeps one in the run), now also the model's.
             batch += [
                 Metric(m.key, m.value, m.timestamp, m.step, model_id=model_id, run_id=run_id)

@@ -240,11 +240,14 @@ def train(
     device: str | list[int],
     on_epoch: EpochHook,
     restore: Restore = _cannot_restore,
+    on_start: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train version N into its run folder, resuming or reusing what an earlier pod left.
 
     What is left is reused only as recorded (runfolder.assess): a finished run's best.pt must
-    match its record or be restored by `restore` from a copy that does.
+    match its record or be restored by `restore` from a copy that does. `on_start` is called
+    once Ultralytics has set training up (its datasets, model and imports ready), right before
+    the first epoch; not under DDP, where the callbacks run in child processes.
     """
     from ultralytics import YOLO
 
@@ -281,6 +284,8 @@ def train(
     model.add_callback("on_fit_epoch_end", callbacks.fit_epoch_end)
     model.add_callback("on_model_save", callbacks.model_save)
     model.add_callback("on_train_end", callbacks.train_end)
+    if on_start is not None:
+        model.add_callback("on_train_start", lambda _: on_start())
     # Ultralytics has built its datasets (and written their label caches) by this event.
     model.add_callback("on_pretrain_routine_end", lambda _: labelcache.record(data_yaml.parent))
     labelcache.scrub(data_yaml.parent)  # no label cache Retrainer did not record is unpickled

@@ -202,18 +202,22 @@ def _mount_independent(tree: Path, names: tuple[str, ...]) -> None:
 def build(cache: Cache, key: str, populate: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
     """Build the tree in tmp/, then rename it into trees/<key> (whole, or not at all).
 
-    `populate(folder)` links and writes the files and returns the marker's content. When
-    another trainer finished the same tree first, its tree is kept and this one dropped.
+    `populate(folder)` links and writes the files and returns the marker's content, with the
+    files the folder holds as `linked` where it knows them (else the folder is read for them).
+    When another trainer finished the same tree first, its tree is kept and this one dropped.
     """
     folder = cache.new_tmp("tree")
     final = cache.trees / key
     try:
         marker = populate(folder)
-        marker["linked"] = sorted(
-            p.relative_to(folder).as_posix()
-            for p in folder.rglob("*")
-            if p.is_file() and p.name != MARKER and p.suffix != ".cache"
-        )
+        if "linked" in marker:
+            marker["linked"] = sorted(marker["linked"])
+        else:
+            marker["linked"] = sorted(
+                p.relative_to(folder).as_posix()
+                for p in folder.rglob("*")
+                if p.is_file() and p.name != MARKER and p.suffix != ".cache"
+            )
         (folder / MARKER).write_text(json.dumps(marker), encoding="utf-8")
         dataset.write_data_yaml(folder, tuple(marker["names"]))
         try:

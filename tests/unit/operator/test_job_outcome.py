@@ -29,6 +29,7 @@ def job(
         "name": "retrain-shapes-v1",
         "namespace": "team",
         "resourceVersion": "7",
+        "labels": {api.LABEL_MODEL: "shapes"},
         "finalizers": list(finalizers),
         "ownerReferences": [
             {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": owner, "uid": uid}
@@ -69,7 +70,8 @@ class Cluster:
         return next((j for j in self.jobs if j["metadata"]["name"] == name), None)
 
     def list_jobs(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
-        assert "retrainer.dev/model=shapes" in label_selector
+        # One listing of the namespace's training Jobs serves every line (by its model label).
+        assert label_selector == f"{api.LABEL_NAME}={api.TRAINER_NAME}"
         return self.jobs
 
     def read_retrainjob(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -138,6 +140,8 @@ def test_the_sweep_releases_the_jobs_of_gone_and_finished_retrainjobs_only() -> 
     ]
     for found in jobs:
         found["metadata"]["name"] = f"retrain-{found['metadata']['ownerReferences'][0]['name']}"
+    other = job(owner="other-line")
+    other["metadata"]["labels"] = {api.LABEL_MODEL: "circles"}
     owners = {"failed": owner("Failed"), "running": owner("Running"), "done": owner("Failed")}
-    released = job_outcome.sweep(Cluster(jobs, owners, Batch()), "team", "shapes")
+    released = job_outcome.sweep(Cluster([*jobs, other], owners, Batch()), "team", "shapes")
     assert released == ["retrain-gone", "retrain-failed"]

@@ -127,3 +127,22 @@ def test_corrections_write_their_labels_and_never_through_a_link_into_the_datase
     assert untouched.stat().st_ino == original.with_name("train_0003.txt").stat().st_ino
     assert prep.applied["count"] == 3 and prep.metadata["correctionsSha256"]
     assert os.stat(tree / "images" / "train" / "added_0000.png").st_nlink >= 2
+
+
+def test_the_trees_record_of_its_files_is_what_it_holds_without_reading_it_back(
+    shapes_dataset: Path, tmp_path: Path
+) -> None:
+    claim = claim_with(shapes_dataset, tmp_path)
+    # An image without a label: linked alone.
+    (claim / "datasets" / "shapes" / "labels" / "train" / "train_0001.txt").unlink()
+    tree = prepare(claim, 1).data_yaml.parent
+
+    marker = json.loads((tree / worktree.MARKER).read_text(encoding="utf-8"))
+
+    held = sorted(
+        p.relative_to(tree).as_posix()
+        for p in tree.rglob("*")
+        if p.is_file() and p.name != worktree.MARKER and p.suffix != ".cache"
+    )
+    assert marker["linked"] == held
+    assert "images/train/train_0001.png" in held and "labels/train/train_0001.txt" not in held
