@@ -1,8 +1,10 @@
 """The Kopf layer: the only module importing kopf. Each handler reads, calls, returns.
 
 All decisions live in `reconcile`; handlers only route triggers to it: a RetrainJob created
-or seen again after a restart, and any change of a training Job (found by our labels, mapped
-to its RetrainJob by the owner reference). The ticker covers progress and retries.
+or seen again after a restart (on Kopf's executor), and any change of a training Job (found by
+our labels, mapped to its RetrainJob by the owner reference: added to a work queue with its own
+threads, workqueue.py, so Job events never hold up the first pass of a new RetrainJob). The
+ticker covers progress and retries; ModelLines tick from one clock (line_ticks.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from retrainer_contract import api
 from retrainer_operator import lines, reconcile
 from retrainer_operator.conditions import TERMINAL_PHASES
 from retrainer_operator.config import OperatorConfig
+from retrainer_operator.line_ticks import LineTicks
 from retrainer_operator.ticker import Ticker
+from retrainer_operator.workqueue import WorkQueue
 
 __all__ = ["build_registry", "run", "settings_for"]
 
@@ -27,6 +31,11 @@ def _owner(meta: Mapping[str, Any]) -> str | None:
         if ref.get("kind") == api.KIND and ref.get("apiVersion", "").startswith(api.GROUP + "/"):
             return str(ref.get("name"))
     return None
+
+
+# Threads of the Job-event queue and of the ModelLine clock (Kopf's executor has its own 16).
+QUEUE_WORKERS = 4
+LINE_WORKERS = 4
 
 
 def build_registry(
@@ -40,6 +49,11 @@ def build_registry(
         phase = reconcile.reconcile(deps, namespace, name)
         if phase is None or phase in TERMINAL_PHASES:
             ticker.untrack(namespace, name)
+
+    def queued_step(key: Any) -> None:
+        step(*key)
+
+    job_events = WorkQueue(queued_step, QUEUE_WORKERS)
 
     @kopf.on.login(id="retrainjob_login", registry=registry)
     def retrainjob_login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -66,6 +80,8 @@ def build_registry(
     @kopf.on.cleanup(id="retrainjob_cleanup", registry=registry)
     def retrainjob_cleanup(**_: Any) -> None:
         ticker.stop()
+        job_events.stop()
+        line_ticks.stop()
 
     # Stable ids: Kopf records handler progress under them in annotations.
     @kopf.on.resume(api.GROUP, api.VERSION, api.PLURAL, id="retrainjob_create", registry=registry)
@@ -89,12 +105,17 @@ def build_registry(
     ) -> None:
         owner = _owner(meta)
         if namespace and owner is not None and type != "DELETED":
-            step(namespace, owner)
+            job_events.add((namespace, owner))
 
-    def line_step(namespace: str | None, name: str) -> None:
-        if namespace:
-            with deps.locks.hold(f"{api.LINE_PLURAL}/{namespace}/{name}"):
-                lines.reconcile_line(deps, namespace, name)
+    def line_step(namespace: str | None, name: str) -> bool:
+        """One pass over the line; False when it is gone."""
+        if not namespace:
+            return False
+        with deps.locks.hold(f"{api.LINE_PLURAL}/{namespace}/{name}"):
+            return lines.reconcile_line(deps, namespace, name) is not None
+
+    # Time-driven work (schedule slots, corrections polls, history) every line_interval.
+    line_ticks = LineTicks(line_step, line_interval, LINE_WORKERS)
 
     @kopf.on.resume(
         api.GROUP, api.VERSION, api.LINE_PLURAL, id="modelline_resume", registry=registry
@@ -111,19 +132,11 @@ def build_registry(
         registry=registry,
     )
     def modelline_change(namespace: str | None, name: str, **_: Any) -> None:
-        line_step(namespace, name)
-
-    # Time-driven work (schedule slots, corrections polls, history) on a fixed period.
-    @kopf.timer(
-        api.GROUP,
-        api.VERSION,
-        api.LINE_PLURAL,
-        interval=line_interval,
-        id="modelline_tick",
-        registry=registry,
-    )
-    def modelline_tick(namespace: str | None, name: str, **_: Any) -> None:
-        line_step(namespace, name)
+        if not namespace:
+            return
+        line_ticks.track(namespace, name)  # first, so a pass that raises is tried again
+        if not line_step(namespace, name):
+            line_ticks.untrack(namespace, name)
 
     return registry
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,6 +54,10 @@ def _missing(error: ApiException) -> bool:
     return error.status == 404
 
 
+# How long a claim or Secret found by the preflight checks is taken as still there.
+PRESENT_SECONDS = 10.0
+
+
 class Cluster:
     """The operator's Kubernetes calls; every method returns plain dicts."""
 
@@ -61,6 +67,12 @@ class Cluster:
         self.batch = kubernetes.client.BatchV1Api(api_client)
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
         self.host = socket.gethostname()
+        # (kind, namespace, name) -> when it was last found: a burst of RetrainJobs in one
+        # namespace checks its claim and Secret once per PRESENT_SECONDS, not once each. Only
+        # presence is kept (a missing one is asked again every time, so creating it is seen
+        # at once); one deleted meanwhile shows up as the pod's mount failure instead.
+        self._present: dict[tuple[str, str, str], float] = {}
+        self._present_guard = threading.Lock()
 
     # ---- RetrainJobs ----------------------------------------------------------------------
 
@@ -178,23 +190,34 @@ class Cluster:
     # ---- preflight ------------------------------------------------------------------------
 
     def claim_exists(self, namespace: str, name: str) -> bool:
-        try:
-            self.core.read_namespaced_persistent_volume_claim(
+        return self._exists(
+            ("claim", namespace, name),
+            lambda: self.core.read_namespaced_persistent_volume_claim(
                 name, namespace, _preload_content=False
-            )
-        except ApiException as error:
-            if _missing(error):
-                return False
-            raise
-        return True
+            ),
+        )
 
     def secret_exists(self, namespace: str, name: str) -> bool:
+        return self._exists(
+            ("secret", namespace, name),
+            lambda: self.core.read_namespaced_secret(name, namespace, _preload_content=False),
+        )
+
+    def _exists(self, key: tuple[str, str, str], read: Any) -> bool:
+        with self._present_guard:
+            seen = self._present.get(key)
+        if seen is not None and time.monotonic() - seen < PRESENT_SECONDS:
+            return True
         try:
-            self.core.read_namespaced_secret(name, namespace, _preload_content=False)
+            read()
         except ApiException as error:
             if _missing(error):
+                with self._present_guard:
+                    self._present.pop(key, None)
                 return False
             raise
+        with self._present_guard:
+            self._present[key] = time.monotonic()
         return True
 
     # ---- ModelLines (the ledger: versions.LedgerClient; the line reconciler) -------------

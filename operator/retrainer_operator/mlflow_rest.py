@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -23,6 +24,10 @@ from retrainer_contract.objectstore import ObjectStore
 __all__ = ["MlflowError", "MlflowRest", "Run"]
 
 TIMEOUT = 15.0
+# How long an experiment's id (looked up by name) and this process's own allocated tags are
+# trusted without asking MLflow again. Experiments are never deleted (MLflow history is kept),
+# so this only bounds how long a hand-deleted one goes unnoticed.
+KNOWN_SECONDS = 300.0
 
 
 def _not_found(error: urllib.error.HTTPError) -> bool:
@@ -65,6 +70,14 @@ class MlflowRest:
     def __init__(self, tracking_uri: str, store: ObjectStore | None) -> None:
         self.base = tracking_uri.rstrip("/")
         self.store = store
+        # In memory only, rebuilt by asking MLflow (after KNOWN_SECONDS, a restart, an error):
+        # experiment name -> (when, id); (experiment, namespace, model) -> (when, id, the
+        # highest allocated number this process wrote or read, its tag). They save a
+        # RetrainJob's first pass two of its four MLflow calls, each run lookup one of two.
+        self._guard = threading.Lock()
+        self._ids: dict[str, tuple[float, str]] = {}
+        self._recorded: dict[tuple[str, str, str], tuple[float, str, int, str]] = {}
+        self._line_locks: dict[tuple[str, str, str], threading.Lock] = {}
 
     def _call(
         self, method: str, path: str, payload: Mapping[str, Any] | None = None
@@ -92,9 +105,23 @@ class MlflowRest:
         """The run of version `version` owned by RetrainJob `uid` in `experiment`, or None."""
         return self._first_run(experiment, tracking.run_filter(uid, version))
 
-    def _first_run(self, experiment: str, run_filter: str) -> Run | None:
-        """The first run of `experiment` that `run_filter` matches, or None."""
+    def _known_id(self, experiment: str) -> str | None:
+        """The experiment's id, from memory when looked up within KNOWN_SECONDS."""
+        with self._guard:
+            known = self._ids.get(experiment)
+        if known is not None and time.monotonic() - known[0] < KNOWN_SECONDS:
+            return known[1]
         experiment_id = self.experiment_id(experiment)
+        if experiment_id is not None:
+            with self._guard:
+                self._ids[experiment] = (time.monotonic(), experiment_id)
+        return experiment_id
+
+    def _first_run(self, experiment: str, run_filter: str) -> Run | None:
+        """The first run of `experiment` that `run_filter` matches, or None. (A remembered
+        id is safe here: the filters name a RetrainJob's uid or a line's version, which only
+        one experiment's runs carry.)"""
+        experiment_id = self._known_id(experiment)
         if experiment_id is None:
             return None
         answer = self._call(
@@ -157,10 +184,59 @@ class MlflowRest:
         """Record that `version` of the line was handed out: its own experiment tag, then the
         line's lower tags removed (creating the experiment when it does not exist yet; the
         trainer uses the same one). Safe with any number of writers at once: nobody removes
-        a tag above its own, so the highest number keeps its tag."""
-        experiment_id, tags = self._experiment_tags(experiment, create=True)
-        if max(tracking.allocated_in(tags, namespace, model).values(), default=0) >= version:
-            return
+        a tag above its own, so the highest number keeps its tag.
+
+        This process's own writes to a line are serialized, and what it last wrote or read is
+        kept for KNOWN_SECONDS: a later number then costs its tag and the removal of the one
+        before it (two calls instead of four). Were the memory behind (another writer went
+        higher), the record still only rises, and a tag left below is removed later."""
+        key = (experiment, namespace, model)
+        with self._guard:
+            lock = self._line_locks.setdefault(key, threading.Lock())
+        with lock:
+            with self._guard:
+                known = self._recorded.get(key)
+            if known is not None and time.monotonic() - known[0] < KNOWN_SECONDS:
+                _, experiment_id, highest, tag = known
+                if highest >= version:
+                    return
+                try:
+                    self._set_allocated(experiment_id, namespace, model, version)
+                except MlflowError:
+                    pass  # the experiment may be gone: ask MLflow below, as with no memory
+                else:
+                    self._remember(key, experiment_id, namespace, model, version)
+                    self._drop_tags(experiment_id, [tag])
+                    return
+            experiment_id, tags = self._experiment_tags(experiment, create=True)
+            found = tracking.allocated_in(tags, namespace, model)
+            highest = max(found.values(), default=0)
+            if highest >= version:
+                top = next(k for k, n in found.items() if n == highest)
+                self._remember(key, experiment_id, namespace, model, highest, top)
+                return
+            self._set_allocated(experiment_id, namespace, model, version)
+            self._remember(key, experiment_id, namespace, model, version)
+            _, tags = self._experiment_tags(experiment)
+            lower = [
+                k for k, n in tracking.allocated_in(tags, namespace, model).items() if n < version
+            ]
+            self._drop_tags(experiment_id, lower)
+
+    def _remember(
+        self,
+        key: tuple[str, str, str],
+        experiment_id: str,
+        namespace: str,
+        model: str,
+        highest: int,
+        tag: str | None = None,
+    ) -> None:
+        tag = tag or tracking.allocated_tag(namespace, model, highest)
+        with self._guard:
+            self._recorded[key] = (time.monotonic(), experiment_id, highest, tag)
+
+    def _set_allocated(self, experiment_id: str, namespace: str, model: str, version: int) -> None:
         self._call(
             "POST",
             "/api/2.0/mlflow/experiments/set-experiment-tag",
@@ -170,9 +246,11 @@ class MlflowRest:
                 "value": str(version),
             },
         )
-        _, tags = self._experiment_tags(experiment)
-        for key, number in tracking.allocated_in(tags, namespace, model).items():
-            if number < version:
+
+    def _drop_tags(self, experiment_id: str, keys: list[str]) -> None:
+        for key in keys:
+            # Best effort: a lower tag left behind never hides the highest one.
+            with contextlib.suppress(MlflowError):
                 self._call(
                     "POST",
                     "/api/2.0/mlflow/experiments/delete-experiment-tag",

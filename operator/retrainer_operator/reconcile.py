@@ -50,6 +50,7 @@ from retrainer_operator.config import OperatorConfig
 from retrainer_operator.kube import Cluster
 from retrainer_operator.line_champions import line_champions
 from retrainer_operator.mlflow_rest import MlflowError, MlflowRest
+from retrainer_operator.onepass import one_pass
 from retrainer_operator.progress import JobState
 from retrainer_operator.verification import verify_manifest
 
@@ -147,17 +148,18 @@ def _start(
     ns, uid, model = meta["namespace"], meta["uid"], spec["model"]
 
     recover = recovery.recoverer(deps.cluster, deps.mlflow, ns, spec)
+    line = one_pass(deps.cluster)  # the ModelLine read once for the steps below (onepass.py)
     try:
-        versions.ensure(deps.cluster, ns, model, recover)
-        allocation = versions.find(deps.cluster, ns, model, uid)
+        versions.ensure(line, ns, model, recover)
+        allocation = versions.find(line, ns, model, uid)
         if allocation is None:
-            outcome = checks.preflight(deps.cluster, body, deps.config)
+            outcome = checks.preflight(line, body, deps.config)
             if isinstance(outcome, checks.CheckFailure):
                 step.cond(ACCEPTED, False, outcome.reason, outcome.message)
                 step.fail(outcome.reason, outcome.message)
                 return None
             allocation = versions.allocate(
-                deps.cluster, ns, model, uid, meta["name"], outcome.base_version, recover
+                line, ns, model, uid, meta["name"], outcome.base_version, recover
             )
     except MlflowError as error:
         # The line's record is lost and its durable evidence cannot be read: numbering or

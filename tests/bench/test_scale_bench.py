@@ -452,6 +452,7 @@ def test_operator_at_scale(
             "RETRAINER_PROGRESS_INTERVAL": "10",
             "RETRAINER_LINE_INTERVAL": "10",
             "RETRAINER_METRICS_PORT": str(free_port()),
+            "MALLOC_ARENA_MAX": "2",  # as the operator image sets it (operator/Dockerfile)
             **(profiler_env(tmp_path / "profiler", profile_out) if PROFILE else {}),
         }
         if OPERATOR_PATH:

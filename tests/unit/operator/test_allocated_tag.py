@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from retrainer_contract import tracking
-from retrainer_operator.mlflow_rest import MlflowRest
+from retrainer_operator.mlflow_rest import MlflowError, MlflowRest
 
 EXPERIMENT = "retrainer-shapes"
 
@@ -20,9 +20,17 @@ class TagServer(MlflowRest):
     has read the tags, waits at that point for `released` (or `patience` seconds) before it
     writes."""
 
-    def __init__(self, hold: int | None = None, patience: float = 2.0) -> None:
+    def __init__(
+        self,
+        hold: int | None = None,
+        patience: float = 2.0,
+        tags: dict[str, str] | None = None,
+    ) -> None:
         super().__init__("http://tracking.invalid", None)
-        self.tags: dict[str, str] = {}
+        # Pass another TagServer's `tags` for a second writer (another operator process).
+        self.tags: dict[str, str] = {} if tags is None else tags
+        self.calls: list[str] = []
+        self.gone = False  # the experiment was deleted: writes to it fail
         self.hold, self.patience = hold, patience
         self.held, self.released = threading.Event(), threading.Event()
         self._writer = threading.local()
@@ -30,6 +38,9 @@ class TagServer(MlflowRest):
     def _call(
         self, method: str, path: str, payload: Mapping[str, Any] | None = None
     ) -> dict[str, Any] | None:
+        self.calls.append(path.split("?")[0].rsplit("/", 1)[-1])
+        if self.gone and payload is not None:
+            raise MlflowError("MLflow POST: HTTP 400 (the experiment is deleted)")
         if path.startswith("/api/2.0/mlflow/experiments/get-by-name"):
             name = urllib.parse.parse_qs(urllib.parse.urlparse(path).query)["experiment_name"][0]
             assert name == EXPERIMENT
@@ -72,10 +83,11 @@ def test_a_lower_number_recorded_at_the_same_time_never_hides_a_higher_one() -> 
     # Version 1's writer stops between its read and its write; version 2 is recorded in that
     # window. With one tag for the line, 2 was written first and then 1 over it.
     server = TagServer(hold=1)
+    other = TagServer(tags=server.tags)  # a second operator: its own process, its own memory
     first = threading.Thread(target=server.record, args=(1,))
     first.start()
     assert server.held.wait(10)
-    server.record(2)
+    other.record(2)
     server.released.set()
     first.join(30)
     assert not first.is_alive()
@@ -101,3 +113,48 @@ def test_lines_sharing_an_experiment_never_count_each_others_tags() -> None:
     assert tracking.allocated_in(tags, "ns", "shapes") == {
         tracking.allocated_tag("ns", "shapes", 4): 4
     }
+
+
+def test_the_writers_memory_saves_the_reads_and_still_keeps_one_tag() -> None:
+    server = TagServer()
+    server.record(1)
+    server.calls.clear()
+    server.record(2)
+    assert server.calls == ["set-experiment-tag", "delete-experiment-tag"]
+    assert server.tags == {tracking.allocated_tag("ns", "shapes", 2): "2"}
+    server.calls.clear()
+    server.record(2)  # recorded already: no call
+    assert server.calls == []
+
+
+def test_a_lost_memory_is_rebuilt_from_the_tags() -> None:
+    server = TagServer()
+    server.record(3)
+    restarted = TagServer(tags=server.tags)  # the operator restarted: nothing in memory
+    restarted.record(2)
+    assert restarted.allocated() == 3
+    restarted.record(4)
+    assert server.tags == {tracking.allocated_tag("ns", "shapes", 4): "4"}
+
+
+def test_a_memory_behind_another_writer_never_lowers_the_record() -> None:
+    first = TagServer()
+    first.record(3)
+    TagServer(tags=first.tags).record(10)  # the other replica went higher meanwhile
+    first.record(4)  # remembers 3: writes 4, removes 3, never touches 10
+    assert first.allocated() == 10
+    first.record(11)
+    assert first.allocated() == 11
+
+
+def test_a_deleted_experiment_sends_the_writer_back_to_mlflow() -> None:
+    server = TagServer()
+    server.record(1)
+    server.gone = True
+    try:
+        server.record(2)
+    except MlflowError:
+        pass  # the full path asked MLflow again and could not write either
+    else:
+        raise AssertionError("a write to a deleted experiment was taken as recorded")
+    assert "get-by-name" in server.calls[-2:]
