@@ -44,9 +44,9 @@ def build_registry(
     """A registry with the operator's handlers bound to `deps` and `ticker`."""
     registry = kopf.OperatorRegistry()
 
-    def step(namespace: str, name: str) -> None:
+    def step(namespace: str, name: str, seen: Mapping[str, Any] | None = None) -> None:
         ticker.track(namespace, name)
-        phase = reconcile.reconcile(deps, namespace, name)
+        phase = reconcile.reconcile(deps, namespace, name, seen)
         if phase is None or phase in TERMINAL_PHASES:
             ticker.untrack(namespace, name)
 
@@ -87,10 +87,14 @@ def build_registry(
     @kopf.on.resume(api.GROUP, api.VERSION, api.PLURAL, id="retrainjob_create", registry=registry)
     @kopf.on.create(api.GROUP, api.VERSION, api.PLURAL, id="retrainjob_create", registry=registry)
     def retrainjob_create(
-        namespace: str | None, name: str, status: Mapping[str, Any], **_: Any
+        namespace: str | None,
+        name: str,
+        status: Mapping[str, Any],
+        body: Mapping[str, Any],
+        **_: Any,
     ) -> None:
         if namespace and status.get("phase") not in TERMINAL_PHASES:
-            step(namespace, name)
+            step(namespace, name, body)  # a new one's first pass starts from this body
 
     @kopf.on.event(
         "batch",

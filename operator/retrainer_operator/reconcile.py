@@ -10,6 +10,7 @@ idempotent, so an operator killed at any moment converges to one Job and one ver
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import datetime
 import logging
@@ -81,6 +82,8 @@ _STUCK_REASONS = frozenset(
 # How long a finished Job may lack a readable manifest before the RetrainJob fails (MLflow and
 # MinIO answered, and there is no manifest).
 MANIFEST_GRACE_SECONDS = 300.0
+# A pending Job's Events are looked at once it is this old (progress interval: next look).
+EVENTS_AFTER_SECONDS = 5.0
 
 
 class Locks:
@@ -479,8 +482,14 @@ def _why_pending(
 ) -> None:
     """A Job that does not run says why, as Running=False with the underlying message:
     pods refused by admission or quota, unschedulable, or an image that cannot be pulled."""
-    job_uid = (job.get("metadata") or {}).get("uid")
-    events = deps.cluster.list_events(body["metadata"]["namespace"], job_uid) if job_uid else []
+    job_meta = job.get("metadata") or {}
+    job_uid = job_meta.get("uid")
+    # The Job controller's FailedCreate comes after its first tries: a Job younger than that
+    # is pending because it is new (a burst of RetrainJobs listed Events for every one).
+    stamp = job_meta.get("creationTimestamp")
+    young = bool(stamp) and _age_seconds(stamp) < EVENTS_AFTER_SECONDS
+    namespace = body["metadata"]["namespace"]
+    events = deps.cluster.list_events(namespace, job_uid) if job_uid and not young else []
     found = progress.stuck(pods, events)
     if found is not None:
         step.cond(RUNNING, False, found.reason, found.message)
@@ -525,11 +534,20 @@ def _end_failed_run(deps: Deps, body: Mapping[str, Any], status: Mapping[str, An
         logger.warning("failed run not ended version=%s: %s", version, error)
 
 
-def reconcile(deps: Deps, namespace: str, name: str) -> str | None:
-    """Bring RetrainJob namespace/name one step forward; return its phase (None: gone)."""
+def reconcile(
+    deps: Deps, namespace: str, name: str, seen: Mapping[str, Any] | None = None
+) -> str | None:
+    """Bring RetrainJob namespace/name one step forward; return its phase (None: gone).
+
+    `seen`: the object as its create event showed it. Without a status it is what a read would
+    return (no pass has written it; every pass holds the object's lock), so the first pass of a
+    new RetrainJob starts without that read. Were it stale anyway, the pass converges: the
+    allocation is found by uid and the Job by name."""
     key = f"{namespace}/{name}"
     with deps.locks.hold(key), metrics.RECONCILE_SECONDS.time():
-        body = deps.cluster.read_retrainjob(namespace, name)
+        fresh = seen is not None and not seen.get("status")
+        body = copy.deepcopy(dict(seen)) if fresh and seen is not None else None
+        body = body or deps.cluster.read_retrainjob(namespace, name)
         if body is None:
             deps.locks.forget(key)
             return None

@@ -58,7 +58,7 @@ from retrainer_world.world import World
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from crd_fixture import apply_crd, wait_until_served
-from operator_support import CLAIM, TRAINER_SA, Operator, free_port
+from operator_support import Operator, free_port, prepare_namespace
 from scale_support import (
     CountingProxy,
     PeakSampler,
@@ -183,17 +183,7 @@ def _create_namespace(kube: client.ApiClient, world: World, namespace: str) -> N
             },
         },
     )
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": TRAINER_SA}})
-    core.create_namespaced_persistent_volume_claim(
-        namespace,
-        {
-            "metadata": {"name": CLAIM},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-    )
+    prepare_namespace(kube, namespace)  # the claim and the trainer ServiceAccount
     _wait_namespace_defaults(core, namespace)
 
 

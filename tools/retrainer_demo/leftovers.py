@@ -88,7 +88,8 @@ def _wait_gone(api: client.ApiClient, core: client.CoreV1Api, namespace: str, sa
 def release_finalizers(api: client.ApiClient, namespace: str) -> list[str]:
     """Take Retrainer's finalizer off every RetrainJob and ModelLine in `namespace`; returns
     `plural/name` of each. Only the demo does this, and only to its own namespace being deleted:
-    the finalizer guards the operator's timers, which stop with the namespace anyway."""
+    the finalizer (Kopf's, on objects an older operator timed) guards nothing that outlives the
+    namespace."""
     custom = client.CustomObjectsApi(api)
     released = []
     for plural in (api_names.PLURAL, api_names.LINE_PLURAL):

@@ -7,13 +7,7 @@ import threading
 import time
 
 from retrainer_operator.line_ticks import LineTicks
-
-
-def wait_for(condition: object, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "the clock did not get there"
-        time.sleep(0.01)
+from waiting import wait_for
 
 
 def test_each_line_ticks_on_its_own_and_a_gone_one_is_dropped() -> None:

@@ -8,13 +8,7 @@ import time
 from collections.abc import Hashable
 
 from retrainer_operator.workqueue import WorkQueue
-
-
-def wait_for(condition: object, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "the queue did not get there"
-        time.sleep(0.01)
+from waiting import wait_for
 
 
 def test_repeats_of_a_waiting_key_are_one_pass_and_a_busy_key_runs_once_more() -> None:
