@@ -12,7 +12,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kubernetes
@@ -203,7 +203,7 @@ class Cluster:
             lambda: self.core.read_namespaced_secret(name, namespace, _preload_content=False),
         )
 
-    def _exists(self, key: tuple[str, str, str], read: Any) -> bool:
+    def _exists(self, key: tuple[str, str, str], read: Callable[[], object]) -> bool:
         with self._present_guard:
             seen = self._present.get(key)
         if seen is not None and time.monotonic() - seen < PRESENT_SECONDS:

@@ -32,7 +32,6 @@ from retrainer_operator import (
     champion_sync,
     clock,
     faults,
-    job_outcome,
     line_status,
     recovery,
     retention,
@@ -363,19 +362,6 @@ def _with_champion_sync(
     )
 
 
-def _release_training_jobs(
-    deps: Any, line: Mapping[str, Any], runs: list[Mapping[str, Any]]
-) -> None:
-    """upkeep.release_training_jobs, with the line's RetrainJobs as this pass listed them, so
-    the sweep reads none of them again (best effort: a failure is tried again next pass)."""
-    namespace, model = line["metadata"]["namespace"], line["metadata"]["name"]
-    owners = {str(r["metadata"]["name"]): r for r in runs}
-    try:
-        job_outcome.sweep(deps.cluster, namespace, model, owners)
-    except Exception as error:  # ApiException (RBAC without `patch jobs`), connection errors
-        logger.warning("training Jobs of %s/%s not released: %s", namespace, model, error)
-
-
 def _upkeep(
     deps: Any,
     line: Mapping[str, Any],
@@ -385,7 +371,7 @@ def _upkeep(
 ) -> tuple[dict[str, Any], list[upkeep.UpkeepStep]]:
     """Scrub and retention (scrub.py, retention.py) folded into `status`; first, the line's
     training Jobs nothing else will release (their RetrainJob gone or terminal) are released."""
-    _release_training_jobs(deps, line, runs)
+    upkeep.release_training_jobs(deps.cluster, line, runs)
     generation = line["metadata"].get("generation")
     verified = contract_versions.expand_ranges(str(status.get("verifiedVersions") or ""))
     steps = [

@@ -205,7 +205,7 @@ class MlflowRest:
                 except MlflowError:
                     pass  # the experiment may be gone: ask MLflow below, as with no memory
                 else:
-                    self._remember(key, experiment_id, namespace, model, version)
+                    self._remember(key, experiment_id, version)
                     self._drop_tags(experiment_id, [tag])
                     return
             experiment_id, tags = self._experiment_tags(experiment, create=True)
@@ -213,10 +213,10 @@ class MlflowRest:
             highest = max(found.values(), default=0)
             if highest >= version:
                 top = next(k for k, n in found.items() if n == highest)
-                self._remember(key, experiment_id, namespace, model, highest, top)
+                self._remember(key, experiment_id, highest, top)
                 return
             self._set_allocated(experiment_id, namespace, model, version)
-            self._remember(key, experiment_id, namespace, model, version)
+            self._remember(key, experiment_id, version)
             _, tags = self._experiment_tags(experiment)
             lower = [
                 k for k, n in tracking.allocated_in(tags, namespace, model).items() if n < version
@@ -224,14 +224,10 @@ class MlflowRest:
             self._drop_tags(experiment_id, lower)
 
     def _remember(
-        self,
-        key: tuple[str, str, str],
-        experiment_id: str,
-        namespace: str,
-        model: str,
-        highest: int,
-        tag: str | None = None,
+        self, key: tuple[str, str, str], experiment_id: str, highest: int, tag: str | None = None
     ) -> None:
+        """What this process now knows of line `key`: the highest number and its tag."""
+        _, namespace, model = key
         tag = tag or tracking.allocated_tag(namespace, model, highest)
         with self._guard:
             self._recorded[key] = (time.monotonic(), experiment_id, highest, tag)

@@ -545,9 +545,11 @@ def reconcile(
     allocation is found by uid and the Job by name."""
     key = f"{namespace}/{name}"
     with deps.locks.hold(key), metrics.RECONCILE_SECONDS.time():
-        fresh = seen is not None and not seen.get("status")
-        body = copy.deepcopy(dict(seen)) if fresh and seen is not None else None
-        body = body or deps.cluster.read_retrainjob(namespace, name)
+        body: dict[str, Any] | None
+        if seen is not None and not seen.get("status"):
+            body = copy.deepcopy(dict(seen))
+        else:
+            body = deps.cluster.read_retrainjob(namespace, name)
         if body is None:
             deps.locks.forget(key)
             return None

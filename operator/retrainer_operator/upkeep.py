@@ -148,12 +148,16 @@ def post_events(cluster: Cluster, line: Mapping[str, Any], step: UpkeepStep) -> 
         cluster.emit_event(line, event.reason, event.message, event.warning, kind=api.LINE_KIND)
 
 
-def release_training_jobs(cluster: Cluster, line: Mapping[str, Any]) -> None:
+def release_training_jobs(
+    cluster: Cluster, line: Mapping[str, Any], runs: Sequence[Mapping[str, Any]] | None = None
+) -> None:
     """Take the finalizer off the line's training Jobs whose outcome is recorded or whose
-    RetrainJob is gone (best effort: a failure is logged and tried again next tick)."""
+    RetrainJob is gone (best effort: a failure is logged and tried again next tick). `runs`:
+    the line's RetrainJobs as the caller's pass listed them, so the sweep reads none again."""
     namespace, model = line["metadata"]["namespace"], line["metadata"]["name"]
+    owners = None if runs is None else {str(r["metadata"]["name"]): r for r in runs}
     try:
-        job_outcome.sweep(cluster, namespace, model)
+        job_outcome.sweep(cluster, namespace, model, owners)
     except Exception as error:  # ApiException (RBAC without `patch jobs`), connection errors
         logger.warning("training Jobs of %s/%s not released: %s", namespace, model, error)
 
