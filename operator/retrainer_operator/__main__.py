@@ -39,7 +39,7 @@ def build_deps(config: OperatorConfig) -> reconcile.Deps:
         config.aws_secret_access_key or None,
         timeout=OBJECT_STORE_TIMEOUT,
     )
-    cluster = kube.Cluster(kube.load_api_client())
+    cluster = kube.Cluster(kube.load_api_client(handlers.THREADS))
     mlflow = MlflowRest(config.mlflow_tracking_uri, store)
     # The champion lives in the line's ModelLine (and its MLflow alias, when registered).
     champions = line_champions(cluster, mlflow)

@@ -33,9 +33,17 @@ def _owner(meta: Mapping[str, Any]) -> str | None:
     return None
 
 
-# Threads of the Job-event queue and of the ModelLine clock (Kopf's executor has its own 16).
-QUEUE_WORKERS = 4
+# Threads of Kopf's executor (first passes of new RetrainJobs), of the Job-event queue and of
+# the ModelLine clock. A pass mostly waits on the apiserver and MLflow, so threads, not CPU,
+# bound how many new RetrainJobs a second get their Job.
+HANDLER_WORKERS = 64
+QUEUE_WORKERS = 8
 LINE_WORKERS = 4
+# Every thread that calls the apiserver (plus the progress ticker and the clock's alarm).
+THREADS = HANDLER_WORKERS + QUEUE_WORKERS + LINE_WORKERS + 2
+# Kopf's per-object workers: how many at once, and how long one waits for its object's next event.
+WORKER_LIMIT = 128
+WORKER_IDLE_SECONDS = 0.5
 
 
 def build_registry(
@@ -71,10 +79,13 @@ def build_registry(
         settings.persistence.finalizer = api.FINALIZER
         # We post our own Events per transition; Kopf's per-handler ones only on problems.
         settings.posting.level = logging.WARNING
-        settings.execution.max_workers = 16
+        settings.execution.max_workers = HANDLER_WORKERS
         # Bound the per-object workers: at startup every RetrainJob is resumed at once, and
         # unbounded workers would hold all their bodies in memory together.
-        settings.queueing.worker_limit = 32
+        settings.queueing.worker_limit = WORKER_LIMIT
+        # A per-object worker keeps its slot this long after its object's last event (Kopf's
+        # default: 5 s, which would cap a burst at worker_limit / 5 s new RetrainJobs a second).
+        settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
         ticker.start()
 
     @kopf.on.cleanup(id="retrainjob_cleanup", registry=registry)

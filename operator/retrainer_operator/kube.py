@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from retrainer_contract import api
 
 from retrainer_operator.conditions import now_iso
+from retrainer_operator.line_memory import LineMemory
 from retrainer_operator.versions import Conflict
 
 __all__ = ["Cluster", "load_api_client"]
@@ -28,15 +29,17 @@ logger = logging.getLogger(__name__)
 COMPONENT = "retrainer-operator"
 
 
-def load_api_client() -> kubernetes.client.ApiClient:
-    """An ApiClient from the in-cluster service account, else from KUBECONFIG."""
+def load_api_client(connections: int = 32) -> kubernetes.client.ApiClient:
+    """An ApiClient from the in-cluster service account, else from KUBECONFIG, keeping up to
+    `connections` open connections."""
     configuration = kubernetes.client.Configuration()
     try:
         kubernetes.config.load_incluster_config(client_configuration=configuration)
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config(client_configuration=configuration)
-    # Many RetrainJobs reconcile in parallel threads: allow as many pooled connections.
-    configuration.connection_pool_maxsize = 32
+    # Many RetrainJobs reconcile in parallel threads: one pooled connection each (urllib3
+    # closes a connection returned to a full pool, and the next request opens a new one).
+    configuration.connection_pool_maxsize = connections
     return kubernetes.client.ApiClient(configuration)
 
 
@@ -73,6 +76,9 @@ class Cluster:
         # at once); one deleted meanwhile shows up as the pod's mount failure instead.
         self._present: dict[tuple[str, str, str], float] = {}
         self._present_guard = threading.Lock()
+        # Each ModelLine as last read or written here (line_memory.py): where an allocation
+        # starts, never what it trusts (its write is a compare-and-set).
+        self.lines = LineMemory()
 
     # ---- RetrainJobs ----------------------------------------------------------------------
 
@@ -224,57 +230,66 @@ class Cluster:
 
     def read_modelline(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return _decode(
-                self.custom.get_namespaced_custom_object(
-                    api.GROUP,
-                    api.VERSION,
-                    namespace,
-                    api.LINE_PLURAL,
-                    name,
-                    _preload_content=False,
-                )
+            response = self.custom.get_namespaced_custom_object(
+                api.GROUP,
+                api.VERSION,
+                namespace,
+                api.LINE_PLURAL,
+                name,
+                _preload_content=False,
             )
         except ApiException as error:
             if _missing(error):
+                self.lines.forget(namespace, name)
                 return None
             raise
+        return self._remember_line(namespace, name, response)
+
+    def remembered_modelline(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The line as this process last read or wrote it, else read now."""
+        return self.lines.recall(namespace, name) or self.read_modelline(namespace, name)
+
+    def _remember_line(self, namespace: str, name: str, response: Any) -> dict[str, Any]:
+        self.lines.remember(namespace, name, response.data)
+        return _decode(response)
 
     def create_modelline(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        name = str(body["metadata"]["name"])
         try:
-            return _decode(
-                self.custom.create_namespaced_custom_object(
-                    api.GROUP,
-                    api.VERSION,
-                    namespace,
-                    api.LINE_PLURAL,
-                    dict(body),
-                    _preload_content=False,
-                )
+            response = self.custom.create_namespaced_custom_object(
+                api.GROUP,
+                api.VERSION,
+                namespace,
+                api.LINE_PLURAL,
+                dict(body),
+                _preload_content=False,
             )
         except ApiException as error:
             if error.status == 409:
+                self.lines.forget(namespace, name)
                 raise Conflict(str(error.reason)) from error
             raise
+        return self._remember_line(namespace, name, response)
 
     def replace_modelline_status(
         self, namespace: str, name: str, body: dict[str, Any]
     ) -> dict[str, Any]:
         try:
-            return _decode(
-                self.custom.replace_namespaced_custom_object_status(
-                    api.GROUP,
-                    api.VERSION,
-                    namespace,
-                    api.LINE_PLURAL,
-                    name,
-                    dict(body),
-                    _preload_content=False,
-                )
+            response = self.custom.replace_namespaced_custom_object_status(
+                api.GROUP,
+                api.VERSION,
+                namespace,
+                api.LINE_PLURAL,
+                name,
+                dict(body),
+                _preload_content=False,
             )
         except ApiException as error:
+            self.lines.forget(namespace, name)
             if error.status == 409:
                 raise Conflict(str(error.reason)) from error
             raise
+        return self._remember_line(namespace, name, response)
 
     def patch_modelline_status(
         self,
@@ -285,12 +300,12 @@ class Cluster:
     ) -> None:
         """Merge-patch fields the line reconciler owns (never `ledger`: versions.py replaces
         it under optimistic concurrency). With `resource_version`, only if the object is still
-        at it (Conflict otherwise)."""
+        at it (Conflict otherwise, a deleted one included)."""
         body: dict[str, Any] = {"status": dict(status)}
         if resource_version is not None:
             body["metadata"] = {"resourceVersion": resource_version}
         try:
-            self.custom.patch_namespaced_custom_object_status(
+            response = self.custom.patch_namespaced_custom_object_status(
                 api.GROUP,
                 api.VERSION,
                 namespace,
@@ -300,9 +315,13 @@ class Cluster:
                 _preload_content=False,
             )
         except ApiException as error:
-            if error.status == 409:
+            self.lines.forget(namespace, name)
+            # Gone is not at that resourceVersion either: the writer reads again (and finds
+            # it missing) instead of failing its pass.
+            if error.status == 409 or (error.status == 404 and resource_version is not None):
                 raise Conflict(str(error.reason)) from error
             raise
+        self._remember_line(namespace, name, response)
 
     def create_retrainjob(self, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create a RetrainJob; (object, True) when created now, (existing, False) on 409."""

@@ -7,6 +7,10 @@ that pass and keeps the first reading of each line until the pass writes it (a s
 successful or refused with 409, or a create): the allocation's compare-and-set is guarded by
 the resourceVersion read, so a reading made stale by another writer costs a 409 and a fresh
 read, never a lost update. Everything else goes straight to the cluster.
+
+The first reading comes from the client's memory of the line where it has one
+(`remembered_modelline`, line_memory.py): the line as this process's last write left it, so a
+burst of RetrainJobs of one line reads it once, not once each.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ class OnePass:
     def read_modelline(self, namespace: str, name: str) -> dict[str, Any] | None:
         key = (namespace, name)
         if key not in self._lines:
-            self._lines[key] = self._client.read_modelline(namespace, name)
+            read = getattr(self._client, "remembered_modelline", self._client.read_modelline)
+            self._lines[key] = read(namespace, name)
         return self._lines[key]
 
     def patch_modelline_status(

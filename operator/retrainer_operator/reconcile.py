@@ -130,6 +130,9 @@ class _Step:
     annotations: dict[str, str] = dataclasses.field(default_factory=dict)
     # The manifest lookup already made this step (a lost Job's), so verifying reuses it.
     found: _Found | None = None
+    # This step created the Job: it has no pods to look at yet, and its own event brings the
+    # next pass (which does), so the pass ends without listing them.
+    created: bool = False
 
     def cond(self, type_: str, value: bool | None, reason: str, message: str) -> None:
         self.status = set_condition(self.status, type_, value, reason, message, self.generation)
@@ -153,17 +156,20 @@ def _start(
     recover = recovery.recoverer(deps.cluster, deps.mlflow, ns, spec)
     line = one_pass(deps.cluster)  # the ModelLine read once for the steps below (onepass.py)
     try:
-        versions.ensure(line, ns, model, recover)
-        allocation = versions.find(line, ns, model, uid)
-        if allocation is None:
-            outcome = checks.preflight(line, body, deps.config)
-            if isinstance(outcome, checks.CheckFailure):
-                step.cond(ACCEPTED, False, outcome.reason, outcome.message)
-                step.fail(outcome.reason, outcome.message)
-                return None
-            allocation = versions.allocate(
-                line, ns, model, uid, meta["name"], outcome.base_version, recover
-            )
+        # One allocation of a line at a time here, each starting where the last one's write
+        # left the line (line_memory.py): a burst of one line's RetrainJobs writes in turn.
+        with deps.cluster.lines.hold(ns, model):
+            versions.ensure(line, ns, model, recover)
+            allocation = versions.find(line, ns, model, uid)
+            if allocation is None:
+                outcome = checks.preflight(line, body, deps.config)
+                if isinstance(outcome, checks.CheckFailure):
+                    step.cond(ACCEPTED, False, outcome.reason, outcome.message)
+                    step.fail(outcome.reason, outcome.message)
+                    return None
+                allocation = versions.allocate(
+                    line, ns, model, uid, meta["name"], outcome.base_version, recover
+                )
     except MlflowError as error:
         # The line's record is lost and its durable evidence cannot be read: numbering or
         # crowning without it could reuse a number or crown an uncompared version.
@@ -201,6 +207,7 @@ def _start(
     faults.point(faults.AFTER_JOB_CREATE)
     if created:
         metrics.RUNS_STARTED.inc()
+    step.created = created
     name = manifest["metadata"]["name"]
     owner = ((job.get("metadata") or {}).get("annotations") or {}).get(api.UID_ANNOTATION)
     if owner != uid:
@@ -559,7 +566,9 @@ def reconcile(
         generation = body["metadata"].get("generation")
         step = _Step(dict(old), generation)
         job = _job(deps, body, step)
-        if job is not None:
+        if step.created:
+            step.status.setdefault("attempts", 0)
+        elif job is not None:
             _observe(deps, body, step, job)
         new = with_phase(step.status, generation)
         if step.annotations:

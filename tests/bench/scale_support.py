@@ -220,7 +220,15 @@ async def _serve(args: argparse.Namespace) -> None:
         context.load_cert_chain(cert, key)
     stats = _Stats(api_key if args.kind == "apiserver" else mlflow_key)
 
+    # asyncio keeps only weak references to the connection tasks: hold them, or one whose
+    # client hung up is collected while pending ("Task was destroyed but it is pending!").
+    live: set[asyncio.Task[Any]] = set()
+
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            live.add(task)
+            task.add_done_callback(live.discard)
         try:
             up_reader, up_writer = await asyncio.open_connection(
                 host, int(port), ssl=context, server_hostname=host if context else None
