@@ -36,7 +36,7 @@ def _owner(meta: Mapping[str, Any]) -> str | None:
 # Threads of Kopf's executor (first passes of new RetrainJobs), of the Job-event queue and of
 # the ModelLine clock. A pass mostly waits on the apiserver and MLflow, so threads, not CPU,
 # bound how many new RetrainJobs a second get their Job.
-HANDLER_WORKERS = 64
+HANDLER_WORKERS = 32
 QUEUE_WORKERS = 8
 LINE_WORKERS = 4
 # Every thread that calls the apiserver (plus the progress ticker and the clock's alarm).
