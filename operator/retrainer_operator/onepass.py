@@ -10,7 +10,10 @@ read, never a lost update. Everything else goes straight to the cluster.
 
 The first reading comes from the client's memory of the line where it has one
 (`remembered_modelline`, line_memory.py): the line as this process's last write left it, so a
-burst of RetrainJobs of one line reads it once, not once each.
+burst of RetrainJobs of one line reads it once, not once each. Not for a pass that resolves a
+base version against the line (`remembered=False`): the memory may lag another writer (a
+person's promote, the other replica), and a write refused for that is retried with the base
+already chosen.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ __all__ = ["OnePass", "one_pass"]
 class OnePass:
     """`client`'s calls, with `read_modelline` answered from this pass's first reading."""
 
-    def __init__(self, client: versions.LedgerClient) -> None:
+    def __init__(self, client: versions.LedgerClient, remembered: bool = True) -> None:
         self._client = client
+        self._remembered = remembered
         self._lines: dict[tuple[str, str], dict[str, Any] | None] = {}
 
     def __getattr__(self, name: str) -> Any:
@@ -36,7 +40,9 @@ class OnePass:
     def read_modelline(self, namespace: str, name: str) -> dict[str, Any] | None:
         key = (namespace, name)
         if key not in self._lines:
-            read = getattr(self._client, "remembered_modelline", self._client.read_modelline)
+            read = self._client.read_modelline
+            if self._remembered:
+                read = getattr(self._client, "remembered_modelline", read)
             self._lines[key] = read(namespace, name)
         return self._lines[key]
 
@@ -64,8 +70,9 @@ class _ListingOnePass(OnePass):
         return lister.list_retrainjobs(namespace)
 
 
-def one_pass(client: versions.LedgerClient) -> OnePass:
-    """The view for one pass over `client`."""
+def one_pass(client: versions.LedgerClient, remembered: bool = True) -> OnePass:
+    """The view for one pass over `client` (`remembered`: its first reading may come from the
+    client's memory)."""
     if isinstance(client, versions.RetrainJobLister):
-        return _ListingOnePass(client)
-    return OnePass(client)
+        return _ListingOnePass(client, remembered)
+    return OnePass(client, remembered)

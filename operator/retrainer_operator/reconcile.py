@@ -154,7 +154,10 @@ def _start(
     ns, uid, model = meta["namespace"], meta["uid"], spec["model"]
 
     recover = recovery.recoverer(deps.cluster, deps.mlflow, ns, spec)
-    line = one_pass(deps.cluster)  # the ModelLine read once for the steps below (onepass.py)
+    # The ModelLine read once for the steps below (onepass.py), from this process's memory of
+    # it unless the base version is resolved against it (that must see other writers' moves).
+    based = (spec.get("baseModel") or {}).get("version") is not None
+    line = one_pass(deps.cluster, remembered=not based)
     try:
         # One allocation of a line at a time here, each starting where the last one's write
         # left the line (line_memory.py): a burst of one line's RetrainJobs writes in turn.

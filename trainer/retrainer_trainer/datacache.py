@@ -242,20 +242,23 @@ class Cache:
 
         The key record is written in place, not renamed in: it is one short line that only
         parses whole (a reader of a half-written or torn one sees no record and waits on the
-        part's lock, which is held until the record is complete)."""
+        part's lock, which is held until the record is complete). It is written before the
+        part moves: a trainer that opens the part's name once it has moved makes a new part,
+        locks it at once and must find the record then, or it fetches the object again (a
+        record whose blob is not there yet is no record to `lookup`)."""
         target = self.blob_path(sha256)
-        self._folder(f"{self._blobs}/{sha256[:2]}")
-        if fd is None:
-            os.chmod(part, 0o444)
-        else:
-            os.fchmod(fd, 0o444)
-        os.replace(part, target)  # the same bytes under the same name: a race is harmless
         self._folder(f"{self._keys}/{key_id[:2]}")
         handle = os.open(self._record_path(key_id), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o664)
         try:
             os.write(handle, f"{sha256} {size} {int(decodes)}\n".encode("ascii"))
         finally:
             os.close(handle)
+        self._folder(f"{self._blobs}/{sha256[:2]}")
+        if fd is None:
+            os.chmod(part, 0o444)
+        else:
+            os.fchmod(fd, 0o444)
+        os.replace(part, target)  # the same bytes under the same name: a race is harmless
         return Entry(Path(target), sha256, size, decodes)
 
     def _folder(self, path: str) -> None:

@@ -150,3 +150,15 @@ def test_two_threads_and_two_processes_at_once_never_share_a_number(store: FakeL
     assert sorted(numbers) == list(range(2, 42))
     ledger = versions.data_of(store.read_modelline("team", "shapes") or {})
     assert all(versions.find_in(ledger, f"u{i}") is not None for i in range(40))
+
+
+def test_a_pass_resolving_its_base_against_the_line_reads_it_fresh(store: FakeLines) -> None:
+    """A champion moved by another writer (`retrainer promote`) is what `baseModel.version:
+    champion` resolves to, whatever this process remembers."""
+    cluster = cluster_over(store)
+    allocate(cluster, "u1")
+    store.lines[("team", "shapes")]["status"]["champion"] = {"version": 1}  # another writer
+    stale = one_pass(cluster).read_modelline("team", "shapes") or {}
+    assert "champion" not in stale["status"]  # what the memory holds
+    fresh = one_pass(cluster, remembered=False).read_modelline("team", "shapes") or {}
+    assert fresh["status"]["champion"] == {"version": 1}

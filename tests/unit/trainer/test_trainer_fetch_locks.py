@@ -13,8 +13,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from retrainer_trainer import fetch
+from retrainer_trainer import datacache, fetch
 from retrainer_trainer.datacache import Cache
 
 
@@ -171,3 +172,27 @@ def test_a_folders_small_objects_are_committed_whole_and_each_fetched_once(
     assert {r: f.sha256 for r, f in again.files.items()} == {
         r: f.sha256 for r, f in source.files.items()
     }
+
+
+def test_a_fetcher_arriving_as_the_part_becomes_the_blob_finds_it_recorded(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The other trainer opens the part's name just after it moved into blobs/: it makes a new
+    part, locks it at once, and must find the key record then (written before the move), or
+    it downloads the object a second time."""
+    cache = Cache(tmp_path, max_bytes=10**9)
+    store = Store(os.urandom(fetch.CHUNK + 1))
+    late: list[fetch.SourceFile] = []
+    real = os.replace
+
+    def replace(src: Any, dst: Any) -> None:
+        real(src, dst)
+        if not late and str(src).endswith(".part"):  # the named point: the part is the blob
+            late.append(fetch_one(cache, store))
+
+    monkeypatch.setattr(datacache.os, "replace", replace)
+    first = fetch_one(cache, store)
+
+    assert store.requests == [0], "fetched once in all"
+    assert late[0].sha256 == first.sha256 == hashlib.sha256(store.data).hexdigest()
+    assert list(cache.tmp.iterdir()) == []  # the late fetcher's new part is gone too
