@@ -44,7 +44,9 @@ def test_repeats_of_a_waiting_key_are_one_pass_and_a_busy_key_runs_once_more() -
     time.sleep(0.2)  # nothing else is queued: no third pass turns up
     queue.stop()
     assert passes.count("a") == 2
-    assert passes.count("b") in (1, 2)
+    # `b`'s passes are instant: an add after one ended starts another (a loaded machine
+    # interleaves them), so only "at least once, never more than added" holds for it.
+    assert 1 <= passes.count("b") <= 5
     assert overlap == []
 
 
