@@ -321,7 +321,8 @@ class Cluster:
             if error.status == 409 or (error.status == 404 and resource_version is not None):
                 raise Conflict(str(error.reason)) from error
             raise
-        self._remember_line(namespace, name, response)
+        answer: Any = response  # the raw answer; nothing here needs it decoded
+        self.lines.remember(namespace, name, answer.data)
 
     def create_retrainjob(self, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create a RetrainJob; (object, True) when created now, (existing, False) on 409."""
