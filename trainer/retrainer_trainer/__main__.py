@@ -19,21 +19,16 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from types import FrameType
 from typing import NoReturn
 
 from retrainer_contract import documents, exits
 from retrainer_contract import env as trainer_env
 
 from retrainer_trainer import config as config_module
-from retrainer_trainer import heap, logs, manifest, scratch
+from retrainer_trainer import heap, logs, manifest, preemption, scratch
 from retrainer_trainer.errors import Preempted, StorageFull, TrainerError, storage_full
 
 __all__ = ["main"]
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise Preempted()
 
 
 def _full(error: Exception, config: config_module.Config | None) -> StorageFull | None:
@@ -76,7 +71,7 @@ def main() -> int:
 
 
 def _run() -> int:
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    preemption.install()
     env = dict(os.environ)
     termination = env.get(trainer_env.TERMINATION_MESSAGE_PATH) or None
     termination_path = Path(termination) if termination else None

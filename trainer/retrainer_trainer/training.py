@@ -23,7 +23,7 @@ from typing import Any
 from retrainer_contract import faults, layout
 from retrainer_contract import metrics as metric_keys
 
-from retrainer_trainer import bootstrap, checkpoints, labelcache, logs, runfolder
+from retrainer_trainer import bootstrap, checkpoints, labelcache, logs, preemption, runfolder
 from retrainer_trainer.config import Training
 from retrainer_trainer.errors import BadInput, CorruptedWeights
 
@@ -155,10 +155,14 @@ def read_results_csv(run_dir: Path) -> list[dict[str, float]]:
 
 
 class _Callbacks:
-    """Tells per-epoch validation apart from the final validation of best.pt, and records the
-    weights each time Ultralytics writes them.
+    """Tells per-epoch validation apart from the final validation of best.pt, records the
+    weights each time Ultralytics writes them, and holds SIGTERM while it does (preemption).
 
     Ultralytics calls on_fit_epoch_end for both; only real epochs run on_train_epoch_end first.
+    An epoch runs: on_train_epoch_end, [validation: on_val_start .. on_val_end], the save
+    (last.pt, maybe best.pt) and on_model_save, on_fit_epoch_end. SIGTERM is held from the end
+    of the epoch's training to on_fit_epoch_end, except during validation, which writes nothing
+    a resume reads.
     """
 
     def __init__(self, hook: EpochHook, paths: layout.VersionPaths) -> None:
@@ -167,8 +171,18 @@ class _Callbacks:
         self.pending = False
         self.final: dict[str, float] = {}
 
+    def train_epoch_start(self, trainer: Any) -> None:
+        preemption.release()  # an epoch redone (NaN recovery) skipped its save and its end
+
     def train_epoch_end(self, trainer: Any) -> None:
         self.pending = True
+        preemption.hold()  # no validation may come before this epoch's save
+
+    def val_start(self, validator: Any) -> None:
+        preemption.release()
+
+    def val_end(self, validator: Any) -> None:
+        preemption.hold()  # the save follows: last.pt and its record go together
 
     def model_save(self, trainer: Any) -> None:
         # Right after Ultralytics wrote last.pt (and maybe best.pt): record what they are. The
@@ -192,6 +206,9 @@ class _Callbacks:
             self.hook(int(trainer.epoch) + 1, int(trainer.epochs), metrics)
         else:
             self.final = metrics
+        # The save is recorded and the epoch logged: a SIGTERM held meanwhile stops here, and
+        # the next pod resumes after this epoch with nothing logged twice or lost.
+        preemption.release()
 
 
 def _cannot_restore(plan: runfolder.Plan) -> bool:
@@ -280,7 +297,10 @@ def train(
             "amp": device != "cpu",
             **coerce_args(training.extra_args),
         }
+    model.add_callback("on_train_epoch_start", callbacks.train_epoch_start)
     model.add_callback("on_train_epoch_end", callbacks.train_epoch_end)
+    model.add_callback("on_val_start", callbacks.val_start)
+    model.add_callback("on_val_end", callbacks.val_end)
     model.add_callback("on_fit_epoch_end", callbacks.fit_epoch_end)
     model.add_callback("on_model_save", callbacks.model_save)
     model.add_callback("on_train_end", callbacks.train_end)
@@ -290,7 +310,8 @@ def train(
     model.add_callback("on_pretrain_routine_end", lambda _: labelcache.record(data_yaml.parent))
     labelcache.scrub(data_yaml.parent)  # no label cache Retrainer did not record is unpickled
     logs.event("train.start", resume=state == runfolder.RESUMABLE, base=base_model, device=device)
-    model.train(**kwargs)
+    with preemption.training():
+        model.train(**kwargs)
     labelcache.record(data_yaml.parent)  # again: under DDP the callbacks ran in child processes
     if not paths.training_run.is_file():
         raise RuntimeError(f"training finished without {paths.training_run}")
