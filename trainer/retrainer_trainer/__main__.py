@@ -28,7 +28,9 @@ from retrainer_trainer import config as config_module
 from retrainer_trainer import heap, logs, manifest, preemption, scratch
 from retrainer_trainer.errors import Preempted, StorageFull, TrainerError, storage_full
 
-__all__ = ["main"]
+__all__ = ["TELEMETRY_OFF", "main"]
+
+TELEMETRY_OFF = "MLFLOW_DISABLE_TELEMETRY"  # set to "false" to let MLflow report usage
 
 
 def _full(error: Exception, config: config_module.Config | None) -> StorageFull | None:
@@ -72,6 +74,9 @@ def main() -> int:
 
 def _run() -> int:
     preemption.install()
+    # MLflow 3 reports usage to its makers from every process that imports it, unless told
+    # not to: a training pod talks to its own tracking server and object store only.
+    os.environ.setdefault(TELEMETRY_OFF, "true")
     env = dict(os.environ)
     termination = env.get(trainer_env.TERMINATION_MESSAGE_PATH) or None
     termination_path = Path(termination) if termination else None

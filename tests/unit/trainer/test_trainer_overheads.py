@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -160,3 +161,18 @@ def test_mlflows_requirement_check_is_left_out_only_while_the_model_is_saved() -
         assert environment.warn_dependency_requirement_mismatches is not check
         assert environment.warn_dependency_requirement_mismatches(["torch==0.0.1"]) is None
     assert environment.warn_dependency_requirement_mismatches is check
+
+
+def test_mlflow_telemetry_is_off_unless_the_pod_asks_for_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("RETRAINER_TERMINATION_MESSAGE_PATH", str(tmp_path / "termination"))
+    monkeypatch.delenv("RETRAINER_SPEC", raising=False)  # bad input: stops before any import
+    monkeypatch.delenv(entry.TELEMETRY_OFF, raising=False)
+    handler = signal.getsignal(signal.SIGTERM)  # main installs the trainer's
+    monkeypatch.setattr(signal, "signal", lambda *args: handler)
+    assert entry.main() == 3
+    assert os.environ[entry.TELEMETRY_OFF] == "true"
+    monkeypatch.setenv(entry.TELEMETRY_OFF, "false")
+    assert entry.main() == 3
+    assert os.environ[entry.TELEMETRY_OFF] == "false"
