@@ -9,6 +9,8 @@ ticker covers progress and retries; ModelLines tick from one clock (line_ticks.p
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -16,10 +18,11 @@ from typing import Any
 import kopf
 from retrainer_contract import api
 
-from retrainer_operator import lines, reconcile
+from retrainer_operator import lines, progress, reconcile
 from retrainer_operator.conditions import TERMINAL_PHASES
 from retrainer_operator.config import OperatorConfig
 from retrainer_operator.line_ticks import LineTicks
+from retrainer_operator.progress import JobState
 from retrainer_operator.ticker import Ticker
 from retrainer_operator.workqueue import WorkQueue
 
@@ -46,20 +49,40 @@ WORKER_LIMIT = 128
 WORKER_IDLE_SECONDS = 0.5
 
 
+def _job_state(job: Mapping[str, Any]) -> str:
+    """What of a training Job a pass acts on: its status, whether it is being deleted, and
+    whether it is suspended (not its finalizers, labels or annotations)."""
+    meta = job.get("metadata") or {}
+    spec = job.get("spec") or {}
+    seen = [job.get("status"), meta.get("deletionTimestamp"), spec.get("suspend")]
+    return json.dumps(seen, sort_keys=True, default=str)
+
+
+def _ended(job: Mapping[str, Any]) -> bool:
+    """Whether the Job says it ended (Complete or Failed)."""
+    return progress.observe_job(job).state in (JobState.COMPLETE, JobState.FAILED)
+
+
 def build_registry(
     deps: reconcile.Deps, ticker: Ticker, line_interval: float = 10.0
 ) -> kopf.OperatorRegistry:
     """A registry with the operator's handlers bound to `deps` and `ticker`."""
     registry = kopf.OperatorRegistry()
 
-    def step(namespace: str, name: str, seen: Mapping[str, Any] | None = None) -> None:
+    def step(
+        namespace: str,
+        name: str,
+        seen: Mapping[str, Any] | None = None,
+        job: Mapping[str, Any] | None = None,
+    ) -> None:
         ticker.track(namespace, name)
-        phase = reconcile.reconcile(deps, namespace, name, seen)
+        phase = reconcile.reconcile(deps, namespace, name, seen, job)
         if phase is None or phase in TERMINAL_PHASES:
             ticker.untrack(namespace, name)
 
-    def queued_step(key: Any) -> None:
-        step(*key)
+    def queued_step(key: Any, job: Any) -> None:
+        namespace, name = key
+        step(namespace, name, job=job)
 
     job_events = WorkQueue(queued_step, QUEUE_WORKERS)
 
@@ -115,12 +138,28 @@ def build_registry(
         id="retrainjob_job_event",
         registry=registry,
     )
-    def retrainjob_job_event(
-        namespace: str | None, meta: Mapping[str, Any], type: str, **_: Any
+    async def retrainjob_job_event(
+        namespace: str | None,
+        meta: Mapping[str, Any],
+        body: Mapping[str, Any],
+        type: str,
+        **_: Any,
     ) -> None:
         owner = _owner(meta)
-        if namespace and owner is not None and type != "DELETED":
-            job_events.add((namespace, owner))
+        if not namespace or owner is None:
+            return
+        if type == "DELETED":
+            job_events.forget((namespace, owner))
+            return
+        # Async: a handful of microseconds on Kopf's loop, where a sync handler would wait for
+        # a thread of the executor behind the first passes of a burst (a Job's Complete waited).
+        # The pass starts from the Job as this event showed it, not from another read of it
+        # (a read per Job event was the most frequent request of a burst after the RetrainJob's);
+        # an event that changed nothing a pass looks at brings none.
+        # A Job that ended goes first: its pass verifies and finishes a RetrainJob.
+        job_events.add(
+            (namespace, owner), copy.deepcopy(dict(body)), _job_state(body), _ended(body)
+        )
 
     def line_step(namespace: str | None, name: str) -> bool:
         """One pass over the line; False when it is gone."""

@@ -177,13 +177,16 @@ def stuck(
     pods: Iterable[Mapping[str, Any]], job_events: Iterable[Mapping[str, Any]]
 ) -> Observation | None:
     """Why a Job that is not running is stuck: its pods cannot be created (admission, quota:
-    the Job controller's FailedCreate events), scheduled, or pulled; None when nothing says."""
+    the Job controller's FailedCreate events), scheduled, or pulled; None when nothing says.
+
+    Once a pod of the Job is alive (pending or running), it was created: an earlier
+    FailedCreate is history, and the pod's own status says why it waits."""
     listed = list(pods)
     for pod in listed:
         found = _pod_stuck(pod)
         if found is not None:
             return found
-    if any(_pod_running(p) for p in listed):
+    if live_pods(listed):
         return None
     failed = [e for e in job_events if e.get("reason") == "FailedCreate"]
     if failed:

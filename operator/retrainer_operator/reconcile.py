@@ -252,11 +252,17 @@ def _record_allocated(
     return True
 
 
-def _job(deps: Deps, body: Mapping[str, Any], step: _Step) -> dict[str, Any] | None:
+def _job(
+    deps: Deps, body: Mapping[str, Any], step: _Step, seen: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
     status = step.status
     if status.get("version") is None or not status.get("jobName"):
         return _start(deps, body, step)
-    job = deps.cluster.read_job(body["metadata"]["namespace"], status["jobName"])
+    name = status["jobName"]
+    if seen is not None and (seen.get("metadata") or {}).get("name") == name:
+        job: dict[str, Any] | None = dict(seen)  # as its newest event showed it (workqueue.py)
+    else:
+        job = deps.cluster.read_job(body["metadata"]["namespace"], name)
     if job is None:
         if (get_condition(status, COMPLETE) or {}).get("status") == "True":
             # Gone after it completed (TTL) while verification waits: never train again.
@@ -396,30 +402,39 @@ def _verify(deps: Deps, body: Mapping[str, Any], step: _Step, pods: list[Any]) -
     if run is not None and not _tag_verified(deps, run, production, step):
         return
     try:
-        # A line lost while this version trained gets its record (and champion) back first,
-        # so the move below compares with the champion in force, not with an empty record.
-        versions.ensure(
+        record_verified(
             deps.cluster,
             meta["namespace"],
             model,
+            version,
+            str(production.get("sha256", "")),
             recovery.recoverer(deps.cluster, deps.mlflow, meta["namespace"], spec),
         )
     except MlflowError as error:
         message = f"the line's record is lost and MLflow cannot be read to rebuild it: {error}"
         step.cond(VERIFIED, None, Reason.EVIDENCE_UNAVAILABLE, message)
         return
-    versions.mark_verified(
-        deps.cluster,
-        meta["namespace"],
-        model,
-        version,
-        str(production.get("sha256", "")),
-    )
     checked = len(status["verification"]["checks"])
     step.cond(VERIFIED, True, Reason.VERIFIED, f"version {version}: {checked} checks passed")
     _promote(deps, body, step, version)
     if (get_condition(step.status, PROMOTED) or {}).get("status") != "Unknown":
         step.status.setdefault("completionTime", now_iso())
+
+
+def record_verified(
+    cluster: Cluster, namespace: str, model: str, version: int, sha256: str, recover: Any
+) -> None:
+    """The line's ledger records `version` verified. The ModelLine is read from this process's
+    memory of it, in turn with the line's other writers here, as an allocation does
+    (onepass.py, line_memory.py): the mark is a compare-and-set, so a memory another writer
+    made stale costs a 409 and a read, and a burst of one line's verifications reads it once.
+    A line lost while this version trained gets its record (and champion) back first from
+    `recover` (raising MlflowError when it cannot), so a promotion after this compares with the
+    champion in force, never with an empty record."""
+    line = one_pass(cluster)
+    with cluster.lines.hold(namespace, model):
+        versions.ensure(line, namespace, model, recover)
+        versions.mark_verified(line, namespace, model, version, sha256)
 
 
 def _tag_verified(deps: Deps, run: Any, production: Mapping[str, Any], step: _Step) -> bool:
@@ -498,8 +513,13 @@ def _why_pending(
     # is pending because it is new (a burst of RetrainJobs listed Events for every one).
     stamp = job_meta.get("creationTimestamp")
     young = bool(stamp) and _age_seconds(stamp) < EVENTS_AFTER_SECONDS
+    # A live pod was created: its own status says why it waits (progress.stuck), and the
+    # Events are not read (a burst's pending Jobs listed them on every pass of every Job).
+    created = bool(progress.live_pods(pods))
     namespace = body["metadata"]["namespace"]
-    events = deps.cluster.list_events(namespace, job_uid) if job_uid and not young else []
+    events = []
+    if job_uid and not young and not created:
+        events = deps.cluster.list_events(namespace, str(job_uid))
     found = progress.stuck(pods, events)
     if found is not None:
         step.cond(RUNNING, False, found.reason, found.message)
@@ -545,14 +565,23 @@ def _end_failed_run(deps: Deps, body: Mapping[str, Any], status: Mapping[str, An
 
 
 def reconcile(
-    deps: Deps, namespace: str, name: str, seen: Mapping[str, Any] | None = None
+    deps: Deps,
+    namespace: str,
+    name: str,
+    seen: Mapping[str, Any] | None = None,
+    seen_job: Mapping[str, Any] | None = None,
 ) -> str | None:
     """Bring RetrainJob namespace/name one step forward; return its phase (None: gone).
 
     `seen`: the object as its create event showed it. Without a status it is what a read would
     return (no pass has written it; every pass holds the object's lock), so the first pass of a
     new RetrainJob starts without that read. Were it stale anyway, the pass converges: the
-    allocation is found by uid and the Job by name."""
+    allocation is found by uid and the Job by name.
+
+    `seen_job`: its training Job as the newest Job event showed it, used instead of reading the Job
+    (when it is the Job the status names). A newer event brings a newer pass, and what a pass
+    does from a Job's state is idempotent (a release of a finalizer already gone finds it gone);
+    a Job deleted is read (the event drops the body it left)."""
     key = f"{namespace}/{name}"
     with deps.locks.hold(key), metrics.RECONCILE_SECONDS.time():
         body: dict[str, Any] | None
@@ -568,7 +597,7 @@ def reconcile(
             return str(old.get("phase"))
         generation = body["metadata"].get("generation")
         step = _Step(dict(old), generation)
-        job = _job(deps, body, step)
+        job = _job(deps, body, step, seen_job)
         if step.created:
             step.status.setdefault("attempts", 0)
         elif job is not None:

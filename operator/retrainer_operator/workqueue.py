@@ -8,6 +8,16 @@ passes (apply -> Job) behind the Job events of the runs already started. Job eve
 being worked on is never worked on twice at once (it runs again after, if added meanwhile),
 and `workers` threads of its own do the passes. What is lost with the process (the keys
 waiting) is rebuilt at the next start: Kopf resumes every RetrainJob that is not finished.
+
+An `add` may bring what its event showed (`seen`: the Job's body); the pass gets the newest
+one added since the key was last taken, so it need not read the Job again. An event after
+the pass took it adds the key again, with its own body: the last pass always sees the last
+event. An `add` may also say what of the object a pass acts on (`state`): one whose state is
+the one last added for its key is dropped (a Job's finalizer released by the pass itself
+changes nothing a pass looks at). `forget` drops both once the object is gone. An `add`
+marked `first` goes to the front of the queue: a Job that ended is verified (and its
+RetrainJob finished) before the passes of Jobs still starting, which under a burst of new
+RetrainJobs held a Complete behind hundreds of them (30 s).
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import collections
 import logging
 import threading
 from collections.abc import Callable, Hashable
+from typing import Any
 
 __all__ = ["WorkQueue"]
 
@@ -23,9 +34,9 @@ logger = logging.getLogger("retrainer.workqueue")
 
 
 class WorkQueue:
-    """`work(key)` for each key added, by `workers` threads, coalescing repeats."""
+    """`work(key, seen)` for each key added, by `workers` threads, coalescing repeats."""
 
-    def __init__(self, work: Callable[[Hashable], object], workers: int = 4) -> None:
+    def __init__(self, work: Callable[[Hashable, Any], object], workers: int = 4) -> None:
         self._work = work
         self._workers = workers
         self._cond = threading.Condition()
@@ -33,20 +44,50 @@ class WorkQueue:
         self._waiting: set[Hashable] = set()  # in _queue
         self._working: set[Hashable] = set()
         self._again: set[Hashable] = set()  # added while being worked on
+        self._seen: dict[Hashable, Any] = {}  # the newest `seen` added for the next pass
+        self._states: dict[Hashable, Hashable] = {}  # the `state` last added per key
+        self._first: set[Hashable] = set()  # added with `first` since last taken
         self._threads: list[threading.Thread] = []
         self._stopped = False
 
-    def add(self, key: Hashable) -> None:
+    def add(
+        self, key: Hashable, seen: Any = None, state: Hashable = None, first: bool = False
+    ) -> None:
         with self._cond:
+            if state is not None:
+                if self._states.get(key) == state:
+                    if seen is not None and key in self._waiting:
+                        self._seen[key] = seen  # its pass is still to come: the newest body
+                    return
+                self._states[key] = state
+            if seen is not None:
+                self._seen[key] = seen
+            if first:
+                self._first.add(key)
             if key in self._working:
                 self._again.add(key)
                 return
             if key in self._waiting:
+                if first:  # to the front
+                    self._queue.remove(key)
+                    self._queue.appendleft(key)
                 return
             self._waiting.add(key)
-            self._queue.append(key)
+            self._enqueue(key)
             self._start()
             self._cond.notify()
+
+    def _enqueue(self, key: Hashable) -> None:
+        if key in self._first:
+            self._queue.appendleft(key)
+        else:
+            self._queue.append(key)
+
+    def forget(self, key: Hashable) -> None:
+        """Forget the body and state added for `key` (its object is gone): a pass reads."""
+        with self._cond:
+            self._seen.pop(key, None)
+            self._states.pop(key, None)
 
     def __len__(self) -> int:
         with self._cond:
@@ -62,7 +103,7 @@ class WorkQueue:
             thread.start()
             self._threads.append(thread)
 
-    def _take(self) -> Hashable | None:
+    def _take(self) -> tuple[Hashable, Any] | None:
         with self._cond:
             while not self._queue and not self._stopped:
                 self._cond.wait()
@@ -70,8 +111,9 @@ class WorkQueue:
                 return None
             key = self._queue.popleft()
             self._waiting.discard(key)
+            self._first.discard(key)
             self._working.add(key)
-            return key
+            return key, self._seen.pop(key, None)
 
     def _done(self, key: Hashable) -> None:
         with self._cond:
@@ -79,13 +121,14 @@ class WorkQueue:
             if key in self._again:
                 self._again.discard(key)
                 self._waiting.add(key)
-                self._queue.append(key)
+                self._enqueue(key)
                 self._cond.notify()
 
     def _run(self) -> None:
-        while (key := self._take()) is not None:
+        while (taken := self._take()) is not None:
+            key, seen = taken
             try:
-                self._work(key)
+                self._work(key, seen)
             except Exception as error:  # the ticker's next round retries
                 logger.warning("queued pass failed key=%s error=%r", key, error)
             finally:
@@ -97,6 +140,9 @@ class WorkQueue:
             self._stopped = True
             self._queue.clear()
             self._waiting.clear()
+            self._seen.clear()
+            self._states.clear()
+            self._first.clear()
             self._cond.notify_all()
         for thread in self._threads:
             thread.join(timeout=10)

@@ -403,6 +403,27 @@ def load(world: World, kube: client.ApiClient, kubectl: Any) -> Iterator[Load]:
         _remove_corrections(world, the_load)
 
 
+def slowest_verified(seen: Any, n: int) -> str:
+    """The RetrainJobs that waited longest from their Job's Complete to Verified, how they
+    were made, and when their Job completed (after the first one): where to look in the
+    operator's log."""
+    first = min(seen.job_complete.values(), default=0.0)
+    waits = sorted(
+        (
+            (seen.rj_verified[k] - seen.job_complete[k], k)
+            for k in seen.job_complete
+            if k in seen.rj_verified
+        ),
+        reverse=True,
+    )[:n]
+    shown = []
+    for wait, key in waits:
+        trigger = seen.rj_meta.get(key, {}).get("trigger") or "apply"
+        done = seen.job_complete[key] - first
+        shown.append(f"{key[0]}/{key[1]} {wait:.1f} s ({trigger}, complete at +{done:.1f} s)")
+    return ", ".join(shown)
+
+
 def test_operator_at_scale(
     world: World, kube: client.ApiClient, load: Load, tmp_path: Path
 ) -> None:
@@ -768,6 +789,7 @@ def test_operator_at_scale(
         "  load: answer times p50/p99 ms, MLflow: " + answers(loaded.latency["mlflow"], 5),
         f"  load: operator apiserver requests {_top(loaded.requests['apiserver'], 16)}",
         f"  load: operator MLflow requests {_top(loaded.requests['mlflow'], 8)}",
+        "  slowest Job complete -> Verified: " + slowest_verified(seen, 3),
         f"  correctness: {total_runs} runs, {ledger_checked} ledger entries checked, "
         f"{len(problems)} problems, {len(reused)} lines with a reused number",
     ]

@@ -19,16 +19,21 @@ from test_trainer_support import TINY, Claim, run_trainer, spec
 pytestmark = pytest.mark.integration
 
 
+def four_epochs(
+    world: World, tmp_path: Path, name: str, seed: int
+) -> tuple[Claim, str, dict[str, str]]:
+    """A claim with a generated dataset, and the env of v1 of line `name`: 4 epochs."""
+    claim = Claim(world, tmp_path / "claim", tmp_path / "work")
+    shapes.generate_dataset(claim.root / "datasets" / "shapes", seed=seed)
+    model = f"{name}-{claim.token}"
+    body = spec(model, training={**TINY, "epochs": 4}, mlflow={"experiment": model})
+    return claim, model, claim.env(body, 1)
+
+
 def test_sigterm_during_epoch_2_of_4_resumes_from_the_checkpoint_in_one_mlflow_run(
     world: World, tmp_path: Path
 ) -> None:
-    claim = Claim(world, tmp_path / "claim", tmp_path / "work")
-    shapes.generate_dataset(claim.root / "datasets" / "shapes", seed=5)
-    model = f"resume-{claim.token}"
-    body = spec(
-        model, training={**TINY, "epochs": 4}, mlflow={"experiment": f"resume-{claim.token}"}
-    )
-    env = claim.env(body, 1)
+    claim, model, env = four_epochs(world, tmp_path, "resume", seed=5)
 
     def in_epoch_2(event: dict[str, Any]) -> bool:
         return event.get("event") == "epoch" and event.get("epoch") == 1
@@ -55,7 +60,7 @@ def test_sigterm_during_epoch_2_of_4_resumes_from_the_checkpoint_in_one_mlflow_r
     (run_id,) = run_ids
     steps = sorted(m.step for m in mlflow.get_metric_history(run_id, "epoch"))
     assert steps == [1, 2, 3, 4]
-    experiment = mlflow.get_experiment_by_name(f"resume-{claim.token}")
+    experiment = mlflow.get_experiment_by_name(model)
     assert experiment is not None
     assert len(mlflow.search_runs([experiment.experiment_id])) == 1
 
@@ -82,11 +87,7 @@ sys.exit(main())
 def test_sigterm_between_writing_last_pt_and_recording_it_resumes_after_that_epoch(
     world: World, tmp_path: Path
 ) -> None:
-    claim = Claim(world, tmp_path / "claim", tmp_path / "work")
-    shapes.generate_dataset(claim.root / "datasets" / "shapes", seed=6)
-    model = f"resume-save-{claim.token}"
-    body = spec(model, training={**TINY, "epochs": 4}, mlflow={"experiment": model})
-    env = claim.env(body, 1)
+    _, _, env = four_epochs(world, tmp_path, "resume-save", seed=6)
 
     first = run_trainer(env, command=[sys.executable, "-c", SIGTERM_AT_THE_SECOND_SAVE])
 

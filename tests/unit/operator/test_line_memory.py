@@ -1,6 +1,7 @@
 """A burst of one line's RetrainJobs allocates from the line as the previous write left it
 (one write each, no read), and the memory is never trusted over the apiserver: another writer,
-a lost memory, a deleted line and two processes at once still never hand out a number twice."""
+a lost memory, a deleted line and two processes at once still never hand out a number twice.
+Verifications are recorded the same way: no read in a burst, none lost to another writer."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import kubernetes
 import pytest
 from kubernetes.client.exceptions import ApiException
 from lines_fake import NO_EVIDENCE, FakeLines
-from retrainer_operator import kube, versions
+from retrainer_operator import kube, reconcile, versions
 from retrainer_operator.ledger import Allocation
 from retrainer_operator.line_status import Conflict
 from retrainer_operator.onepass import one_pass
@@ -162,3 +163,25 @@ def test_a_pass_resolving_its_base_against_the_line_reads_it_fresh(store: FakeLi
     assert "champion" not in stale["status"]  # what the memory holds
     fresh = one_pass(cluster, remembered=False).read_modelline("team", "shapes") or {}
     assert fresh["status"]["champion"] == {"version": 1}
+
+
+def test_a_burst_of_verifications_reads_the_line_never_and_loses_no_mark(store: FakeLines) -> None:
+    mine, other = cluster_over(store), cluster_over(store)
+    for number in range(1, 9):
+        allocate(mine, f"u{number}")
+    custom: Custom = mine.custom  # type: ignore[assignment]
+    custom.reads = 0
+    for number in (1, 2, 3):
+        reconcile.record_verified(mine, "team", "shapes", number, f"sha{number}", NO_EVIDENCE)
+    assert (custom.reads, custom.conflicts) == (0, 0)
+    reconcile.record_verified(other, "team", "shapes", 4, "sha4", NO_EVIDENCE)  # the other replica
+
+    def mark(number: int) -> None:
+        cluster = (mine, other)[number % 2]
+        reconcile.record_verified(cluster, "team", "shapes", number, f"sha{number}", NO_EVIDENCE)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(mark, range(5, 9)))
+    assert custom.conflicts >= 1 and custom.reads >= 1  # my memory was behind: read again
+    ledger = versions.data_of(store.read_modelline("team", "shapes") or {})
+    assert versions.summary_of(ledger)["verifiedVersions"] == "1-8"

@@ -176,6 +176,15 @@ def test_nothing_is_stuck_while_a_pod_runs_or_before_anything_is_known() -> None
     assert progress.stuck([], []) is None
 
 
+def test_a_created_pod_makes_an_earlier_failed_create_history() -> None:
+    pending = {"metadata": {"name": "p"}, "status": {"phase": "Pending"}}
+    gone = {"metadata": {"name": "q"}, "status": {"phase": "Failed"}}
+    refused = [{"reason": "FailedCreate", "message": "exceeded quota"}]
+    assert progress.stuck([pending], refused) is None
+    found = progress.stuck([gone], refused)  # the retry's pod is refused: said again
+    assert found is not None and found.reason == Reason.POD_CREATION_FAILED
+
+
 def test_only_unfinished_pods_are_live() -> None:
     pods = [
         {"metadata": {"name": n}, "status": {"phase": phase}}
