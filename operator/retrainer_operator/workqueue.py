@@ -15,9 +15,9 @@ the pass took it adds the key again, with its own body: the last pass always see
 event. An `add` may also say what of the object a pass acts on (`state`): one whose state is
 the one last added for its key is dropped (a Job's finalizer released by the pass itself
 changes nothing a pass looks at). `forget` drops both once the object is gone. An `add`
-marked `first` goes to the front of the queue: a Job that ended is verified (and its
-RetrainJob finished) before the passes of Jobs still starting, which under a burst of new
-RetrainJobs held a Complete behind hundreds of them (30 s).
+marked `first` goes ahead of the keys added without it (in order among the `first`s): a Job
+that ended is verified (and its RetrainJob finished) before the passes of Jobs still
+starting, which under a burst of new RetrainJobs held a Complete behind hundreds of them.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class WorkQueue:
         self._workers = workers
         self._cond = threading.Condition()
         self._queue: collections.deque[Hashable] = collections.deque()
-        self._waiting: set[Hashable] = set()  # in _queue
+        self._ahead: collections.deque[Hashable] = collections.deque()  # `first`, in order
+        self._waiting: set[Hashable] = set()  # in _queue or _ahead
         self._working: set[Hashable] = set()
         self._again: set[Hashable] = set()  # added while being worked on
         self._seen: dict[Hashable, Any] = {}  # the newest `seen` added for the next pass
@@ -68,9 +69,9 @@ class WorkQueue:
                 self._again.add(key)
                 return
             if key in self._waiting:
-                if first:  # to the front
+                if first and key in self._queue:  # ahead of the rest, behind earlier `first`s
                     self._queue.remove(key)
-                    self._queue.appendleft(key)
+                    self._ahead.append(key)
                 return
             self._waiting.add(key)
             self._enqueue(key)
@@ -78,10 +79,7 @@ class WorkQueue:
             self._cond.notify()
 
     def _enqueue(self, key: Hashable) -> None:
-        if key in self._first:
-            self._queue.appendleft(key)
-        else:
-            self._queue.append(key)
+        (self._ahead if key in self._first else self._queue).append(key)
 
     def forget(self, key: Hashable) -> None:
         """Forget the body and state added for `key` (its object is gone): a pass reads."""
@@ -91,7 +89,7 @@ class WorkQueue:
 
     def __len__(self) -> int:
         with self._cond:
-            return len(self._queue) + len(self._again)
+            return len(self._ahead) + len(self._queue) + len(self._again)
 
     def _start(self) -> None:
         if self._threads or self._stopped:
@@ -105,11 +103,11 @@ class WorkQueue:
 
     def _take(self) -> tuple[Hashable, Any] | None:
         with self._cond:
-            while not self._queue and not self._stopped:
+            while not self._ahead and not self._queue and not self._stopped:
                 self._cond.wait()
             if self._stopped:
                 return None
-            key = self._queue.popleft()
+            key = (self._ahead or self._queue).popleft()
             self._waiting.discard(key)
             self._first.discard(key)
             self._working.add(key)
@@ -139,6 +137,7 @@ class WorkQueue:
         with self._cond:
             self._stopped = True
             self._queue.clear()
+            self._ahead.clear()
             self._waiting.clear()
             self._seen.clear()
             self._states.clear()

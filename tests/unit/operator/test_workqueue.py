@@ -107,7 +107,7 @@ def test_an_add_whose_state_was_the_last_added_brings_no_pass_until_forgotten() 
     assert passes == [{"n": 1}, {"n": 3}, {"n": 4}]
 
 
-def test_a_key_added_first_is_taken_before_those_waiting_and_once() -> None:
+def test_keys_added_first_are_taken_before_the_rest_in_their_order_and_once() -> None:
     gate = threading.Event()
     entered = threading.Event()
     order: list[Hashable] = []
@@ -124,9 +124,10 @@ def test_a_key_added_first_is_taken_before_those_waiting_and_once() -> None:
     for key in ("a", "b", "c"):
         queue.add(key)
     queue.add("ended", first=True)  # a Job that completed, behind three still starting
-    queue.add("b", first=True)  # already waiting: moved to the front, not added twice
+    queue.add("b", first=True)  # already waiting: moved ahead, behind "ended", not twice
+    queue.add("later", first=True)
     gate.set()
-    wait_for(lambda: len(order) == 5)
+    wait_for(lambda: len(order) == 6)
     time.sleep(0.2)
     queue.stop()
-    assert order == ["busy", "b", "ended", "a", "c"]
+    assert order == ["busy", "ended", "b", "later", "a", "c"]
