@@ -73,16 +73,16 @@ def build_registry(
         namespace: str,
         name: str,
         seen: Mapping[str, Any] | None = None,
-        job: Mapping[str, Any] | None = None,
+        seen_job: Mapping[str, Any] | None = None,
     ) -> None:
         ticker.track(namespace, name)
-        phase = reconcile.reconcile(deps, namespace, name, seen, job)
+        phase = reconcile.reconcile(deps, namespace, name, seen, seen_job)
         if phase is None or phase in TERMINAL_PHASES:
             ticker.untrack(namespace, name)
 
-    def queued_step(key: Any, job: Any) -> None:
+    def queued_step(key: Any, seen_job: Any) -> None:
         namespace, name = key
-        step(namespace, name, job=job)
+        step(namespace, name, seen_job=seen_job)
 
     job_events = WorkQueue(queued_step, QUEUE_WORKERS)
 

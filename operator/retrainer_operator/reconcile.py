@@ -422,7 +422,12 @@ def _verify(deps: Deps, body: Mapping[str, Any], step: _Step, pods: list[Any]) -
 
 
 def record_verified(
-    cluster: Cluster, namespace: str, model: str, version: int, sha256: str, recover: Any
+    cluster: Cluster,
+    namespace: str,
+    model: str,
+    version: int,
+    sha256: str,
+    recover: versions.Recover,
 ) -> None:
     """The line's ledger records `version` verified. The ModelLine is read from this process's
     memory of it, in turn with the line's other writers here, as an allocation does

@@ -63,13 +63,15 @@ class WorkQueue:
                 self._states[key] = state
             if seen is not None:
                 self._seen[key] = seen
+            # A waiting key is in _ahead exactly when it was added `first` since last taken.
+            moves_ahead = first and key not in self._first
             if first:
                 self._first.add(key)
             if key in self._working:
                 self._again.add(key)
                 return
             if key in self._waiting:
-                if first and key in self._queue:  # ahead of the rest, behind earlier `first`s
+                if moves_ahead:  # ahead of the rest, behind earlier `first`s
                     self._queue.remove(key)
                     self._ahead.append(key)
                 return
