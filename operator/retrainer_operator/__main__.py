@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"retrainer-operator: bad configuration: {error}", file=sys.stderr)
         return 2
-    logs.setup(config.log_format)
+    logs.setup(config.log_format, quiet=handlers.EVENT_HANDLERS)
     deps = build_deps(config)
     ticker = Ticker(lambda ns, name: reconcile.reconcile(deps, ns, name), config.progress_interval)
     metrics.serve(config.metrics_port)

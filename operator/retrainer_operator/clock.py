@@ -60,25 +60,36 @@ class Shared(Generic[T]):
         self._fetching: dict[Hashable, threading.Lock] = {}
 
     def get(self, key: Hashable, max_age: float, fetch: Callable[[], T]) -> T:
+        return self.reading(key, max_age, fetch)[1]
+
+    def peek(self, key: Hashable) -> T | None:
+        """The reading kept for `key`, whatever its age, without fetching (None: none)."""
+        with self._guard:
+            entry = self._entries.get(key)
+        return None if entry is None else entry[1]
+
+    def reading(self, key: Hashable, max_age: float, fetch: Callable[[], T]) -> tuple[float, T]:
+        """As `get`, with when the reading returned was started (monotonic): what changed
+        before that moment is in it."""
         with self._guard:
             lock = self._fetching.setdefault(key, threading.Lock())
             entry = self._entries.get(key)
         if entry is not None and time.monotonic() - entry[0] < max_age:
-            return entry[1]
+            return entry
         if entry is None:
             lock.acquire()
         elif not lock.acquire(blocking=False):
-            return entry[1]  # another caller is fetching: the last reading meanwhile
+            return entry  # another caller is fetching: the last reading meanwhile
         try:
             with self._guard:
                 entry = self._entries.get(key)
             if entry is not None and time.monotonic() - entry[0] < max_age:
-                return entry[1]
+                return entry
             started = time.monotonic()
             value = fetch()
             with self._guard:
                 self._entries[key] = (started, value)
-            return value
+            return started, value
         finally:
             lock.release()
 

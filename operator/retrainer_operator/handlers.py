@@ -18,9 +18,10 @@ from typing import Any
 import kopf
 from retrainer_contract import api
 
-from retrainer_operator import lines, progress, reconcile
+from retrainer_operator import clock, lines, progress, reconcile
 from retrainer_operator.conditions import TERMINAL_PHASES
 from retrainer_operator.config import OperatorConfig
+from retrainer_operator.line_idle import IdleLines
 from retrainer_operator.line_ticks import LineTicks
 from retrainer_operator.progress import JobState
 from retrainer_operator.ticker import Ticker
@@ -44,6 +45,8 @@ QUEUE_WORKERS = 8
 LINE_WORKERS = 4
 # Every thread that calls the apiserver (plus the progress ticker and the clock's alarm).
 THREADS = HANDLER_WORKERS + QUEUE_WORKERS + LINE_WORKERS + 2
+# The handlers that only note an event (its success is not worth a log line per event).
+EVENT_HANDLERS = ("retrainjob_job_event", "retrainjob_seen", "modelline_seen")
 # Kopf's per-object workers: how many at once, and how long one waits for its object's next event.
 WORKER_LIMIT = 128
 WORKER_IDLE_SECONDS = 0.5
@@ -56,6 +59,17 @@ def _job_state(job: Mapping[str, Any]) -> str:
     spec = job.get("spec") or {}
     seen = [job.get("status"), meta.get("deletionTimestamp"), spec.get("suspend")]
     return json.dumps(seen, sort_keys=True, default=str)
+
+
+def _slim_job(job: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a Job's body without what no pass reads and most of its size: the pod
+    template (passes read the Job's status, metadata and spec flags; they build a Job anew
+    from the RetrainJob) and the managed fields. Under a burst a few thousand Jobs' bodies
+    wait in the queue at once."""
+    meta = {k: v for k, v in (job.get("metadata") or {}).items() if k != "managedFields"}
+    spec = {k: v for k, v in (job.get("spec") or {}).items() if k != "template"}
+    slim = {**job, "metadata": meta, "spec": spec}
+    return copy.deepcopy(slim)
 
 
 def _ended(job: Mapping[str, Any]) -> bool:
@@ -157,19 +171,42 @@ def build_registry(
         # (a read per Job event was the most frequent request of a burst after the RetrainJob's);
         # an event that changed nothing a pass looks at brings none.
         # A Job that ended goes first: its pass verifies and finishes a RetrainJob.
-        job_events.add(
-            (namespace, owner), copy.deepcopy(dict(body)), _job_state(body), _ended(body)
-        )
+        job_events.add((namespace, owner), _slim_job(body), _job_state(body), _ended(body))
+
+    # What the watches said of each line and its runs, and which lines' last pass did nothing.
+    idle = IdleLines()
 
     def line_step(namespace: str | None, name: str) -> bool:
         """One pass over the line; False when it is gone."""
         if not namespace:
             return False
         with deps.locks.hold(f"{api.LINE_PLURAL}/{namespace}/{name}"):
-            return lines.reconcile_line(deps, namespace, name) is not None
+            outcome = lines.reconcile_line(deps, namespace, name)
+        idle.record(namespace, name, None if outcome is None else outcome.quiet)
+        return outcome is not None
+
+    def line_tick(namespace: str, name: str) -> bool:
+        """A tick's pass, unless nothing changed since the line's last pass did nothing."""
+        if idle.quiet(namespace, name, clock.now()):
+            return True
+        return line_step(namespace, name)
 
     # Time-driven work (schedule slots, corrections polls, history) every line_interval.
-    line_ticks = LineTicks(line_step, line_interval, LINE_WORKERS)
+    line_ticks = LineTicks(line_tick, line_interval, LINE_WORKERS)
+
+    @kopf.on.event(api.GROUP, api.VERSION, api.LINE_PLURAL, id="modelline_seen", registry=registry)
+    async def modelline_seen(
+        namespace: str | None, name: str, meta: Mapping[str, Any], type: str, **_: Any
+    ) -> None:
+        if namespace:
+            version = None if type == "DELETED" else meta.get("resourceVersion")
+            idle.seen(namespace, name, version)
+
+    @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, id="retrainjob_seen", registry=registry)
+    async def retrainjob_seen(namespace: str | None, spec: Mapping[str, Any], **_: Any) -> None:
+        # Any change of a run (created, progressed, ended, deleted) may give its line work.
+        if namespace and spec.get("model"):
+            idle.runs_changed(namespace, str(spec["model"]))
 
     @kopf.on.resume(
         api.GROUP, api.VERSION, api.LINE_PLURAL, id="modelline_resume", registry=registry

@@ -33,6 +33,7 @@ from retrainer_operator.progress import JobState
 __all__ = [
     "JobClient",
     "being_deleted",
+    "held",
     "holds",
     "recorded",
     "releasable",
@@ -170,6 +171,15 @@ def _held_by_model(cluster: JobClient, namespace: str) -> dict[str, list[dict[st
             model = ((job.get("metadata") or {}).get("labels") or {}).get(api.LABEL_MODEL, "")
             found.setdefault(str(model), []).append(_slim(job))
     return found
+
+
+def held(cluster: JobClient, namespace: str, model: str) -> list[str] | None:
+    """The training Jobs of `model` holding the finalizer as the namespace's last sweep listing
+    showed them, without listing (None: no listing kept, as after a sweep released some)."""
+    listing = _listings.peek((cluster, namespace))
+    if listing is None:
+        return None
+    return [str(job["metadata"]["name"]) for job in listing.get(model, [])]
 
 
 def sweep(

@@ -22,6 +22,7 @@ import dataclasses
 import datetime
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,6 +33,8 @@ from retrainer_operator import (
     champion_sync,
     clock,
     faults,
+    job_outcome,
+    line_idle,
     line_status,
     recovery,
     retention,
@@ -83,6 +86,8 @@ class Outcome:
     created: list[str] = dataclasses.field(default_factory=list)
     # The RetrainJobs created, as the apiserver returned them.
     made: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # Set when the pass found nothing to do: the line's next tick may skip it (line_idle.py).
+    quiet: line_idle.Quiet | None = None
 
 
 def run_body(
@@ -172,9 +177,10 @@ def _slim_run(run: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _runs_of(deps: Any, namespace: str, name: str) -> list[Mapping[str, Any]]:
+def _runs_of(deps: Any, namespace: str, name: str) -> tuple[float, list[Mapping[str, Any]]]:
     """The RetrainJobs of line `name` (what a pass reads of them), from one listing of the
-    namespace shared by all its lines for half a line interval."""
+    namespace shared by all its lines for half a line interval, and when that listing was
+    started (monotonic)."""
 
     def listing() -> dict[str, list[dict[str, Any]]]:
         by_line: dict[str, list[dict[str, Any]]] = {}
@@ -184,7 +190,8 @@ def _runs_of(deps: Any, namespace: str, name: str) -> list[Mapping[str, Any]]:
         return by_line
 
     max_age = float(getattr(deps.config, "line_interval", 10.0)) / 2
-    return list(_runs.get((deps.cluster, namespace), max_age, listing).get(name, []))
+    started, by_line = _runs.reading((deps.cluster, namespace), max_age, listing)
+    return started, list(by_line.get(name, []))
 
 
 def _changed_runs(
@@ -283,6 +290,17 @@ def _start(
     return name
 
 
+def _corrections_checked(
+    key: tuple[str, str], status: Mapping[str, Any]
+) -> datetime.datetime | None:
+    """When the line's corrections were last counted: here since the last change of the count,
+    else as its status records it."""
+    with _polled_guard:
+        polled = _polled.get(key)
+    recorded = schedule.parse_time(status.get("correctionsCheckTime"))
+    return max((t for t in (polled, recorded) if t is not None), default=None)
+
+
 def _corrections_step(
     deps: Any,
     line: Mapping[str, Any],
@@ -298,10 +316,7 @@ def _corrections_step(
     if not watched:
         out.status["pendingCorrections"] = None
         return
-    with _polled_guard:
-        polled = _polled.get(key)
-    recorded = schedule.parse_time(status.get("correctionsCheckTime"))
-    checked = max((t for t in (polled, recorded) if t is not None), default=None)
+    checked = _corrections_checked(key, status)
     interval = float(watched.get("pollIntervalSeconds", 300))
     if checked is not None and 0 <= (now - checked).total_seconds() < interval:
         return
@@ -388,11 +403,11 @@ def _write(
     line: Mapping[str, Any],
     status: Mapping[str, Any],
     sync: Any,
-) -> None:
+) -> bool:
     """Write the fields this reconciler owns over the line as it is now (line_status.update:
     the ledger and the champion, written meanwhile by others, are kept as read), and the
     registered model the mirror found into a champion record that lacks it. Nothing at all
-    when they are what `line` (read this pass) already holds."""
+    (False) when they are what `line` (read this pass) already holds."""
     owned = {k: v for k, v in status.items() if k not in _LEDGER_FIELDS}
 
     def change(fresh: Mapping[str, Any]) -> tuple[dict[str, Any], None]:
@@ -405,9 +420,48 @@ def _write(
         return new, None
 
     if not line_status.merge_patch(dict(line.get("status") or {}), change(line)[0]):
-        return
+        return False
     namespace, name = line["metadata"]["namespace"], line["metadata"]["name"]
     line_status.update(cluster, namespace, name, change)
+    return True
+
+
+def _quiet(
+    deps: Any,
+    line: Mapping[str, Any],
+    status: Mapping[str, Any],
+    now: datetime.datetime,
+    listed: tuple[float, list[Mapping[str, Any]]],
+) -> line_idle.Quiet | None:
+    """What lets the line's next ticks skip it, after a pass that did nothing (None: the line
+    has work a tick must look at: a run or a training Job still going, an upkeep Job, a
+    champion out of sync)."""
+    spec = line.get("spec") or {}
+    meta = line["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    if spec.get("scrub") or spec.get("retention"):
+        return None  # their Jobs come and go with no event of the line or of its runs
+    listed_at, runs = listed
+    if any(not is_terminal(r.get("status") or {}) for r in runs):
+        return None
+    if job_outcome.held(deps.cluster, namespace, name) != []:
+        return None
+    check = champion_sync.checked(namespace, name)
+    if check is None or not check.sync.value:
+        return None
+    left = check.at + deps.config.champion_sync_interval - time.monotonic()
+    due = [now + line_idle.RECHECK, now + datetime.timedelta(seconds=max(0.0, left))]
+    upcoming = schedule.parse_time(status.get("nextRunTime"))
+    if spec.get("schedule") and upcoming is not None:
+        due.append(upcoming)
+    watched = spec.get(CORRECTIONS)
+    if watched and deps.store is not None:
+        checked = _corrections_checked((namespace, name), status)
+        if checked is None:
+            return None
+        interval = float(watched.get("pollIntervalSeconds", 300))
+        due.append(checked + datetime.timedelta(seconds=interval))
+    return line_idle.Quiet(str(meta.get("resourceVersion") or ""), listed_at, now, min(due))
 
 
 def _forget(namespace: str, name: str) -> None:
@@ -447,12 +501,12 @@ def reconcile_line(
         line = cluster.read_modelline(namespace, name) or line
     now = now or clock.now()
     out = Outcome(status={})
-    listed: list[list[Mapping[str, Any]]] = []
+    listed: list[tuple[float, list[Mapping[str, Any]]]] = []
 
     def runs() -> list[Mapping[str, Any]]:
         if not listed:
             listed.append(_runs_of(deps, namespace, name))
-        return listed[0]
+        return listed[0][1]
 
     def active() -> bool:
         return bool(out.created) or any(not is_terminal(r.get("status") or {}) for r in runs())
@@ -482,8 +536,11 @@ def reconcile_line(
             status, READY, True, Reason.LINE_READY, "the spec is usable", generation
         )
     status["observedGeneration"] = generation
-    _write(cluster, line, status, sync)
+    wrote = _write(cluster, line, status, sync)
     _wake_at_next_slot(deps, namespace, name, status)
+    idle = not (wrote or problem or out.created or doomed or out.events or any(steps))
+    if idle and listed:
+        out.quiet = _quiet(deps, line, status, now, listed[0])
     for step in steps:
         upkeep.post_events(cluster, line, step)
     before = get_condition(current, READY) or {}

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["JsonFormatter", "setup"]
+__all__ = ["JsonFormatter", "QuietHandlers", "setup"]
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 # Kopf's per-object extras: its settings object and an internal flag are noise in a log line.
@@ -40,9 +41,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, sort_keys=False)
 
 
-def setup(log_format: str, level: int = logging.INFO) -> None:
-    """Route all logging to stderr in `log_format` ('json' or 'plain')."""
+class QuietHandlers(logging.Filter):
+    """Drops Kopf's "Handler 'x' succeeded." for the handler ids given: handlers that only
+    note an event (one line per event of every Job, ModelLine and RetrainJob: half the log
+    under a burst), where a failure is still logged."""
+
+    def __init__(self, handler_ids: Iterable[str]) -> None:
+        super().__init__()
+        self._messages = {f"Handler {handler_id!r} succeeded." for handler_id in handler_ids}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or record.getMessage() not in self._messages
+
+
+def setup(log_format: str, level: int = logging.INFO, quiet: Iterable[str] = ()) -> None:
+    """Route all logging to stderr in `log_format` ('json' or 'plain'); Kopf's success line
+    of the handlers `quiet` names is left out."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(QuietHandlers(quiet))
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -28,6 +28,8 @@ def test_handlers_are_registered_under_stable_ids() -> None:
     assert ids == {
         "retrainjob_create",
         "retrainjob_job_event",
+        "retrainjob_seen",
+        "modelline_seen",
         "modelline_create",
         "modelline_resume",
         "modelline_update/spec",
@@ -45,3 +47,24 @@ def test_watching_named_namespaces_kopf_scans_nothing_cluster_wide() -> None:
     everywhere = OperatorConfig.from_env({})
     assert everywhere.clusterwide
     assert handlers.settings_for(everywhere).scanning.disabled is False
+
+
+def test_a_job_waits_in_the_queue_without_its_pod_template_or_managed_fields() -> None:
+    job = {
+        "metadata": {
+            "name": "retrain-shapes-v3",
+            "finalizers": ["retrainer.dev/job-outcome"],
+            "managedFields": [{"manager": "kube-controller-manager", "fieldsV1": {"f:status": {}}}],
+        },
+        "spec": {"suspend": False, "backoffLimit": 2, "template": {"spec": {"containers": []}}},
+        "status": {"conditions": [{"type": "Complete", "status": "True"}]},
+    }
+    slim = handlers._slim_job(job)
+    assert slim == {
+        "metadata": {"name": "retrain-shapes-v3", "finalizers": ["retrainer.dev/job-outcome"]},
+        "spec": {"suspend": False, "backoffLimit": 2},
+        "status": {"conditions": [{"type": "Complete", "status": "True"}]},
+    }
+    assert handlers._job_state(slim) == handlers._job_state(job)  # what a pass acts on
+    slim["status"]["conditions"].append({})  # a copy: Kopf's body is left as it was
+    assert len(job["status"]["conditions"]) == 1

@@ -28,3 +28,20 @@ def test_json_lines_carry_level_logger_message_and_extras() -> None:
     assert entry["retrainjob"] == "ns/a"
     assert entry["k8s_ref"] == {"name": "a"}
     assert "\n" not in line
+
+
+def test_kopf_success_lines_of_the_event_handlers_are_left_out_and_their_failures_kept() -> None:
+    from retrainer_operator.handlers import EVENT_HANDLERS
+    from retrainer_operator.logs import QuietHandlers
+
+    quiet = QuietHandlers(EVENT_HANDLERS)
+
+    def record(message: str, level: int = logging.INFO) -> logging.LogRecord:
+        return logging.makeLogRecord({"name": "kopf.objects", "msg": message, "levelno": level})
+
+    assert not quiet.filter(record("Handler 'modelline_seen' succeeded."))
+    assert not quiet.filter(record("Handler 'retrainjob_job_event' succeeded."))
+    assert quiet.filter(record("Handler 'retrainjob_create' succeeded."))
+    assert quiet.filter(record("Resuming is processed: 1 succeeded; 0 failed."))
+    failed = "Handler 'modelline_seen' failed with an exception. Will ignore."
+    assert quiet.filter(record(failed, logging.ERROR))
