@@ -567,16 +567,47 @@ if _out:
 
     threading.Thread(target=_sample, daemon=True, name="bench-profiler").start()
     atexit.register(_dump)
+
+_traced = os.environ.get("RETRAINER_SCALE_TRACEMALLOC_OUT")
+if _traced:
+    # Where the operator's Python memory is at its highest: a snapshot every 20 s, the one
+    # holding the most kept, its biggest allocation sites (by traceback) written at exit.
+    import tracemalloc
+
+    tracemalloc.start(12)
+    _kept = [0, None]
+
+    def _watch():
+        while True:
+            time.sleep(20)
+            current = tracemalloc.get_traced_memory()[0]
+            if current > _kept[0]:
+                _kept[0], _kept[1] = current, tracemalloc.take_snapshot()
+                _write()  # now: a stop that outlasts its grace period skips atexit
+
+    def _write():
+        snapshot = _kept[1] or tracemalloc.take_snapshot()
+        with open(_traced, "w") as f:
+            f.write(f"peak traced {_kept[0] / (1 << 20):.0f} MiB\\n")
+            for stat in snapshot.statistics("traceback")[:25]:
+                f.write(f"\\n{stat.size / (1 << 20):8.1f} MiB in {stat.count} blocks\\n")
+                for frame in stat.traceback.format(limit=12):
+                    f.write(f"    {frame}\\n")
+
+    threading.Thread(target=_watch, daemon=True, name="bench-tracemalloc").start()
 """
 
 
-def profiler_env(folder: Path, out: Path) -> dict[str, str]:
+def profiler_env(folder: Path, out: Path, memory: bool = False) -> dict[str, str]:
     """Environment that makes a Python process sample its threads' stacks every 10 ms and
-    write the busiest functions to `out` when it exits (a sitecustomize on PYTHONPATH)."""
+    write the busiest functions to `out` when it exits (a sitecustomize on PYTHONPATH); with
+    `memory`, instead trace its allocations and write where most memory was held at the
+    highest point to `out`."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "sitecustomize.py").write_text(_SITECUSTOMIZE, encoding="utf-8")
     path = os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH", "")) if p)
-    return {"PYTHONPATH": path, "RETRAINER_SCALE_PROFILE_OUT": str(out)}
+    variable = "RETRAINER_SCALE_TRACEMALLOC_OUT" if memory else "RETRAINER_SCALE_PROFILE_OUT"
+    return {"PYTHONPATH": path, variable: str(out)}
 
 
 @contextlib.contextmanager

@@ -24,7 +24,8 @@ twice in a line, the ledger agrees), never speed.
 
 Knobs: RETRAINER_SCALE, RETRAINER_SCALE_RATE (applies/s, 50), RETRAINER_SCALE_IDLE_S (each
 idle window, 75), RETRAINER_SCALE_PROFILE=1 (the operator samples its stacks; the busiest
-functions are printed at the end), RETRAINER_SCALE_OUT=<folder> (keep the operator's log),
+functions are printed at the end; =memory: where its memory was held at its highest),
+RETRAINER_SCALE_OUT=<folder> (keep the operator's log),
 RETRAINER_SCALE_OPERATOR_PATH=<folder> (run the retrainer_operator package found there: the
 same load against another version of the operator).
 """
@@ -74,7 +75,8 @@ from scale_support import (
 SCALE = float(os.environ.get("RETRAINER_SCALE", "0.02"))
 RATE = float(os.environ.get("RETRAINER_SCALE_RATE", "50"))
 IDLE_S = float(os.environ.get("RETRAINER_SCALE_IDLE_S", "75"))
-PROFILE = os.environ.get("RETRAINER_SCALE_PROFILE", "") in ("1", "true", "yes")
+PROFILE = os.environ.get("RETRAINER_SCALE_PROFILE", "") in ("1", "true", "yes", "memory")
+MEMORY_PROFILE = os.environ.get("RETRAINER_SCALE_PROFILE", "") == "memory"
 # A folder to keep the operator's log (and profile) in after the run.
 KEEP_IN = os.environ.get("RETRAINER_SCALE_OUT", "")
 # A folder holding another retrainer_operator package to run instead (an A/B comparison).
@@ -464,7 +466,7 @@ def test_operator_at_scale(
             "RETRAINER_LINE_INTERVAL": "10",
             "RETRAINER_METRICS_PORT": str(free_port()),
             "MALLOC_ARENA_MAX": "2",  # as the operator image sets it (operator/Dockerfile)
-            **(profiler_env(tmp_path / "profiler", profile_out) if PROFILE else {}),
+            **(profiler_env(tmp_path / "profiler", profile_out, MEMORY_PROFILE) if PROFILE else {}),
         }
         if OPERATOR_PATH:
             env["PYTHONPATH"] = os.pathsep.join(
@@ -794,8 +796,10 @@ def test_operator_at_scale(
         f"{len(problems)} problems, {len(reused)} lines with a reused number",
     ]
     print("\n".join(lines_out))
-    if PROFILE and profile_out.exists():
-        print("\nSCALE operator profile (sampled stacks):\n" + profile_out.read_text()[:12000])
+    if PROFILE:
+        assert profile_out.exists(), "the profiler wrote nothing: see the operator's log"
+        kind = "traced memory" if MEMORY_PROFILE else "sampled stacks"
+        print(f"\nSCALE operator profile ({kind}):\n" + profile_out.read_text()[:24000])
     assert not reused, reused
     assert not problems, problems[:20]
     assert total_runs >= RUNS + CORRECTED
