@@ -1,11 +1,10 @@
 """The Kopf layer: the only module importing kopf. Each handler reads, calls, returns.
 
 All decisions live in `reconcile`; handlers only route triggers to it: a RetrainJob created
-or seen again after a restart, and any change of a training Job (found by our labels, mapped
-to its RetrainJob by the owner reference), each added to a work queue with its own threads
-(workqueue.py), so Job events never hold up the first pass of a new RetrainJob and Kopf holds
-no RetrainJob's event while its pass waits. The ticker covers progress and retries;
-ModelLines tick from one clock (line_ticks.py).
+or seen again after a restart (on Kopf's executor), and any change of a training Job (found by
+our labels, mapped to its RetrainJob by the owner reference: added to a work queue with its own
+threads, workqueue.py, so Job events never hold up the first pass of a new RetrainJob). The
+ticker covers progress and retries; ModelLines tick from one clock (line_ticks.py).
 """
 
 from __future__ import annotations
@@ -38,16 +37,14 @@ def _owner(meta: Mapping[str, Any]) -> str | None:
     return None
 
 
-# Threads of the first-pass queue (new and resumed RetrainJobs), of the Job-event queue and
-# of the ModelLine clock (Kopf's executor gets as many, for ModelLine changes). A pass mostly
-# waits on the apiserver and MLflow, so threads, not CPU, bound how many new RetrainJobs a
-# second get their Job.
+# Threads of Kopf's executor (first passes of new RetrainJobs), of the Job-event queue and of
+# the ModelLine clock. A pass mostly waits on the apiserver and MLflow, so threads, not CPU,
+# bound how many new RetrainJobs a second get their Job.
 HANDLER_WORKERS = 32
 QUEUE_WORKERS = 8
 LINE_WORKERS = 4
-# Every thread that calls the apiserver: the two queues, the line clock and Kopf's executor
-# (ModelLine changes), the progress ticker and the clock's alarm.
-THREADS = HANDLER_WORKERS + QUEUE_WORKERS + 2 * LINE_WORKERS + 2
+# Every thread that calls the apiserver (plus the progress ticker and the clock's alarm).
+THREADS = HANDLER_WORKERS + QUEUE_WORKERS + LINE_WORKERS + 2
 # The handlers that only note an event (its success is not worth a log line per event).
 EVENT_HANDLERS = ("retrainjob_job_event", "retrainjob_seen", "modelline_seen")
 # Kopf's per-object workers: how many at once, and how long one waits for its object's next event.
@@ -64,20 +61,15 @@ def _job_state(job: Mapping[str, Any]) -> str:
     return json.dumps(seen, sort_keys=True, default=str)
 
 
-def _slim(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of an object's body without its managed fields (the apiserver's bookkeeping,
-    which no pass reads; about half a new object's size)."""
-    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
-    return copy.deepcopy({**obj, "metadata": meta})
-
-
 def _slim_job(job: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of a Job's body without what no pass reads and most of its size: the pod
     template (passes read the Job's status, metadata and spec flags; they build a Job anew
     from the RetrainJob) and the managed fields. Under a burst a few thousand Jobs' bodies
     wait in the queue at once."""
+    meta = {k: v for k, v in (job.get("metadata") or {}).items() if k != "managedFields"}
     spec = {k: v for k, v in (job.get("spec") or {}).items() if k != "template"}
-    return _slim({**job, "spec": spec})
+    slim = {**job, "metadata": meta, "spec": spec}
+    return copy.deepcopy(slim)
 
 
 def _ended(job: Mapping[str, Any]) -> bool:
@@ -102,17 +94,11 @@ def build_registry(
         if phase is None or phase in TERMINAL_PHASES:
             ticker.untrack(namespace, name)
 
-    def first_step(key: Any, seen: Any) -> None:
-        namespace, name = key
-        step(namespace, name, seen)
-
     def queued_step(key: Any, seen_job: Any) -> None:
         namespace, name = key
         step(namespace, name, seen_job=seen_job)
 
-    # New (and resumed) RetrainJobs' passes, and Job events', each on threads of their own.
-    first_passes = WorkQueue(first_step, HANDLER_WORKERS, "first")
-    job_events = WorkQueue(queued_step, QUEUE_WORKERS, "jobs")
+    job_events = WorkQueue(queued_step, QUEUE_WORKERS)
 
     @kopf.on.login(id="retrainjob_login", registry=registry)
     def retrainjob_login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -130,8 +116,7 @@ def build_registry(
         settings.persistence.finalizer = api.FINALIZER
         # We post our own Events per transition; Kopf's per-handler ones only on problems.
         settings.posting.level = logging.WARNING
-        # Kopf's executor runs only the ModelLine handlers' passes now.
-        settings.execution.max_workers = LINE_WORKERS
+        settings.execution.max_workers = HANDLER_WORKERS
         # Bound the per-object workers: at startup every RetrainJob is resumed at once, and
         # unbounded workers would hold all their bodies in memory together.
         settings.queueing.worker_limit = WORKER_LIMIT
@@ -143,29 +128,21 @@ def build_registry(
     @kopf.on.cleanup(id="retrainjob_cleanup", registry=registry)
     def retrainjob_cleanup(**_: Any) -> None:
         ticker.stop()
-        first_passes.stop()
         job_events.stop()
         line_ticks.stop()
 
     # Stable ids: Kopf records handler progress under them in annotations.
     @kopf.on.resume(api.GROUP, api.VERSION, api.PLURAL, id="retrainjob_create", registry=registry)
     @kopf.on.create(api.GROUP, api.VERSION, api.PLURAL, id="retrainjob_create", registry=registry)
-    async def retrainjob_create(
+    def retrainjob_create(
         namespace: str | None,
         name: str,
         status: Mapping[str, Any],
         body: Mapping[str, Any],
         **_: Any,
     ) -> None:
-        # Queued, not run here: under a burst, Kopf held each waiting RetrainJob's whole event
-        # until one of its per-object workers was free (at 10,000 applied, thousands at once);
-        # the queue holds a slim copy, and a pass that fails is retried by the ticker (the
-        # pass tracks its RetrainJob first), as a Job event's is. What is lost with the process
-        # is queued again at the next start: Kopf resumes every RetrainJob.
         if namespace and status.get("phase") not in TERMINAL_PHASES:
-            # A new one's first pass starts from this body (no status: no read); one with a
-            # status is read by its pass anyway (at a takeover, thousands are resumed at once).
-            first_passes.add((namespace, name), None if status else _slim(body))
+            step(namespace, name, body)  # a new one's first pass starts from this body
 
     @kopf.on.event(
         "batch",

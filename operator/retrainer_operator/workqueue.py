@@ -36,12 +36,9 @@ logger = logging.getLogger("retrainer.workqueue")
 class WorkQueue:
     """`work(key, seen)` for each key added, by `workers` threads, coalescing repeats."""
 
-    def __init__(
-        self, work: Callable[[Hashable, Any], object], workers: int = 4, name: str = "queue"
-    ) -> None:
+    def __init__(self, work: Callable[[Hashable, Any], object], workers: int = 4) -> None:
         self._work = work
         self._workers = workers
-        self._name = name
         self._cond = threading.Condition()
         self._queue: collections.deque[Hashable] = collections.deque()
         self._ahead: collections.deque[Hashable] = collections.deque()  # `first`, in order
@@ -101,7 +98,7 @@ class WorkQueue:
             return
         for index in range(self._workers):
             thread = threading.Thread(
-                target=self._run, name=f"retrainer-{self._name}-{index}", daemon=True
+                target=self._run, name=f"retrainer-queue-{index}", daemon=True
             )
             thread.start()
             self._threads.append(thread)

@@ -32,6 +32,15 @@ GROUP, VERSION, PLURAL = "retrainer.dev", "v1alpha1", "retrainjobs"
 CLAIM = "retrainer-models"
 TRAINER_SA = "retrainer-trainer"
 DATASET_BUCKET = "datasets"
+# A line template whose runs never train: their Job names a Kueue queue, and with no Kueue in
+# the world it stays suspended, so a run stays active as long as a test needs.
+QUEUED_TEMPLATE: dict[str, Any] = {
+    "baseModel": {"architecture": "yolo11n.yaml"},
+    "dataset": {"uri": "s3://datasets/none"},
+    "training": {"epochs": 1, "imgsz": 64, "batch": 4, "extraArgs": {"workers": 0}},
+    "resources": {"cpu": "1", "memory": "3Gi"},
+    "scheduling": {"queueName": "nowhere"},
+}
 
 
 def free_port() -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes import client
@@ -17,6 +16,7 @@ from operator_support import (
     GROUP,
     LINE_PLURAL,
     PLURAL,
+    QUEUED_TEMPLATE,
     VERSION,
     condition,
     get_line,
@@ -31,14 +31,7 @@ from tests.bench.scale_support import CountingProxy, proxy_kubeconfig
 
 pytestmark = pytest.mark.integration
 
-TEMPLATE: dict[str, Any] = {
-    "baseModel": {"architecture": "yolo11n.yaml"},
-    "dataset": {"uri": "s3://datasets/none"},
-    "training": {"epochs": 1, "imgsz": 64, "batch": 4},
-    "resources": {"cpu": "1", "memory": "3Gi"},
-    # Its Job stays suspended (no Kueue here): the run stays active without training.
-    "scheduling": {"queueName": "nowhere"},
-}
+TEMPLATE = QUEUED_TEMPLATE
 
 
 def reads(proxy: CountingProxy) -> int:

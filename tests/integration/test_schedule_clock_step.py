@@ -17,6 +17,7 @@ from operator_support import (
     GROUP,
     LINE_PLURAL,
     PLURAL,
+    QUEUED_TEMPLATE,
     VERSION,
     get_line,
     prepare_namespace,
@@ -28,13 +29,7 @@ from retrainer_world.world import World
 
 pytestmark = pytest.mark.integration
 
-TEMPLATE: dict[str, Any] = {
-    "baseModel": {"architecture": "yolo11n.yaml"},
-    "dataset": {"uri": "s3://datasets/none"},
-    "training": {"epochs": 1, "imgsz": 64, "batch": 4, "extraArgs": {"workers": 0}},
-    "resources": {"cpu": "1", "memory": "3Gi"},
-    "scheduling": {"queueName": "nowhere"},
-}
+TEMPLATE = QUEUED_TEMPLATE
 HOUR = datetime.timedelta(hours=1)
 
 

@@ -1,13 +1,7 @@
-"""The Kopf layer maps training Jobs back to their RetrainJob, registers stable handler ids
-and queues what its events bring."""
+"""The Kopf layer maps training Jobs back to their RetrainJob and registers stable handler ids."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from typing import Any
-
-import pytest
 from retrainer_operator import handlers
 from retrainer_operator.config import OperatorConfig
 from retrainer_operator.ticker import Ticker
@@ -74,44 +68,3 @@ def test_a_job_waits_in_the_queue_without_its_pod_template_or_managed_fields() -
     assert handlers._job_state(slim) == handlers._job_state(job)  # what a pass acts on
     slim["status"]["conditions"].append({})  # a copy: Kopf's body is left as it was
     assert len(job["status"]["conditions"]) == 1
-
-
-def test_a_new_retrainjob_is_queued_for_its_first_pass_from_a_slim_copy_of_its_body(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    passes: list[tuple[str, str, Any]] = []
-    done = threading.Event()
-
-    def reconcile(deps: Any, namespace: str, name: str, seen: Any = None, *_: Any) -> str:
-        passes.append((namespace, name, seen))
-        done.set()
-        return "Pending"
-
-    monkeypatch.setattr(handlers.reconcile, "reconcile", reconcile)
-    ticker = Ticker(lambda ns, name: None, 60)
-    registry = handlers.build_registry(None, ticker)  # type: ignore[arg-type]
-    create = next(h for h in registry._changing.get_all_handlers() if h.id == "retrainjob_create")
-    activities = registry._activities.get_all_handlers()
-    (cleanup,) = [h for h in activities if h.id == "retrainjob_cleanup"]
-    body = {
-        "metadata": {"name": "r1", "namespace": "team", "managedFields": [{"manager": "kubectl"}]},
-        "spec": {"model": "shapes"},
-    }
-    try:
-        done_before = {"phase": "Succeeded"}
-        asyncio.run(create.fn(namespace="team", name="r0", status=done_before, body=body))
-        asyncio.run(create.fn(namespace="team", name="r1", status={}, body=body))
-        assert done.wait(5)
-        done.clear()
-        resumed = {"phase": "Running", "version": 3}
-        asyncio.run(create.fn(namespace="team", name="r2", status=resumed, body=body))
-        assert done.wait(5)
-    finally:
-        cleanup.fn()
-    # The finished one is not queued; the new one's pass starts from its body, slimmed; one
-    # resumed with a status is read by its pass (no body kept meanwhile).
-    slim = {**body, "metadata": {"name": "r1", "namespace": "team"}}
-    assert passes == [("team", "r1", slim), ("team", "r2", None)]
-    assert body["metadata"]["managedFields"]  # Kopf's body is left as it was
-    # Tracked by the pass: the ticker retries a pass that fails.
-    assert ticker.tracked() == {("team", "r1"), ("team", "r2")}
