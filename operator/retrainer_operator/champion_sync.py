@@ -21,7 +21,7 @@ from retrainer_contract import tracking
 
 from retrainer_operator import champion_mirror
 
-__all__ = ["Check", "checked", "forget", "step"]
+__all__ = ["Check", "checked", "forget", "next_check", "step"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,20 @@ def forget(namespace: str, name: str) -> None:
         _last.pop((namespace, name), None)
 
 
+def _left(last: Check | None, now: float, interval: float) -> float:
+    """Seconds until the last check of a line goes stale (0: check at the next pass, as when
+    there was none yet or it found the alias out of sync)."""
+    if last is None or not last.sync.value:
+        return 0.0
+    return max(0.0, last.at + interval - now)
+
+
+def next_check(namespace: str, name: str, interval: float) -> float:
+    """Seconds until `step` checks ModelLine namespace/name again while its record stays as
+    it is (0: at its next pass)."""
+    return _left(checked(namespace, name), time.monotonic(), interval)
+
+
 def _spec_of(line: Mapping[str, Any], runs: list[Mapping[str, Any]], version: int) -> Any:
     """The spec the champion's runs were made with: its RetrainJob's, else the template."""
     for run in runs:
@@ -70,7 +84,7 @@ def step(
     now = time.monotonic() if now is None else now
     last = checked(namespace, name)
     interval = deps.config.champion_sync_interval
-    if last is not None and last.key == key and last.sync.value and now - last.at < interval:
+    if last is not None and last.key == key and _left(last, now, interval) > 0:
         return None
     if not isinstance(record.get("version"), int):
         outcome = champion_mirror.Sync(

@@ -22,7 +22,6 @@ import dataclasses
 import datetime
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -431,26 +430,23 @@ def _quiet(
     line: Mapping[str, Any],
     status: Mapping[str, Any],
     now: datetime.datetime,
-    listed: tuple[float, list[Mapping[str, Any]]],
+    runs_listed_at: float,
+    active: bool,
 ) -> line_idle.Quiet | None:
     """What lets the line's next ticks skip it, after a pass that did nothing (None: the line
-    has work a tick must look at: a run or a training Job still going, an upkeep Job, a
-    champion out of sync)."""
+    has work a tick must look at: a run (`active`) or a training Job still going, an upkeep
+    Job, a champion to check at the next pass)."""
     spec = line.get("spec") or {}
     meta = line["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     if spec.get("scrub") or spec.get("retention"):
         return None  # their Jobs come and go with no event of the line or of its runs
-    listed_at, runs = listed
-    if any(not is_terminal(r.get("status") or {}) for r in runs):
+    if active or job_outcome.held(deps.cluster, namespace, name) != []:
         return None
-    if job_outcome.held(deps.cluster, namespace, name) != []:
+    left = champion_sync.next_check(namespace, name, deps.config.champion_sync_interval)
+    if left <= 0:
         return None
-    check = champion_sync.checked(namespace, name)
-    if check is None or not check.sync.value:
-        return None
-    left = check.at + deps.config.champion_sync_interval - time.monotonic()
-    due = [now + line_idle.RECHECK, now + datetime.timedelta(seconds=max(0.0, left))]
+    due = [now + line_idle.RECHECK, now + datetime.timedelta(seconds=left)]
     upcoming = schedule.parse_time(status.get("nextRunTime"))
     if spec.get("schedule") and upcoming is not None:
         due.append(upcoming)
@@ -461,7 +457,8 @@ def _quiet(
             return None
         interval = float(watched.get("pollIntervalSeconds", 300))
         due.append(checked + datetime.timedelta(seconds=interval))
-    return line_idle.Quiet(str(meta.get("resourceVersion") or ""), listed_at, now, min(due))
+    resource_version = str(meta.get("resourceVersion") or "")
+    return line_idle.Quiet(resource_version, runs_listed_at, now, min(due))
 
 
 def _forget(namespace: str, name: str) -> None:
@@ -540,7 +537,7 @@ def reconcile_line(
     _wake_at_next_slot(deps, namespace, name, status)
     idle = not (wrote or problem or out.created or doomed or out.events or any(steps))
     if idle and listed:
-        out.quiet = _quiet(deps, line, status, now, listed[0])
+        out.quiet = _quiet(deps, line, status, now, listed[0][0], active())
     for step in steps:
         upkeep.post_events(cluster, line, step)
     before = get_condition(current, READY) or {}
