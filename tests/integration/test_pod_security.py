@@ -143,7 +143,14 @@ def test_the_restricted_standard_rejects_a_root_pod_and_run_as_non_root_stops_on
     # Without the admission policy, the kubelet's own runAsNonRoot check refuses to start it.
     container_namespace(kube, namespace, restricted=False)
     core.patch_namespace(namespace, {"metadata": {"labels": {ENFORCE_LABEL: None}}})
-    core.create_namespaced_pod(namespace, as_root)
+
+    def admitted() -> bool:
+        # Pod Security admission reads namespaces from its informer cache: until it sees the
+        # label gone, it still refuses (403, retried by wait_for).
+        core.create_namespaced_pod(namespace, as_root)
+        return True
+
+    wait_for("the pod admitted once the namespace enforces nothing", admitted, timeout=30)
 
     def refused() -> Any:
         statuses = core.read_namespaced_pod("as-root", namespace).status.container_statuses
