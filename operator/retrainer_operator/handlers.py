@@ -203,9 +203,20 @@ def build_registry(
             idle.seen(namespace, name, version)
 
     @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, id="retrainjob_seen", registry=registry)
-    async def retrainjob_seen(namespace: str | None, spec: Mapping[str, Any], **_: Any) -> None:
+    async def retrainjob_seen(
+        namespace: str | None,
+        name: str,
+        spec: Mapping[str, Any],
+        body: Mapping[str, Any],
+        type: str,
+        **_: Any,
+    ) -> None:
+        if not namespace:
+            return
+        # Where the RetrainJob's next pass starts (run_memory.py).
+        deps.runs.seen(namespace, name, None if type == "DELETED" else body)
         # Any change of a run (created, progressed, ended, deleted) may give its line work.
-        if namespace and spec.get("model"):
+        if spec.get("model"):
             idle.runs_changed(namespace, str(spec["model"]))
 
     @kopf.on.resume(

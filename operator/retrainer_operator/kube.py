@@ -107,28 +107,64 @@ class Cluster:
         ).get("items", [])
         return list(items)
 
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        """Merge-patch the status subresource (lists such as conditions are replaced whole)."""
-        self.custom.patch_namespaced_custom_object_status(
-            api.GROUP,
-            api.VERSION,
-            namespace,
-            api.PLURAL,
-            name,
-            {"status": dict(status)},
-            _preload_content=False,
+    def patch_status(
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        resource_version: str | None = None,
+    ) -> bytes:
+        """Merge-patch the status subresource (lists such as conditions are replaced whole);
+        the object as stored (raw JSON). With `resource_version`, only if the object is still
+        at it (Conflict otherwise, a deleted one included)."""
+        return self._patch_retrainjob(
+            namespace, name, {"status": dict(status)}, resource_version, subresource=True
         )
 
-    def patch_annotations(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
-        self.custom.patch_namespaced_custom_object(
-            api.GROUP,
-            api.VERSION,
+    def patch_annotations(
+        self,
+        namespace: str,
+        name: str,
+        annotations: Mapping[str, str],
+        resource_version: str | None = None,
+    ) -> bytes:
+        """Merge-patch annotations; the object as stored (raw JSON). `resource_version`: as
+        for `patch_status`."""
+        return self._patch_retrainjob(
             namespace,
-            api.PLURAL,
             name,
             {"metadata": {"annotations": dict(annotations)}},
-            _preload_content=False,
+            resource_version,
+            subresource=False,
         )
+
+    def _patch_retrainjob(
+        self,
+        namespace: str,
+        name: str,
+        body: dict[str, Any],
+        resource_version: str | None,
+        subresource: bool,
+    ) -> bytes:
+        if resource_version is not None:
+            body.setdefault("metadata", {})["resourceVersion"] = resource_version
+        patch = (
+            self.custom.patch_namespaced_custom_object_status
+            if subresource
+            else self.custom.patch_namespaced_custom_object
+        )
+        try:
+            response: Any = patch(
+                api.GROUP, api.VERSION, namespace, api.PLURAL, name, body, _preload_content=False
+            )
+        except ApiException as error:
+            # Gone is not at that resourceVersion either: the pass reads again (and finds it
+            # missing) instead of failing.
+            if resource_version is not None and error.status in (404, 409):
+                raise Conflict(str(error.reason)) from error
+            raise
+        raw: bytes = response.data
+        return raw
 
     # ---- Jobs and pods --------------------------------------------------------------------
 

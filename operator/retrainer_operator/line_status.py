@@ -23,7 +23,8 @@ MAX_TRIES = 60
 
 
 class Conflict(Exception):
-    """The ModelLine changed (409) between our read and our write: read again and retry."""
+    """The object (a ModelLine, a RetrainJob) changed (409) between our read and our write:
+    read again and retry."""
 
 
 class LineGone(Exception):

@@ -12,6 +12,7 @@ __all__ = [
     "RUNS_FAILED",
     "RUNS_STARTED",
     "RUNS_SUCCEEDED",
+    "RUN_COPY_STALE",
     "VERIFICATION_FAILURES",
     "serve",
 ]
@@ -32,6 +33,11 @@ RECONCILE_SECONDS = prometheus_client.Histogram(
     "retrainer_reconcile_seconds",
     "Time to reconcile one RetrainJob once.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+RUN_COPY_STALE = prometheus_client.Counter(
+    "retrainer_run_copy_stale_total",
+    "Passes whose remembered RetrainJob was stale (write refused with 409, run again from a read).",
 )
 
 

@@ -1,7 +1,8 @@
 """The reconciler: from a RetrainJob and what the cluster shows, the next whole status.
 
 Every trigger (create, resume after a restart, a training Job event, the progress ticker)
-calls `reconcile(deps, namespace, name)`. It re-reads the RetrainJob, does the one next step
+calls `reconcile(deps, namespace, name)`. It takes the RetrainJob as last seen (its create
+event, this process's memory of it, else a read), does the one next step
 (checks + version + Job, or observe the Job, or verify), computes the whole new status and
 patches it once if it changed, with an Event per condition transition. Each step is
 idempotent, so an operator killed at any moment converges to one Job and one version.
@@ -50,9 +51,11 @@ from retrainer_operator.conditions import (
 from retrainer_operator.config import OperatorConfig
 from retrainer_operator.kube import Cluster
 from retrainer_operator.line_champions import line_champions
+from retrainer_operator.line_status import Conflict
 from retrainer_operator.mlflow_rest import MlflowError, MlflowRest
 from retrainer_operator.onepass import one_pass
 from retrainer_operator.progress import JobState
+from retrainer_operator.run_memory import RunMemory
 from retrainer_operator.verification import verify_manifest
 
 __all__ = ["Deps", "Locks", "reconcile"]
@@ -114,6 +117,8 @@ class Deps:
     mlflow: MlflowRest
     store: ObjectStore | None
     locks: Locks = dataclasses.field(default_factory=Locks)
+    # Each RetrainJob still going as the watch or our last write showed it (run_memory.py).
+    runs: RunMemory = dataclasses.field(default_factory=RunMemory)
     # Where a RetrainJob's line keeps its champion (None: its ModelLine, mirrored in MLflow).
     champions: ChampionFactory | None = None
 
@@ -583,53 +588,105 @@ def reconcile(
     new RetrainJob starts without that read. Were it stale anyway, the pass converges: the
     allocation is found by uid and the Job by name.
 
+    Other passes start from the RetrainJob as the watch or our last write left it
+    (`deps.runs`, run_memory.py), writing it only if it is still at that copy's
+    resourceVersion; a refused write (409) forgets the copy and the pass runs again from a
+    read. What a pass did before its write is idempotent (the allocation found by uid, the Job
+    by name), and its Events follow the write.
+
     `seen_job`: its training Job as the newest Job event showed it, used instead of reading the Job
     (when it is the Job the status names). A newer event brings a newer pass, and what a pass
     does from a Job's state is idempotent (a release of a finalizer already gone finds it gone);
     a Job deleted is read (the event drops the body it left)."""
     key = f"{namespace}/{name}"
     with deps.locks.hold(key), metrics.RECONCILE_SECONDS.time():
-        body: dict[str, Any] | None
-        if seen is not None and not seen.get("status"):
-            body = copy.deepcopy(dict(seen))
+        try:
+            return _pass(deps, namespace, name, seen, seen_job, remembered=True)
+        except Conflict:
+            deps.runs.forget(namespace, name)
+            metrics.RUN_COPY_STALE.inc()
+            return _pass(deps, namespace, name, None, seen_job, remembered=False)
+
+
+def _pass(
+    deps: Deps,
+    namespace: str,
+    name: str,
+    seen: Mapping[str, Any] | None,
+    seen_job: Mapping[str, Any] | None,
+    remembered: bool,
+) -> str | None:
+    body: dict[str, Any] | None
+    # The resourceVersion our writes are guarded by: a remembered copy's only.
+    guard: str | None = None
+    if seen is not None and not seen.get("status"):
+        body = copy.deepcopy(dict(seen))
+    else:
+        body = deps.runs.recall(namespace, name) if remembered else None
+        if body is not None:
+            guard = body["metadata"].get("resourceVersion")
         else:
             body = deps.cluster.read_retrainjob(namespace, name)
-        if body is None:
-            deps.locks.forget(key)
-            return None
-        old: dict[str, Any] = dict(body.get("status") or {})
-        if is_terminal(old):
-            return str(old.get("phase"))
-        generation = body["metadata"].get("generation")
-        step = _Step(dict(old), generation)
-        job = _job(deps, body, step, seen_job)
-        if step.created:
-            step.status.setdefault("attempts", 0)
-        elif job is not None:
-            _observe(deps, body, step, job)
-        new = with_phase(step.status, generation)
-        if step.annotations:
-            deps.cluster.patch_annotations(namespace, name, step.annotations)
-        if new != old:
-            faults.point(faults.BEFORE_STATUS_PATCH)
-            deps.cluster.patch_status(namespace, name, new)
-            _events(deps, body, old, new)
-            if new.get("phase") != old.get("phase"):
-                last = max(
-                    new.get("conditions") or [{}], key=lambda c: c.get("lastTransitionTime", "")
-                )
-                logger.info(
-                    "transition retrainjob=%s phase=%s->%s version=%s reason=%s",
-                    key,
-                    old.get("phase") or "none",
-                    new["phase"],
-                    new.get("version"),
-                    (get_condition(new, FAILED) or last).get("reason", ""),
-                )
-                if new["phase"] == "Succeeded":
-                    metrics.RUNS_SUCCEEDED.inc()
-                elif new["phase"] == "Failed":
-                    reason = (get_condition(new, FAILED) or {}).get("reason", "")
-                    metrics.RUNS_FAILED.labels(reason=reason).inc()
-                    _end_failed_run(deps, body, new)
-        return str(new.get("phase"))
+            if body is not None:
+                deps.runs.known(namespace, name, body)
+    if body is None:
+        deps.locks.forget(f"{namespace}/{name}")
+        return None
+    old: dict[str, Any] = dict(body.get("status") or {})
+    if is_terminal(old):
+        return str(old.get("phase"))
+    generation = body["metadata"].get("generation")
+    step = _Step(dict(old), generation)
+    job = _job(deps, body, step, seen_job)
+    if step.created:
+        step.status.setdefault("attempts", 0)
+    elif job is not None:
+        _observe(deps, body, step, job)
+    new = with_phase(step.status, generation)
+    if step.annotations:
+        answer = deps.cluster.patch_annotations(namespace, name, step.annotations, guard)
+        guard = _remember(deps, namespace, name, answer, guard)
+    if new != old:
+        faults.point(faults.BEFORE_STATUS_PATCH)
+        answer = deps.cluster.patch_status(namespace, name, new, guard)
+        _remember(deps, namespace, name, answer, guard)
+        _events(deps, body, old, new)
+        if new.get("phase") != old.get("phase"):
+            _transition(deps, namespace, name, body, old, new)
+    return str(new.get("phase"))
+
+
+def _remember(
+    deps: Deps, namespace: str, name: str, answer: bytes | None, guard: str | None
+) -> str | None:
+    """Keep our write's answer for the next pass; the guard for a write after it (its
+    resourceVersion where this pass's writes are guarded)."""
+    if not answer:  # a test's stand-in cluster
+        return guard
+    version = deps.runs.wrote(namespace, name, answer)
+    return version if guard is not None else None
+
+
+def _transition(
+    deps: Deps,
+    namespace: str,
+    name: str,
+    body: Mapping[str, Any],
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+) -> None:
+    last = max(new.get("conditions") or [{}], key=lambda c: c.get("lastTransitionTime", ""))
+    logger.info(
+        "transition retrainjob=%s phase=%s->%s version=%s reason=%s",
+        f"{namespace}/{name}",
+        old.get("phase") or "none",
+        new["phase"],
+        new.get("version"),
+        (get_condition(new, FAILED) or last).get("reason", ""),
+    )
+    if new["phase"] == "Succeeded":
+        metrics.RUNS_SUCCEEDED.inc()
+    elif new["phase"] == "Failed":
+        reason = (get_condition(new, FAILED) or {}).get("reason", "")
+        metrics.RUNS_FAILED.labels(reason=reason).inc()
+        _end_failed_run(deps, body, new)

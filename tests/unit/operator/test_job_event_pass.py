@@ -39,7 +39,9 @@ class Cluster:
         self.calls.append("list events")
         return [{"reason": "FailedCreate", "message": "exceeded quota"}]
 
-    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def patch_status(
+        self, namespace: str, name: str, status: dict[str, Any], resource_version: Any = None
+    ) -> None:
         self.calls.append("patch status")
         self.status = status
 
