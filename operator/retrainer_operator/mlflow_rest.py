@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import threading
 import time
 import urllib.error
@@ -78,6 +79,9 @@ class MlflowRest:
         self._ids: dict[str, tuple[float, str]] = {}
         self._recorded: dict[tuple[str, str, str], tuple[float, str, int, str]] = {}
         self._line_locks: dict[tuple[str, str, str], threading.Lock] = {}
+        # Tags below a line's new highest, removed off the first pass's path (`_drop_later`).
+        self._drops: queue.Queue[tuple[str, list[str]]] = queue.Queue()
+        self._dropper: threading.Thread | None = None
 
     def _call(
         self, method: str, path: str, payload: Mapping[str, Any] | None = None
@@ -187,9 +191,11 @@ class MlflowRest:
         a tag above its own, so the highest number keeps its tag.
 
         This process's own writes to a line are serialized, and what it last wrote or read is
-        kept for KNOWN_SECONDS: a later number then costs its tag and the removal of the one
-        before it (two calls instead of four). Were the memory behind (another writer went
-        higher), the record still only rises, and a tag left below is removed later."""
+        kept for KNOWN_SECONDS: a later number then costs its tag, one call, and the removal
+        of the one before it happens after, off the caller's path (a first pass waits for the
+        record before its Job; a tag below the highest never counts). Were the memory behind
+        (another writer went higher), the record still only rises, and a tag left below is
+        removed later."""
         key = (experiment, namespace, model)
         with self._guard:
             lock = self._line_locks.setdefault(key, threading.Lock())
@@ -206,7 +212,7 @@ class MlflowRest:
                     pass  # the experiment may be gone: ask MLflow below, as with no memory
                 else:
                     self._remember(key, experiment_id, version)
-                    self._drop_tags(experiment_id, [tag])
+                    self._drop_later(experiment_id, [tag])
                     return
             experiment_id, tags = self._experiment_tags(experiment, create=True)
             found = tracking.allocated_in(tags, namespace, model)
@@ -252,6 +258,30 @@ class MlflowRest:
                     "/api/2.0/mlflow/experiments/delete-experiment-tag",
                     {"experiment_id": experiment_id, "key": key},
                 )
+
+    def _drop_later(self, experiment_id: str, keys: list[str]) -> None:
+        """Remove tags on this client's own thread, one at a time. A daemon thread: what an
+        exiting process leaves undone is a lower tag, which never counts and which the next
+        full look at the line's tags (after KNOWN_SECONDS, a restart) removes."""
+        with self._guard:
+            if self._dropper is None:
+                self._dropper = threading.Thread(
+                    target=self._drop_loop, name="retrainer-mlflow-tags", daemon=True
+                )
+                self._dropper.start()
+        self._drops.put((experiment_id, keys))
+
+    def _drop_loop(self) -> None:
+        while True:
+            experiment_id, keys = self._drops.get()
+            try:
+                self._drop_tags(experiment_id, keys)
+            finally:
+                self._drops.task_done()
+
+    def settle(self) -> None:
+        """Wait until the tags queued for removal are removed (or their removal failed)."""
+        self._drops.join()
 
     def _experiment_tags(self, experiment: str, create: bool = False) -> tuple[str, dict[str, str]]:
         """The experiment's id ("" when it does not exist) and tags. With `create`, a missing

@@ -1,7 +1,8 @@
 """The allocated-version record against the world's real MLflow server: sixteen allocations
 recorded at once from sixteen threads (as Kopf's handler threads do) leave the highest number
-recorded (a lower tag written late may stay until the next allocation removes it); the single
-tag older operators wrote counts and is replaced."""
+recorded (a lower tag written late may stay until the next allocation removes it; the tag
+below a new number is removed off the caller's path); the single tag older operators wrote
+counts and is replaced."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def test_allocations_recorded_at_once_leave_the_highest_number_recorded(world: W
 
     assert rest.allocated(experiment, "ns", "shapes") == 16
     rest.record_allocated(experiment, "ns", "shapes", 17)
+    rest.settle()  # the tags below 17 are removed off the caller's path
     found = MlflowClient(world.mlflow_uri).get_experiment_by_name(experiment)
     assert found is not None
     assert tracking.allocated_in(found.tags, "ns", "shapes") == {
@@ -43,6 +45,7 @@ def test_the_single_tag_of_an_older_operator_counts_and_is_replaced(world: World
     assert rest.allocated(experiment, "ns", "shapes") == 7
 
     rest.record_allocated(experiment, "ns", "shapes", 8)
+    rest.settle()
 
     tags = mlflow.get_experiment(experiment_id).tags
     assert tracking.allocated_in(tags, "ns", "shapes") == {

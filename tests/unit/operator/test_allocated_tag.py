@@ -66,6 +66,7 @@ class TagServer(MlflowRest):
     def record(self, version: int) -> None:
         self._writer.version = version
         self.record_allocated(EXPERIMENT, "ns", "shapes", version)
+        self.settle()  # the lower tag's removal, made off the caller's path
 
     def allocated(self, *_: str) -> int:
         return super().allocated(EXPERIMENT, "ns", "shapes")
@@ -158,3 +159,27 @@ def test_a_deleted_experiment_sends_the_writer_back_to_mlflow() -> None:
     else:
         raise AssertionError("a write to a deleted experiment was taken as recorded")
     assert "get-by-name" in server.calls[-2:]
+
+
+def test_the_lower_tag_is_removed_off_the_callers_path() -> None:
+    """A first pass waits for its number's tag, not for the removal of the one below it."""
+    server = TagServer()
+    server.record(1)
+    removing = threading.Event()
+    go_on = threading.Event()
+    plain = server._call
+
+    def slow(method: str, path: str, payload: Mapping[str, Any] | None = None) -> Any:
+        if path.endswith("delete-experiment-tag"):
+            removing.set()
+            assert go_on.wait(10)
+        return plain(method, path, payload)
+
+    server._call = slow  # type: ignore[method-assign]
+    server.record_allocated(EXPERIMENT, "ns", "shapes", 2)  # returns while the removal waits
+    assert removing.wait(10)
+    assert server.allocated() == 2  # the new tag is the highest already; 1's still there
+    assert tracking.allocated_tag("ns", "shapes", 1) in server.tags
+    go_on.set()
+    server.settle()
+    assert server.tags == {tracking.allocated_tag("ns", "shapes", 2): "2"}
