@@ -24,6 +24,7 @@ from retrainer_contract.objectstore import ObjectStore
 
 from retrainer_operator import (
     checks,
+    clock,
     faults,
     job_outcome,
     metrics,
@@ -85,8 +86,11 @@ _STUCK_REASONS = frozenset(
 # How long a finished Job may lack a readable manifest before the RetrainJob fails (MLflow and
 # MinIO answered, and there is no manifest).
 MANIFEST_GRACE_SECONDS = 300.0
-# A pending Job's Events are looked at once it is this old (progress interval: next look).
+# A pending Job's Events are looked at once it is this old (progress interval: next look),
+# and then at most once in EVENTS_EVERY_SECONDS: a burst's Jobs waiting for their pods listed
+# them on every ticker pass, and what they say is kept in the status between looks.
 EVENTS_AFTER_SECONDS = 5.0
+EVENTS_EVERY_SECONDS = 30.0
 
 
 class Locks:
@@ -119,6 +123,10 @@ class Deps:
     locks: Locks = dataclasses.field(default_factory=Locks)
     # Each RetrainJob still going as the watch or our last write showed it (run_memory.py).
     runs: RunMemory = dataclasses.field(default_factory=RunMemory)
+    # When each pending Job's Events were last listed (EVENTS_EVERY_SECONDS).
+    event_looks: clock.Spacing = dataclasses.field(
+        default_factory=lambda: clock.Spacing(EVENTS_EVERY_SECONDS)
+    )
     # Where a RetrainJob's line keeps its champion (None: its ModelLine, mirrored in MLflow).
     champions: ChampionFactory | None = None
 
@@ -528,7 +536,8 @@ def _why_pending(
     created = bool(progress.live_pods(pods))
     namespace = body["metadata"]["namespace"]
     events = []
-    if job_uid and not young and not created:
+    # Between looks nothing is concluded from the Events: a reason found earlier stays.
+    if job_uid and not young and not created and deps.event_looks.go(str(job_uid)):
         events = deps.cluster.list_events(namespace, str(job_uid))
     found = progress.stuck(pods, events)
     if found is not None:

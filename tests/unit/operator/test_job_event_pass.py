@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retrainer_operator import reconcile
+from retrainer_operator import clock, reconcile
 
 
 class Cluster:
@@ -104,3 +104,29 @@ def test_a_pending_jobs_events_are_listed_only_while_it_has_no_live_pod() -> Non
     assert "list events" in without.calls
     running = next(c for c in without.status["conditions"] if c["type"] == "Running")
     assert running["reason"] == "PodCreationFailed" and "exceeded quota" in running["message"]
+
+
+def test_a_pending_jobs_events_are_listed_at_most_once_in_their_spacing_and_the_reason_stays() -> (
+    None
+):
+    cluster = Cluster(pending_job("retrain-m-v1"))
+    shared = deps(cluster)
+    reconcile.reconcile(shared, "team", "r1", seen_job=pending_job("retrain-m-v1"))
+    assert cluster.calls.count("list events") == 1
+    found = cluster.status
+
+    # The next pass (the ticker's, seconds later) keeps what the last look found.
+    cluster.read_retrainjob = lambda namespace, name: {  # type: ignore[method-assign]
+        "metadata": {"namespace": namespace, "name": name, "uid": "u1", "generation": 1},
+        "spec": {"model": "m"},
+        "status": found,
+    }
+    cluster.calls.clear()
+    reconcile.reconcile(shared, "team", "r1", seen_job=pending_job("retrain-m-v1"))
+    assert "list events" not in cluster.calls
+    assert "patch status" not in cluster.calls  # nothing changed: the reason stands
+
+    other = deps(cluster)  # another process (or the spacing passed): it looks again
+    other.event_looks = clock.Spacing(0.0)
+    reconcile.reconcile(other, "team", "r1", seen_job=pending_job("retrain-m-v1"))
+    assert "list events" in cluster.calls
