@@ -198,10 +198,17 @@ def test_a_leader_whose_lease_is_taken_exits_non_zero_and_a_stopped_standby_exit
         # Another process writes itself in as the holder (as after a partition that outlasted
         # the lease): the leader must stop at its next renewal, not keep reconciling.
         coordination = client.CoordinationV1Api(kube)
-        body = coordination.read_namespaced_lease(LEASE, namespace)
-        body.spec.holder_identity = "intruder"
-        body.spec.lease_duration_seconds = 3600
-        coordination.replace_namespaced_lease(LEASE, namespace, body)
+
+        def intrude() -> bool:
+            # Read-modify-replace, as another elector would: a renewal of the leader between
+            # the read and the replace is a 409 (wait_for reads again and retries).
+            body = coordination.read_namespaced_lease(LEASE, namespace)
+            body.spec.holder_identity = "intruder"
+            body.spec.lease_duration_seconds = 3600
+            coordination.replace_namespaced_lease(LEASE, namespace, body)
+            return True
+
+        wait_for("the lease written by an intruder", intrude, 30)
         assert leader.proc is not None
         assert leader.proc.wait(timeout=60) == EXIT_LEADERSHIP_LOST
         assert "event=leader_lost identity=a holder=intruder" in leader.logs()
