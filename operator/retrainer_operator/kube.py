@@ -23,7 +23,7 @@ from retrainer_operator.conditions import now_iso
 from retrainer_operator.line_memory import LineMemory
 from retrainer_operator.versions import Conflict
 
-__all__ = ["Cluster", "load_api_client"]
+__all__ = ["Cluster", "RetrainJobChanged", "load_api_client"]
 
 logger = logging.getLogger(__name__)
 COMPONENT = "retrainer-operator"
@@ -51,6 +51,12 @@ def _decode(response: Any) -> dict[str, Any]:
 def _body(manifest: Mapping[str, Any]) -> Any:
     # The client accepts plain dicts as bodies; its stubs only name the model classes.
     return dict(manifest)
+
+
+class RetrainJobChanged(Conflict):
+    """A RetrainJob write guarded by a resourceVersion was refused: the object changed (or
+    went) since the copy the pass started from. Its own type, so that a pass reruns for this
+    and not for a ModelLine write that gave up (a plain Conflict)."""
 
 
 def _missing(error: ApiException) -> bool:
@@ -116,9 +122,15 @@ class Cluster:
     ) -> bytes:
         """Merge-patch the status subresource (lists such as conditions are replaced whole);
         the object as stored (raw JSON). With `resource_version`, only if the object is still
-        at it (Conflict otherwise, a deleted one included)."""
-        return self._patch_retrainjob(
-            namespace, name, {"status": dict(status)}, resource_version, subresource=True
+        at it (RetrainJobChanged otherwise, a deleted one included)."""
+        return self._patch_object(
+            api.PLURAL,
+            namespace,
+            name,
+            {"status": dict(status)},
+            resource_version,
+            subresource=True,
+            refused=RetrainJobChanged,
         )
 
     def patch_annotations(
@@ -130,22 +142,30 @@ class Cluster:
     ) -> bytes:
         """Merge-patch annotations; the object as stored (raw JSON). `resource_version`: as
         for `patch_status`."""
-        return self._patch_retrainjob(
+        return self._patch_object(
+            api.PLURAL,
             namespace,
             name,
             {"metadata": {"annotations": dict(annotations)}},
             resource_version,
             subresource=False,
+            refused=RetrainJobChanged,
         )
 
-    def _patch_retrainjob(
+    def _patch_object(
         self,
+        plural: str,
         namespace: str,
         name: str,
         body: dict[str, Any],
         resource_version: str | None,
         subresource: bool,
+        refused: type[Conflict] = Conflict,
     ) -> bytes:
+        """Merge-patch a custom object (or its status subresource); the object as stored (raw
+        JSON). With `resource_version`, only if the object is still at it: `refused` otherwise,
+        a deleted one included (gone is not at that resourceVersion either: the writer reads
+        again, and finds it missing, instead of failing its pass)."""
         if resource_version is not None:
             body.setdefault("metadata", {})["resourceVersion"] = resource_version
         patch = (
@@ -155,13 +175,11 @@ class Cluster:
         )
         try:
             response: Any = patch(
-                api.GROUP, api.VERSION, namespace, api.PLURAL, name, body, _preload_content=False
+                api.GROUP, api.VERSION, namespace, plural, name, body, _preload_content=False
             )
         except ApiException as error:
-            # Gone is not at that resourceVersion either: the pass reads again (and finds it
-            # missing) instead of failing.
-            if resource_version is not None and error.status in (404, 409):
-                raise Conflict(str(error.reason)) from error
+            if error.status == 409 or (error.status == 404 and resource_version is not None):
+                raise refused(str(error.reason)) from error
             raise
         raw: bytes = response.data
         return raw
@@ -337,28 +355,19 @@ class Cluster:
         """Merge-patch fields the line reconciler owns (never `ledger`: versions.py replaces
         it under optimistic concurrency). With `resource_version`, only if the object is still
         at it (Conflict otherwise, a deleted one included)."""
-        body: dict[str, Any] = {"status": dict(status)}
-        if resource_version is not None:
-            body["metadata"] = {"resourceVersion": resource_version}
         try:
-            response = self.custom.patch_namespaced_custom_object_status(
-                api.GROUP,
-                api.VERSION,
-                namespace,
+            raw = self._patch_object(
                 api.LINE_PLURAL,
+                namespace,
                 name,
-                body,
-                _preload_content=False,
+                {"status": dict(status)},
+                resource_version,
+                subresource=True,
             )
-        except ApiException as error:
+        except (Conflict, ApiException):
             self.lines.forget(namespace, name)
-            # Gone is not at that resourceVersion either: the writer reads again (and finds
-            # it missing) instead of failing its pass.
-            if error.status == 409 or (error.status == 404 and resource_version is not None):
-                raise Conflict(str(error.reason)) from error
             raise
-        answer: Any = response  # the raw answer; nothing here needs it decoded
-        self.lines.remember(namespace, name, answer.data)
+        self.lines.remember(namespace, name, raw)
 
     def create_retrainjob(self, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create a RetrainJob; (object, True) when created now, (existing, False) on 409."""

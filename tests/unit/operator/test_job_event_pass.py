@@ -5,6 +5,7 @@ while it has no live pod (the Job controller's FailedCreate says why there is no
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from retrainer_operator import clock, reconcile
@@ -41,9 +42,12 @@ class Cluster:
 
     def patch_status(
         self, namespace: str, name: str, status: dict[str, Any], resource_version: Any = None
-    ) -> None:
+    ) -> bytes:
         self.calls.append("patch status")
         self.status = status
+        # The object as stored, as the apiserver answers.
+        stored = {"metadata": {"namespace": namespace, "name": name}, "status": status}
+        return json.dumps(stored).encode()
 
     def emit_event(self, *args: Any) -> None:
         self.calls.append("create event")

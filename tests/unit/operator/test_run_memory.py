@@ -268,3 +268,21 @@ def test_two_processes_passing_over_one_retrainjob_at_once_lose_nothing() -> Non
     assert custom.obj["status"]["startTime"] == "2026-01-01T00:00:00Z"
     # Guarded writes that landed were on the version current then: refused otherwise.
     assert custom.conflicts >= 1
+
+
+def test_a_modelline_write_that_gave_up_is_not_taken_for_a_stale_copy() -> None:
+    """Only a refused RetrainJob write reruns the pass: a ModelLine's Conflict (its ledger
+    write gave up) propagates as before, with no read of the RetrainJob."""
+
+    class LedgerGaveUp(Cluster):
+        def list_job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+            raise Conflict("ModelLine team/m: gave up after 60 conflicting writes")
+
+    custom = Custom(body("5"))
+    memory = RunMemory()
+    memory.seen("team", "r1", body("5"))
+    with pytest.raises(Conflict) as raised:
+        reconcile.reconcile(deps(LedgerGaveUp(custom), memory), "team", "r1")
+    assert not isinstance(raised.value, kube.RetrainJobChanged)
+    assert custom.reads == 0 and custom.writes == []
+    assert memory.recall("team", "r1") is not None  # the copy was not in question
