@@ -97,10 +97,11 @@ def test_a_rerun_completes_the_mlflow_run_of_a_version_killed_after_its_manifest
 
 PARAMS_REFUSED = """
 import sys
-from retrainer_trainer import tracking
+from retrainer_trainer import tracker_process
 def refused(self, run_id, params):
     raise RuntimeError("MLflow refused the params (fault test)")
-tracking.Tracker.log_params = refused  # the hook: the point where the params are logged
+# the hook: the point where the params are logged (the tracker's process then ends the run)
+tracker_process.TrackerProcess.log_params = refused
 from retrainer_trainer.__main__ import main
 sys.exit(main())
 """

@@ -30,7 +30,8 @@ from retrainer_trainer.dataset import FIELD as dataset_field
 from retrainer_trainer.errors import BadInput, CorruptedWeights, TrainerError
 from retrainer_trainer.holdout import FIELD as holdout_field
 from retrainer_trainer.holdout import Holdout
-from retrainer_trainer.tracking import RunRef, Tracker
+from retrainer_trainer.tracker_process import TrackerProcess
+from retrainer_trainer.tracking import RunRef
 
 __all__ = [
     "Champion",
@@ -179,7 +180,11 @@ def _validate(
 
 
 def _record(
-    tracker: Tracker, run: RunRef, config: Config, doc: dict[str, Any], results: dict[str, Any]
+    tracker: TrackerProcess,
+    run: RunRef,
+    config: Config,
+    doc: dict[str, Any],
+    results: dict[str, Any],
 ) -> None:
     """Holdout metrics of both, the per-class table, both confusion matrices, the document."""
     scores = {metric_keys.holdout_key(k): v for k, v in doc[CHALLENGER]["metrics"].items()}
@@ -269,7 +274,7 @@ def evaluate(
     holdout: Holdout,
     weights: Path,
     device: Any,
-    tracker: Tracker,
+    tracker: TrackerProcess,
     run: RunRef,
     sets: tuple[regression.Loaded, ...] = (),
 ) -> dict[str, Any]:

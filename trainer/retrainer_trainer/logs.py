@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["Phases", "event", "flush", "process_seconds"]
+__all__ = ["Phases", "event", "flush", "process_seconds", "relay", "take"]
 
 _held: list[str] = []  # lines raised outside the main thread, not printed yet
 _lock = threading.Lock()
@@ -53,6 +53,26 @@ def flush(line: str = "") -> None:
     if text:
         sys.stdout.write(text)
         sys.stdout.flush()
+
+
+def take() -> list[str]:
+    """The lines other threads raised and not printed yet, taken (the MLflow client process
+    sends them to the trainer with each answer: tracker_process)."""
+    with _lock:
+        lines = list(_held)
+        _held.clear()
+    return lines
+
+
+def relay(lines: list[str]) -> None:
+    """Lines another process raised, printed as if raised by this thread."""
+    if not lines:
+        return
+    if threading.current_thread() is threading.main_thread():
+        flush("".join(lines))
+        return
+    with _lock:
+        _held.extend(lines)
 
 
 def process_seconds() -> float:

@@ -10,7 +10,10 @@ open it is never left RUNNING by this process: SIGTERM ends it KILLED, any failu
 params included) FAILED; a pod killed outright leaves it to the next attempt, which carries on
 in it.
 
-The run is opened before training; what is logged into it overlaps work it need not wait for
+MLflow's client runs in a process of its own (tracker_process), started before the inputs are
+read: it imports MLflow on another core while this one imports Ultralytics, and contacts
+MLflow only when asked. The run is opened before training; what is logged into it overlaps
+work it need not wait for
 (`_Overlap`, network calls only: a thread busy with Python code would slow training down, not
 hide itself): the params and datasets while Ultralytics sets up (in place before the first
 epoch's metrics), the uploads while the logged model is made. Imports and Ultralytics' set-up
@@ -46,7 +49,8 @@ from retrainer_trainer import tracking as run_status
 from retrainer_trainer.config import Config
 from retrainer_trainer.errors import Preempted, TrainerError
 from retrainer_trainer.preparation import Prepared, prepare_cached, prepare_data
-from retrainer_trainer.tracking import LoggedModelRef, RunRef, Tracker
+from retrainer_trainer.tracker_process import TrackerProcess
+from retrainer_trainer.tracking import LoggedModelRef, RunRef
 from retrainer_trainer.verify import verify
 
 __all__ = ["Prepared", "prepare_data", "run"]
@@ -88,7 +92,8 @@ def _close_recorded_run(config: Config, paths: layout.VersionPaths, done: dict[s
     if not run_id:
         logs.event("mlflow.run_unknown", version=config.version)
         return
-    Tracker(config.tracking_uri).finish(run_id, paths.manifest)
+    with _tracker(config) as tracker:
+        tracker.finish(run_id, paths.manifest)
 
 
 def _owner_uid(config: Config) -> str:
@@ -125,12 +130,18 @@ def _device(config: Config) -> Any:
     return training.device_for(config.spec.gpus)
 
 
-def _open_run(config: Config, base: inputs.BaseModel) -> tuple[Tracker, RunRef]:
+def _tracker(config: Config) -> TrackerProcess:
+    """The MLflow client, in a process of its own that imports MLflow while this one goes on
+    (tracker_process); it contacts MLflow only when asked, and a tracking URI that is not set
+    is reported by the first call."""
+    return TrackerProcess(config.tracking_uri)
+
+
+def _open_run(tracker: TrackerProcess, config: Config, base: inputs.BaseModel) -> RunRef:
     """The MLflow run of this version: found again on a rerun (a pod killed outright, by the
     OOM killer say, left it RUNNING: this attempt carries it on and ends it), or created."""
-    tracker = Tracker(config.tracking_uri)
     tracker.ping()
-    run_ref = tracker.open_run(
+    return tracker.open_run(
         config.spec.experiment,
         _owner_uid(config),
         config.namespace,
@@ -138,7 +149,6 @@ def _open_run(config: Config, base: inputs.BaseModel) -> tuple[Tracker, RunRef]:
         config.version,
         base.label,
     )
-    return tracker, run_ref
 
 
 # The MLflow work that overlaps other steps (_Overlap task names, also their phase names).
@@ -188,7 +198,7 @@ class _Overlap:
 
 
 @contextlib.contextmanager
-def _ends_the_run(tracker: Tracker, run_ref: RunRef, overlap: _Overlap) -> Iterator[None]:
+def _ends_the_run(tracker: TrackerProcess, run_ref: RunRef, overlap: _Overlap) -> Iterator[None]:
     """End the open MLflow run KILLED on SIGTERM and FAILED on any failure, then re-raise."""
     try:
         yield
@@ -219,7 +229,7 @@ def _train(
     prep: Prepared,
     base: inputs.BaseModel,
     device: Any,
-    tracker: Tracker,
+    tracker: TrackerProcess,
     run_ref: RunRef,
     client: Any,
     overlap: _Overlap,
@@ -262,7 +272,7 @@ def _train(
 
 
 def _log_run_inputs(
-    tracker: Tracker,
+    tracker: TrackerProcess,
     run_ref: RunRef,
     config: Config,
     base: inputs.BaseModel,
@@ -277,7 +287,7 @@ def _log_run_inputs(
 
 
 def _upload_all(
-    tracker: Tracker, run: RunRef, config: Config, paths: layout.VersionPaths, prep: Prepared
+    tracker: TrackerProcess, run: RunRef, config: Config, paths: layout.VersionPaths, prep: Prepared
 ) -> None:
     """The weights, the plots and the dataset documents, in one batch (the quick-access copy
     already has the versioned name: it goes up as models/retrained_vN.pt)."""
@@ -288,7 +298,7 @@ def _upload_all(
 
 
 def _register(
-    tracker: Tracker,
+    tracker: TrackerProcess,
     config: Config,
     run: RunRef,
     model: LoggedModelRef,
@@ -310,7 +320,7 @@ def _register(
     return info
 
 
-def _backfill_epochs(tracker: Tracker, run: RunRef, paths: layout.VersionPaths) -> None:
+def _backfill_epochs(tracker: TrackerProcess, run: RunRef, paths: layout.VersionPaths) -> None:
     """Log epochs that results.csv has and MLflow lacks.
 
     Callbacks do not run under DDP (training happens in child processes), and a SIGTERM can
@@ -380,7 +390,7 @@ def _metadata(
 
 
 def _publish(
-    tracker: Tracker, run_ref: RunRef, paths: layout.VersionPaths, document: dict[str, Any]
+    tracker: TrackerProcess, run_ref: RunRef, paths: layout.VersionPaths, document: dict[str, Any]
 ) -> None:
     """The manifest to the run folder and the MLflow run; a failed check undoes models/."""
     store.atomic_write_json(paths.manifest, document)
@@ -441,7 +451,18 @@ def _run(config: Config) -> dict[str, Any]:
         phases.emit()
         logs.event("done.already", version=config.version)
         return done
+    # MLflow is imported by the tracker's own process meanwhile (on another core).
+    with _tracker(config) as tracker:
+        return _new_version(config, paths, client, tracker, phases)
 
+
+def _new_version(
+    config: Config,
+    paths: layout.VersionPaths,
+    client: Any,
+    tracker: TrackerProcess,
+    phases: logs.Phases,
+) -> dict[str, Any]:
     # Input checks first: bad input is reported (exit 3) whatever state MLflow is in.
     with phases.phase("inputs"):
         resolved, prep = _inputs(config)
@@ -450,8 +471,8 @@ def _run(config: Config) -> dict[str, Any]:
     if prep.holdout is not None:  # after _device: reading weights imports Ultralytics
         with phases.phase("preflight"):
             evaluate.preflight(config, prep.holdout, tuple(prep.metadata["names"]))
-    with phases.phase("mlflow"), heap.paused():  # MLflow imported
-        tracker, run_ref = _open_run(config, resolved.base)
+    with phases.phase("mlflow"):  # the tracker's process has imported MLflow by now
+        run_ref = _open_run(tracker, config, resolved.base)
     overlap = _Overlap(phases)
     try:
         with _ends_the_run(tracker, run_ref, overlap):
@@ -475,7 +496,7 @@ def _produce(
     resolved: inputs.Inputs,
     prep: Prepared,
     device: Any,
-    tracker: Tracker,
+    tracker: TrackerProcess,
     run_ref: RunRef,
     client: Any,
     phases: logs.Phases,

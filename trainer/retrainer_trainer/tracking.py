@@ -230,11 +230,16 @@ class Tracker:
     def scoring(self, model: LoggedModelRef) -> Iterator[None]:
         """The holdout evaluation of `model`: the holdout metrics logged inside are tied to the
         holdout dataset and the version's own ones to `model`."""
-        self._scoring = model
+        self.score_as(model)
         try:
             yield
         finally:
-            self._scoring = None
+            self.score_as(None)
+
+    def score_as(self, model: LoggedModelRef | None) -> None:
+        """`scoring` in two calls (its beginning with the model, its end with None), for a
+        caller in another process (tracker_process)."""
+        self._scoring = model
 
     def log_datasets(self, run_id: str, datasets: Sequence[DatasetRef]) -> None:
         """The run's datasets (MLflow dedups a rerun's), each with its role as context."""

@@ -123,7 +123,19 @@ def test_a_class_mismatch_fails_before_mlflow_and_before_training(
     def never(*args: object) -> object:
         raise AssertionError("reached after the class check")
 
-    monkeypatch.setattr(pipeline, "Tracker", never)
+    class NeverContacted:  # the tracker's process starts early; MLflow is never asked
+        def __init__(self, tracking_uri: str) -> None:
+            pass
+
+        def __enter__(self) -> NeverContacted:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        ping = open_run = never
+
+    monkeypatch.setattr(pipeline, "TrackerProcess", NeverContacted)
     monkeypatch.setattr(pipeline, "_train", never)
     monkeypatch.setattr(pipeline, "_device", lambda config: "cpu")
     spec = {

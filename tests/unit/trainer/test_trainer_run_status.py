@@ -17,19 +17,28 @@ from retrainer_trainer.tracking import RunRef
 
 
 class FakeTracker:
-    """The part of tracking.Tracker the pipeline uses before training, plus how runs ended."""
+    """The part of TrackerProcess the pipeline uses before training, plus how runs ended."""
 
-    opened: ClassVar[list[FakeTracker]] = []
+    started: ClassVar[list[FakeTracker]] = []
 
     def __init__(self, tracking_uri: str) -> None:
+        self.contacted: list[str] = []  # the calls that reach MLflow
         self.ended: list[tuple[str, str]] = []
         self.finished: list[tuple[str, Path]] = []
-        FakeTracker.opened.append(self)
+        self.closed = False
+        FakeTracker.started.append(self)
+
+    def __enter__(self) -> FakeTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.closed = True
 
     def ping(self) -> None:
-        pass
+        self.contacted.append("ping")
 
     def open_run(self, *args: Any) -> RunRef:
+        self.contacted.append("open_run")
         return RunRef("1", "run-1", "file:///nowhere", "", reused=False)
 
     def log_params(self, run_id: str, params: Any) -> None:
@@ -45,8 +54,8 @@ class FakeTracker:
 @pytest.fixture
 def config(tmp_path: Path, shapes_dataset: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
     shutil.copytree(shapes_dataset, tmp_path / "claim" / "datasets" / "shapes")
-    FakeTracker.opened = []
-    monkeypatch.setattr(pipeline, "Tracker", FakeTracker)
+    FakeTracker.started = []
+    monkeypatch.setattr(pipeline, "TrackerProcess", FakeTracker)
     monkeypatch.setattr(pipeline, "_device", lambda config: "cpu")  # no Ultralytics setup
     spec = {
         "model": "shapes",
@@ -85,7 +94,7 @@ def test_a_run_that_stops_after_its_mlflow_run_opened_ends_that_run(
     with pytest.raises(type(fault)):
         pipeline.run(config)
 
-    (tracker,) = FakeTracker.opened
+    (tracker,) = FakeTracker.started
     assert tracker.ended == [("run-1", status)]
     assert not (config.storage_root / "shapes" / "models").exists()
 
@@ -97,7 +106,9 @@ def test_bad_input_found_before_mlflow_opens_no_run(config: Config) -> None:
     with pytest.raises(BadInput, match=r"data\.yaml not found"):
         pipeline.run(config)
 
-    assert FakeTracker.opened == []
+    # The tracker's process was started (it imports MLflow meanwhile), never asked to contact
+    # MLflow, and closed.
+    assert [(t.contacted, t.closed) for t in FakeTracker.started] == [([], True)]
 
 
 def test_a_failure_logging_the_params_ends_the_run_failed(
@@ -111,7 +122,7 @@ def test_a_failure_logging_the_params_ends_the_run_failed(
     with pytest.raises(RuntimeError, match="INVALID_PARAMETER_VALUE"):
         pipeline.run(config)
 
-    (tracker,) = FakeTracker.opened
+    (tracker,) = FakeTracker.started
     assert tracker.ended == [("run-1", "FAILED")]
 
 
@@ -125,6 +136,6 @@ def test_a_rerun_of_a_verified_version_completes_its_mlflow_run(
 
     assert pipeline.run(config) is done
 
-    (tracker,) = FakeTracker.opened
+    (tracker,) = FakeTracker.started
     paths = layout.VersionPaths.for_version(config.storage_root, "shapes", 1)
     assert tracker.finished == [("run-7", paths.manifest)]
