@@ -483,11 +483,27 @@ def _promote(deps: Deps, body: Mapping[str, Any], step: _Step, version: int) -> 
         step.status["mlflow"] = {**(step.status.get("mlflow") or {}), "promoted": outcome.promoted}
 
 
+def _never_started(job: Mapping[str, Any], seen: list[str]) -> bool:
+    """A Job created suspended (a Kueue queue's) and never admitted: no pod of it ever
+    existed, so there is none to list. Any sign of one (a start time, a count, an attempt
+    recorded) and its pods are listed as always."""
+    job_status = job.get("status") or {}
+    counts = ("active", "ready", "failed", "succeeded", "terminating")
+    return (
+        bool((job.get("spec") or {}).get("suspend"))
+        and not job_status.get("startTime")
+        and not any(job_status.get(k) for k in counts)
+        and not seen
+    )
+
+
 def _observe(deps: Deps, body: Mapping[str, Any], step: _Step, job: Mapping[str, Any]) -> None:
     meta, status = body["metadata"], step.status
-    pods = deps.cluster.list_job_pods(meta["namespace"], status["jobName"])
     seen_raw = (meta.get("annotations") or {}).get(api.ATTEMPTS_ANNOTATION, "")
     seen = [s for s in seen_raw.split(",") if s]
+    # A queue can hold Jobs for hours: their passes list no pods they cannot have.
+    never_started = _never_started(job, seen)
+    pods = [] if never_started else deps.cluster.list_job_pods(meta["namespace"], status["jobName"])
     ids = progress.attempt_ids(pods, seen)
     if ids != sorted(seen):
         step.annotations[api.ATTEMPTS_ANNOTATION] = ",".join(ids)

@@ -217,7 +217,13 @@ def _suspended(kube: Any, namespace: str, name: str) -> bool | None:
 
 
 def test_a_one_gpu_cluster_queue_runs_the_second_retrainjob_when_the_first_ends(
-    kueue: None, queues: None, world: Any, kube: Any, namespace: str, tmp_path: Path
+    crd: object,  # run alone on a fresh world, no other module has applied it
+    kueue: None,
+    queues: None,
+    world: Any,
+    kube: Any,
+    namespace: str,
+    tmp_path: Path,
 ) -> None:
     dataset = upload_dataset(world, tmp_path, f"{namespace}/shapes", train=4, val=2)
     with operator_in_prepared_namespace(world, kube, namespace, tmp_path) as operator:

@@ -134,3 +134,27 @@ def test_a_pending_jobs_events_are_listed_at_most_once_in_their_spacing_and_the_
     other.event_looks = clock.Spacing(0.0)
     reconcile.reconcile(other, "team", "r1", seen_job=pending_job("retrain-m-v1"))
     assert "list events" in cluster.calls
+
+
+def queued_job(name: str, **status: Any) -> dict[str, Any]:
+    meta = {"name": name, "uid": "j1", "creationTimestamp": "2026-01-01T00:00:00Z"}
+    return {"metadata": meta, "spec": {"suspend": True}, "status": status}
+
+
+def test_a_job_waiting_in_a_queue_since_its_creation_lists_no_pods() -> None:
+    cluster = Cluster(queued_job("retrain-m-v1"))
+
+    reconcile.reconcile(deps(cluster), "team", "r1", seen_job=queued_job("retrain-m-v1"))
+
+    assert "list pods" not in cluster.calls
+    running = next(c for c in cluster.status["conditions"] if c["type"] == "Running")
+    assert running["reason"] == "JobSuspended"
+
+
+def test_a_suspended_job_that_ran_before_lists_its_pods() -> None:
+    # Suspended again after it started (a Kueue preemption): its pods count as attempts.
+    for status in ({"startTime": "2026-01-01T00:01:00Z"}, {"failed": 1}, {"terminating": 1}):
+        job = queued_job("retrain-m-v1", **status)
+        cluster = Cluster(job)
+        reconcile.reconcile(deps(cluster), "team", "r1", seen_job=job)
+        assert "list pods" in cluster.calls, status
