@@ -565,6 +565,25 @@ if _out:
             for k, v in _cum.most_common(80):
                 f.write(f"{v:8d}  {k}\\n")
 
+    def _live(signum, frame):
+        # SIGUSR1: what the memory is made of now, with the objects' own sizes by type.
+        import gc
+        sizes, counts = collections.Counter(), collections.Counter()
+        for o in gc.get_objects():
+            kind = type(o).__name__
+            counts[kind] += 1
+            try:
+                sizes[kind] += sys.getsizeof(o)
+            except Exception:
+                pass
+        with open(_out + ".live", "w") as f:
+            f.write(_memory())
+            f.write("by own size (MiB, count):\\n")
+            for k, v in sizes.most_common(25):
+                f.write(f"  {v / (1 << 20):7.1f}  {counts[k]:8d}  {k}\\n")
+
+    import signal
+    signal.signal(signal.SIGUSR1, _live)
     threading.Thread(target=_sample, daemon=True, name="bench-profiler").start()
     atexit.register(_dump)
 

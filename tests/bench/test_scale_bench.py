@@ -51,7 +51,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from retrainer_contract import api
 from retrainer_world.health import tls_client_context
 from retrainer_world.world import World
@@ -59,7 +58,8 @@ from retrainer_world.world import World
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from crd_fixture import apply_crd, wait_until_served
-from operator_support import Operator, free_port, prepare_namespace
+from fleet_support import create_namespace, release_and_delete
+from operator_support import Operator, free_port
 from scale_support import (
     CountingProxy,
     PeakSampler,
@@ -152,66 +152,6 @@ class Load:
 
     def mine(self, namespace: str | None) -> bool:
         return bool(namespace) and str(namespace).startswith(f"scale-{self.token}-")
-
-
-def _wait_namespace_defaults(core: client.CoreV1Api, namespace: str) -> None:
-    deadline = time.monotonic() + 120
-    for read in (
-        lambda: core.read_namespaced_service_account("default", namespace),
-        lambda: core.read_namespaced_config_map("kube-root-ca.crt", namespace),
-    ):
-        while True:
-            try:
-                read()
-                break
-            except ApiException as error:
-                if error.status != 404 or time.monotonic() > deadline:
-                    raise
-            time.sleep(0.3)
-
-
-def _create_namespace(kube: client.ApiClient, world: World, namespace: str) -> None:
-    core = client.CoreV1Api(kube)
-    core.create_namespace(
-        {"metadata": {"name": namespace, "labels": {"retrainer.dev/test": "true"}}}
-    )
-    core.create_namespaced_secret(
-        namespace,
-        {
-            "metadata": {"name": "minio-credentials"},
-            "stringData": {
-                "accessKey": world.minio_access_key,
-                "secretKey": world.minio_secret_key,
-            },
-        },
-    )
-    prepare_namespace(kube, namespace)  # the claim and the trainer ServiceAccount
-    _wait_namespace_defaults(core, namespace)
-
-
-def _release_and_delete(kube: client.ApiClient, namespace: str) -> None:
-    """With the operator stopped nothing takes its finalizers off: do it, then delete."""
-    batch, custom = client.BatchV1Api(kube), client.CustomObjectsApi(kube)
-    with contextlib.suppress(ApiException):
-        for job in batch.list_namespaced_job(namespace).items:
-            if job.metadata.finalizers:
-                with contextlib.suppress(ApiException):
-                    batch.patch_namespaced_job(
-                        job.metadata.name, namespace, {"metadata": {"finalizers": None}}
-                    )
-        for line in custom.list_namespaced_custom_object(G, V, namespace, "modellines")["items"]:
-            if line["metadata"].get("finalizers"):
-                with contextlib.suppress(ApiException):
-                    custom.patch_namespaced_custom_object(
-                        G,
-                        V,
-                        namespace,
-                        "modellines",
-                        line["metadata"]["name"],
-                        {"metadata": {"finalizers": None}},
-                    )
-    with contextlib.suppress(ApiException):
-        client.CoreV1Api(kube).delete_namespace(namespace, propagation_policy="Background")
 
 
 def _upload_corrections(world: World, load: Load) -> None:
@@ -396,12 +336,12 @@ def load(world: World, kube: client.ApiClient, kubectl: Any) -> Iterator[Load]:
     the_load = Load()
     try:
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda ns: _create_namespace(kube, world, ns), the_load.namespaces))
+            list(pool.map(lambda ns: create_namespace(kube, world, ns), the_load.namespaces))
         _upload_corrections(world, the_load)
         yield the_load
     finally:
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda ns: _release_and_delete(kube, ns), the_load.namespaces))
+            list(pool.map(lambda ns: release_and_delete(kube, ns), the_load.namespaces))
         _remove_corrections(world, the_load)
 
 
