@@ -17,13 +17,13 @@ import os
 import re
 import secrets
 import subprocess
-import time
 from collections.abc import Iterator
 from typing import Protocol
 
 import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from namespace_support import wait_for_namespace_defaults
 from retrainer_world import procs, sessions
 from retrainer_world.world import World, WorldError
 
@@ -110,31 +110,12 @@ def namespace(
                 },
             ),
         )
-        _wait_for_namespace_defaults(core, name)
+        wait_for_namespace_defaults(core, name)
         yield name
     finally:
         # Not waited for: the namespace controller finishes the deletion in the background.
         with contextlib.suppress(ApiException):
             core.delete_namespace(name, propagation_policy="Background")
-
-
-def _wait_for_namespace_defaults(core: client.CoreV1Api, namespace: str) -> None:
-    """Pods are rejected until the controller manager has created the `default` SA, and their
-    service-account token volumes need the `kube-root-ca.crt` ConfigMap it publishes."""
-    deadline = time.monotonic() + 60
-    reads = (
-        lambda: core.read_namespaced_service_account("default", namespace),
-        lambda: core.read_namespaced_config_map("kube-root-ca.crt", namespace),
-    )
-    for read in reads:
-        while True:
-            try:
-                read()
-                break
-            except ApiException as exc:
-                if exc.status != 404 or time.monotonic() > deadline:
-                    raise
-            time.sleep(0.2)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -502,8 +502,10 @@ def _observe(deps: Deps, body: Mapping[str, Any], step: _Step, job: Mapping[str,
     seen_raw = (meta.get("annotations") or {}).get(api.ATTEMPTS_ANNOTATION, "")
     seen = [s for s in seen_raw.split(",") if s]
     # A queue can hold Jobs for hours: their passes list no pods they cannot have.
-    never_started = _never_started(job, seen)
-    pods = [] if never_started else deps.cluster.list_job_pods(meta["namespace"], status["jobName"])
+    if _never_started(job, seen):
+        pods: list[dict[str, Any]] = []
+    else:
+        pods = deps.cluster.list_job_pods(meta["namespace"], status["jobName"])
     ids = progress.attempt_ids(pods, seen)
     if ids != sorted(seen):
         step.annotations[api.ATTEMPTS_ANNOTATION] = ",".join(ids)

@@ -5,32 +5,16 @@ MinIO's Secret), and taken down again with the operator stopped."""
 from __future__ import annotations
 
 import contextlib
-import time
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from namespace_support import wait_for_namespace_defaults
 from operator_support import prepare_namespace
 from retrainer_world.world import World
 
-__all__ = ["create_namespace", "release_and_delete", "wait_namespace_defaults"]
+__all__ = ["create_namespace", "release_and_delete"]
 
 G, V = "retrainer.dev", "v1alpha1"
-
-
-def wait_namespace_defaults(core: client.CoreV1Api, namespace: str) -> None:
-    deadline = time.monotonic() + 120
-    for read in (
-        lambda: core.read_namespaced_service_account("default", namespace),
-        lambda: core.read_namespaced_config_map("kube-root-ca.crt", namespace),
-    ):
-        while True:
-            try:
-                read()
-                break
-            except ApiException as error:
-                if error.status != 404 or time.monotonic() > deadline:
-                    raise
-            time.sleep(0.3)
 
 
 def create_namespace(kube: client.ApiClient, world: World, namespace: str) -> None:
@@ -49,7 +33,8 @@ def create_namespace(kube: client.ApiClient, world: World, namespace: str) -> No
         },
     )
     prepare_namespace(kube, namespace)  # the claim and the trainer ServiceAccount
-    wait_namespace_defaults(core, namespace)
+    # A fleet makes many at once: the controller manager may take longer than for one.
+    wait_for_namespace_defaults(core, namespace, timeout=120)
 
 
 def release_and_delete(kube: client.ApiClient, namespace: str) -> None:

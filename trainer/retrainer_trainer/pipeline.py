@@ -13,12 +13,11 @@ in it.
 MLflow's client runs in a process of its own (tracker_process), started before the inputs are
 read: it imports MLflow on another core while this one imports Ultralytics, and contacts
 MLflow only when asked. The run is opened before training; what is logged into it overlaps
-work it need not wait for
-(`_Overlap`, network calls only: a thread busy with Python code would slow training down, not
-hide itself): the params and datasets while Ultralytics sets up (in place before the first
-epoch's metrics), the uploads while the logged model is made. Imports and Ultralytics' set-up
-run with the garbage collector paused (heap.py). Each step's wall seconds are one
-`phase.seconds` event at the end.
+work it need not wait for (`_Overlap`, network calls only: a thread busy with Python code
+would slow training down, not hide itself): the params and datasets while Ultralytics sets
+up (in place before the first epoch's metrics), the uploads while the logged model is made.
+Imports and Ultralytics' set-up run with the garbage collector paused (heap.py). Each step's
+wall seconds are one `phase.seconds` event at the end.
 """
 
 from __future__ import annotations
