@@ -1,10 +1,14 @@
 """The Kopf layer: the only module importing kopf. Each handler reads, calls, returns.
 
-All decisions live in `reconcile`; handlers only route triggers to it: a RetrainJob created
-or seen again after a restart (on Kopf's executor), and any change of a training Job (found by
-our labels, mapped to its RetrainJob by the owner reference: added to a work queue with its own
-threads, workqueue.py, so Job events never hold up the first pass of a new RetrainJob). The
-ticker covers progress and retries; ModelLines tick from one clock (line_ticks.py).
+All decisions live in `reconcile` and `lines`; handlers only route watch events to them,
+each kind through a work queue with threads of its own (workqueue.py): a RetrainJob this
+process sees for the first time (a new one, or every one at a start or a takeover), a
+ModelLine seen for the first time or with a changed spec (first_sight.py), and any change of
+a training Job (found by our labels, mapped to its RetrainJob by the owner reference; a queue
+of its own, so Job events never hold up the first pass of a new RetrainJob). Every handler is
+an async event handler of microseconds: Kopf's per-object workers never hold an object while
+its pass waits for a thread. The ticker covers progress and retries; ModelLines tick from one
+clock (line_ticks.py).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from retrainer_contract import api
 from retrainer_operator import clock, lines, progress, reconcile
 from retrainer_operator.conditions import TERMINAL_PHASES
 from retrainer_operator.config import OperatorConfig
+from retrainer_operator.first_sight import FirstSight, line_mark, run_mark
 from retrainer_operator.line_idle import IdleLines
 from retrainer_operator.line_ticks import LineTicks
 from retrainer_operator.progress import JobState
@@ -28,6 +33,8 @@ from retrainer_operator.ticker import Ticker
 from retrainer_operator.workqueue import WorkQueue
 
 __all__ = ["build_registry", "run", "settings_for"]
+
+logger = logging.getLogger("retrainer.operator")
 
 
 def _owner(meta: Mapping[str, Any]) -> str | None:
@@ -37,17 +44,22 @@ def _owner(meta: Mapping[str, Any]) -> str | None:
     return None
 
 
-# Threads of Kopf's executor (first passes of new RetrainJobs), of the Job-event queue and of
-# the ModelLine clock. A pass mostly waits on the apiserver and MLflow, so threads, not CPU,
-# bound how many new RetrainJobs a second get their Job.
-HANDLER_WORKERS = 32
+# Threads of the first-pass queue (new RetrainJobs), of the Job-event queue, of the line-pass
+# queue (a line created, changed or resumed) and of the ModelLine clock. A pass mostly waits
+# on the apiserver and MLflow, so threads, not CPU, bound how many new RetrainJobs a second
+# get their Job.
+FIRST_PASS_WORKERS = 32
 QUEUE_WORKERS = 8
+LINE_PASS_WORKERS = 8
 LINE_WORKERS = 4
+# Kopf's executor runs only the login, startup and cleanup handlers: the others are async.
+HANDLER_WORKERS = 2
 # Every thread that calls the apiserver (plus the progress ticker and the clock's alarm).
-THREADS = HANDLER_WORKERS + QUEUE_WORKERS + LINE_WORKERS + 2
+THREADS = FIRST_PASS_WORKERS + QUEUE_WORKERS + LINE_PASS_WORKERS + LINE_WORKERS + 2
 # The handlers that only note an event (its success is not worth a log line per event).
 EVENT_HANDLERS = ("retrainjob_job_event", "retrainjob_seen", "modelline_seen")
-# Kopf's per-object workers: how many at once, and how long one waits for its object's next event.
+# Kopf's per-object workers: how many at once (per watch: per namespace and kind), and how
+# long one waits for its object's next event.
 WORKER_LIMIT = 128
 WORKER_IDLE_SECONDS = 0.5
 
@@ -83,21 +95,23 @@ def build_registry(
     """A registry with the operator's handlers bound to `deps` and `ticker`."""
     registry = kopf.OperatorRegistry()
 
-    def step(
-        namespace: str,
-        name: str,
-        seen: Mapping[str, Any] | None = None,
-        seen_job: Mapping[str, Any] | None = None,
-    ) -> None:
-        ticker.track(namespace, name)
-        phase = reconcile.reconcile(deps, namespace, name, seen, seen_job)
+    def queued_step(key: Any, seen_job: Any) -> str | None:
+        """A pass for a RetrainJob (key: namespace, name), from its Job's newest event if any."""
+        namespace, name = key
+        ticker.track(namespace, name)  # first: a pass that raises is tried again
+        phase = reconcile.reconcile(deps, namespace, name, seen_job)
         if phase is None or phase in TERMINAL_PHASES:
             ticker.untrack(namespace, name)
+        return phase
 
-    def queued_step(key: Any, seen_job: Any) -> None:
-        namespace, name = key
-        step(namespace, name, seen_job=seen_job)
+    def first_step(key: Any, _: Any) -> None:
+        phase = queued_step(key, None)
+        # One line per RetrainJob this process took on (a start or takeover re-examined it).
+        logger.info("first pass retrainjob=%s/%s phase=%s", key[0], key[1], phase)
 
+    # New RetrainJobs, and every one at a start or a takeover, in the order the watch saw them.
+    runs_sighted = FirstSight()
+    first_passes = WorkQueue(first_step, FIRST_PASS_WORKERS)
     job_events = WorkQueue(queued_step, QUEUE_WORKERS)
 
     @kopf.on.login(id="retrainjob_login", registry=registry)
@@ -117,8 +131,7 @@ def build_registry(
         # We post our own Events per transition; Kopf's per-handler ones only on problems.
         settings.posting.level = logging.WARNING
         settings.execution.max_workers = HANDLER_WORKERS
-        # Bound the per-object workers: at startup every RetrainJob is resumed at once, and
-        # unbounded workers would hold all their bodies in memory together.
+        # Bound the per-object workers (per watch, so per namespace: first_sight.py).
         settings.queueing.worker_limit = WORKER_LIMIT
         # A per-object worker keeps its slot this long after its object's last event (Kopf's
         # default: 5 s, which would cap a burst at worker_limit / 5 s new RetrainJobs a second).
@@ -128,22 +141,12 @@ def build_registry(
     @kopf.on.cleanup(id="retrainjob_cleanup", registry=registry)
     def retrainjob_cleanup(**_: Any) -> None:
         ticker.stop()
+        first_passes.stop()
         job_events.stop()
+        line_passes.stop()
         line_ticks.stop()
 
-    # Stable ids: Kopf records handler progress under them in annotations.
-    @kopf.on.resume(api.GROUP, api.VERSION, api.PLURAL, id="retrainjob_create", registry=registry)
-    @kopf.on.create(api.GROUP, api.VERSION, api.PLURAL, id="retrainjob_create", registry=registry)
-    def retrainjob_create(
-        namespace: str | None,
-        name: str,
-        status: Mapping[str, Any],
-        body: Mapping[str, Any],
-        **_: Any,
-    ) -> None:
-        if namespace and status.get("phase") not in TERMINAL_PHASES:
-            step(namespace, name, body)  # a new one's first pass starts from this body
-
+    # Stable ids: Kopf's log lines name them, and the log filter (EVENT_HANDLERS) matches them.
     @kopf.on.event(
         "batch",
         "v1",
@@ -194,13 +197,26 @@ def build_registry(
     # Time-driven work (schedule slots, corrections polls, history) every line_interval.
     line_ticks = LineTicks(line_tick, line_interval, LINE_WORKERS)
 
+    def queued_line_step(key: Any, _: Any) -> None:
+        """A line's pass when it is created, its spec changes or the operator starts."""
+        namespace, name = key
+        line_ticks.track(namespace, name)  # first, so a pass that raises is tried again
+        if not line_step(namespace, name):
+            line_ticks.untrack(namespace, name)
+
+    lines_sighted = FirstSight()
+    line_passes = WorkQueue(queued_line_step, LINE_PASS_WORKERS)
+
     @kopf.on.event(api.GROUP, api.VERSION, api.LINE_PLURAL, id="modelline_seen", registry=registry)
     async def modelline_seen(
         namespace: str | None, name: str, meta: Mapping[str, Any], type: str, **_: Any
     ) -> None:
-        if namespace:
-            version = None if type == "DELETED" else meta.get("resourceVersion")
-            idle.seen(namespace, name, version)
+        if not namespace:
+            return
+        seen = None if type == "DELETED" else meta
+        idle.seen(namespace, name, None if seen is None else seen.get("resourceVersion"))
+        if lines_sighted.first(namespace, name, line_mark(seen)):
+            line_passes.add((namespace, name))
 
     @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, id="retrainjob_seen", registry=registry)
     async def retrainjob_seen(
@@ -213,32 +229,14 @@ def build_registry(
     ) -> None:
         if not namespace:
             return
+        seen = None if type == "DELETED" else body
         # Where the RetrainJob's next pass starts (run_memory.py).
-        deps.runs.seen(namespace, name, None if type == "DELETED" else body)
+        deps.runs.seen(namespace, name, seen)
+        if runs_sighted.first(namespace, name, run_mark(seen)):
+            first_passes.add((namespace, name))
         # Any change of a run (created, progressed, ended, deleted) may give its line work.
         if spec.get("model"):
             idle.runs_changed(namespace, str(spec["model"]))
-
-    @kopf.on.resume(
-        api.GROUP, api.VERSION, api.LINE_PLURAL, id="modelline_resume", registry=registry
-    )
-    @kopf.on.create(
-        api.GROUP, api.VERSION, api.LINE_PLURAL, id="modelline_create", registry=registry
-    )
-    @kopf.on.update(
-        api.GROUP,
-        api.VERSION,
-        api.LINE_PLURAL,
-        field="spec",
-        id="modelline_update",
-        registry=registry,
-    )
-    def modelline_change(namespace: str | None, name: str, **_: Any) -> None:
-        if not namespace:
-            return
-        line_ticks.track(namespace, name)  # first, so a pass that raises is tried again
-        if not line_step(namespace, name):
-            line_ticks.untrack(namespace, name)
 
     return registry
 

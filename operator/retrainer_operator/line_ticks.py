@@ -6,8 +6,9 @@ the same threads, all lines of one start in step. Here one `clock.Alarm` holds e
 next moment and its own few threads run the passes: a line's first pass is spread over the
 interval by its name (so lines created together do not tick together), the next is set one
 interval after a pass starts (never two passes of a line at once), and a line found gone is
-dropped. Which lines exist is what Kopf tells the handlers (resume at start, create, spec
-change): nothing here outlives the process.
+dropped. Which lines exist is what the line watch's events tell the handlers (each line's
+first sight, at its creation or at a start, and each change of its spec: first_sight.py):
+nothing here outlives the process.
 """
 
 from __future__ import annotations

@@ -1,17 +1,16 @@
 """The reconciler: from a RetrainJob and what the cluster shows, the next whole status.
 
-Every trigger (create, resume after a restart, a training Job event, the progress ticker)
-calls `reconcile(deps, namespace, name)`. It takes the RetrainJob as last seen (its create
-event, this process's memory of it, else a read), does the one next step
-(checks + version + Job, or observe the Job, or verify), computes the whole new status and
-patches it once if it changed, with an Event per condition transition. Each step is
+Every trigger (a RetrainJob's first sight by this process, a training Job event, the progress
+ticker) calls `reconcile(deps, namespace, name)`. It takes the RetrainJob as last seen (this
+process's memory of what the watch or its own writes showed, else a read), does the one next
+step (checks + version + Job, or observe the Job, or verify), computes the whole new status
+and patches it once if it changed, with an Event per condition transition. Each step is
 idempotent, so an operator killed at any moment converges to one Job and one version.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import datetime
 import logging
@@ -604,21 +603,15 @@ def reconcile(
     deps: Deps,
     namespace: str,
     name: str,
-    seen: Mapping[str, Any] | None = None,
     seen_job: Mapping[str, Any] | None = None,
 ) -> str | None:
     """Bring RetrainJob namespace/name one step forward; return its phase (None: gone).
 
-    `seen`: the object as its create event showed it. Without a status it is what a read would
-    return (no pass has written it; every pass holds the object's lock), so the first pass of a
-    new RetrainJob starts without that read. Were it stale anyway, the pass converges: the
-    allocation is found by uid and the Job by name.
-
-    Other passes start from the RetrainJob as the watch or our last write left it
-    (`deps.runs`, run_memory.py), writing it only if it is still at that copy's
-    resourceVersion; a refused write (409) forgets the copy and the pass runs again from a
-    read. What a pass did before its write is idempotent (the allocation found by uid, the Job
-    by name), and its Events follow the write.
+    A pass, the first of a new RetrainJob's included, starts from the RetrainJob as the watch
+    or our last write left it (`deps.runs`, run_memory.py), writing it only if it is still at
+    that copy's resourceVersion; a refused write (409) forgets the copy and the pass runs
+    again from a read. What a pass did before its write is idempotent (the allocation found by
+    uid, the Job by name), and its Events follow the write.
 
     `seen_job`: its training Job as the newest Job event showed it, used instead of reading the Job
     (when it is the Job the status names). A newer event brings a newer pass, and what a pass
@@ -627,34 +620,29 @@ def reconcile(
     key = f"{namespace}/{name}"
     with deps.locks.hold(key), metrics.RECONCILE_SECONDS.time():
         try:
-            return _pass(deps, namespace, name, seen, seen_job, remembered=True)
+            return _pass(deps, namespace, name, seen_job, remembered=True)
         except RetrainJobChanged:
             deps.runs.forget(namespace, name)
             metrics.RUN_COPY_STALE.inc()
-            return _pass(deps, namespace, name, None, seen_job, remembered=False)
+            return _pass(deps, namespace, name, seen_job, remembered=False)
 
 
 def _pass(
     deps: Deps,
     namespace: str,
     name: str,
-    seen: Mapping[str, Any] | None,
     seen_job: Mapping[str, Any] | None,
     remembered: bool,
 ) -> str | None:
-    body: dict[str, Any] | None
     # The resourceVersion our writes are guarded by: a remembered copy's only.
     guard: str | None = None
-    if seen is not None and not seen.get("status"):
-        body = copy.deepcopy(dict(seen))
+    body = deps.runs.recall(namespace, name) if remembered else None
+    if body is not None:
+        guard = body["metadata"].get("resourceVersion")
     else:
-        body = deps.runs.recall(namespace, name) if remembered else None
+        body = deps.cluster.read_retrainjob(namespace, name)
         if body is not None:
-            guard = body["metadata"].get("resourceVersion")
-        else:
-            body = deps.cluster.read_retrainjob(namespace, name)
-            if body is not None:
-                deps.runs.known(namespace, name, body)
+            deps.runs.known(namespace, name, body)
     if body is None:
         deps.locks.forget(f"{namespace}/{name}")
         return None

@@ -27,8 +27,9 @@ class Ticker:
     """Calls `step(namespace, name)` for each tracked RetrainJob every `interval` seconds.
 
     `step` returns the phase; Succeeded/Failed (or None: deleted) stops tracking. `track` is
-    called as each event-driven step starts (handlers.step): a RetrainJob tracked anew is due
-    at the next round, one tracked again (an event stepped it) only half an interval later.
+    called as each event-driven step starts (handlers.queued_step): a RetrainJob tracked anew
+    is due at the next round, one tracked again (an event stepped it) only half an interval
+    later.
     """
 
     def __init__(

@@ -13,6 +13,7 @@ import datetime
 import os
 import shutil
 import subprocess
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,51 @@ def test_a_schedule_starts_exactly_one_run_per_slot_across_an_operator_sigkill(
     assert status["nextRunTime"] == iso(second + TEN_MINUTES)
     assert status["latestVersion"] == 2
     assert line_events(kube, namespace, "shapes").count("RunStarted") >= 2
+
+
+def late_ticking_name(namespace: str, interval: float, margin: float) -> str:
+    """A line name whose first clock tick (spread over the interval by name, line_ticks.py)
+    comes more than `margin` seconds after the operator starts."""
+    for index in range(1000):
+        name = f"late-{index}"
+        spread = (zlib.crc32(f"{namespace}/{name}".encode()) % 1000) / 1000 * interval
+        if spread > margin:
+            return name
+    raise AssertionError("no name ticks late enough")
+
+
+def test_a_spec_change_is_acted_on_at_once_not_at_the_lines_next_tick(
+    world: World, namespace: str, kube: client.ApiClient, crd: object, tmp_path: Path
+) -> None:
+    # A ten-minute line clock: only the line watch's events (a line seen for the first time,
+    # a new generation of its spec: first_sight.py) can act within the minute.
+    interval, within = 600.0, 60.0
+    name = late_ticking_name(namespace, interval, 3 * within)
+    prepare_namespace(kube, namespace)
+    yearly = {"cron": "0 0 1 1 *"}  # no slot falls in the test
+    create_line(kube, namespace, modelline(name, template=TEMPLATE, schedule=yearly))
+    env = {"RETRAINER_LINE_INTERVAL": str(interval)}
+    with running_operator(world, namespace, tmp_path, **env) as operator:
+        wait_for(
+            "the new line's first pass",
+            lambda: "nextRunTime" in line_status(kube, namespace, name),
+            within,
+            operator,
+        )
+        patch_line(kube, namespace, name, {"schedule": {**yearly, "suspend": True}})
+        wait_for(
+            "the suspended schedule's next run dropped",
+            lambda: "nextRunTime" not in line_status(kube, namespace, name),
+            within,
+            operator,
+        )
+        patch_line(kube, namespace, name, {"schedule": {**yearly, "suspend": False}})
+        wait_for(
+            "the resumed schedule's next run back",
+            lambda: "nextRunTime" in line_status(kube, namespace, name),
+            within,
+            operator,
+        )
 
 
 def test_forbid_skips_a_slot_while_a_run_is_active_and_suspend_stops_runs(

@@ -116,7 +116,7 @@ def test_reapplying_the_same_manifest_changes_nothing(
         operator.start()
         wait_for(
             "operator resumed",
-            lambda: "Resuming is processed" in operator.log_path.read_text(),
+            lambda: f"first pass retrainjob={namespace}/again " in operator.log_path.read_text(),
             60,
             operator,
         )

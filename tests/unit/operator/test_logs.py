@@ -41,7 +41,7 @@ def test_kopf_success_lines_of_the_event_handlers_are_left_out_and_their_failure
 
     assert not quiet.filter(record("Handler 'modelline_seen' succeeded."))
     assert not quiet.filter(record("Handler 'retrainjob_job_event' succeeded."))
-    assert quiet.filter(record("Handler 'retrainjob_create' succeeded."))
+    assert quiet.filter(record("Handler 'retrainjob_login' succeeded."))
     assert quiet.filter(record("Resuming is processed: 1 succeeded; 0 failed."))
     failed = "Handler 'modelline_seen' failed with an exception. Will ignore."
     assert quiet.filter(record(failed, logging.ERROR))
