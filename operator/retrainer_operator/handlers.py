@@ -168,9 +168,9 @@ def build_registry(
         if type == "DELETED":
             job_events.forget((namespace, owner))
             return
-        # Async: a handful of microseconds on Kopf's loop, where a sync handler would wait for
-        # a thread of the executor behind the first passes of a burst (a Job's Complete waited).
-        # The pass starts from the Job as this event showed it, not from another read of it
+        # Async: a handful of microseconds on Kopf's loop (a sync handler would wait for a
+        # thread of Kopf's executor; a Job's Complete once waited there behind a burst's first
+        # passes). The pass starts from the Job as this event showed it, not from another read of it
         # (a read per Job event was the most frequent request of a burst after the RetrainJob's);
         # an event that changed nothing a pass looks at brings none.
         # A Job that ended goes first: its pass verifies and finishes a RetrainJob.
