@@ -14,7 +14,7 @@ import threading
 
 from retrainer_contract.objectstore import minio_client
 
-from retrainer_operator import handlers, kube, leader, logs, metrics, reconcile
+from retrainer_operator import handlers, heap, kube, leader, logs, metrics, reconcile
 from retrainer_operator.config import ConfigError, OperatorConfig
 from retrainer_operator.line_champions import line_champions
 from retrainer_operator.mlflow_rest import MlflowRest
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     deps = build_deps(config)
     ticker = Ticker(lambda ns, name: reconcile.reconcile(deps, ns, name), config.progress_interval)
     metrics.serve(config.metrics_port)
+    heap.start()  # a burst's freed memory back to the system (heap.py)
     logger.info(
         "starting namespaces=%s image=%s claim=%s mlflow=%s s3=%s interval=%s leader_election=%s",
         ",".join(config.namespaces) or "*",
