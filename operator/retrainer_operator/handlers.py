@@ -170,9 +170,9 @@ def build_registry(
             return
         # Async: a handful of microseconds on Kopf's loop (a sync handler would wait for a
         # thread of Kopf's executor; a Job's Complete once waited there behind a burst's first
-        # passes). The pass starts from the Job as this event showed it, not from another read of it
-        # (a read per Job event was the most frequent request of a burst after the RetrainJob's);
-        # an event that changed nothing a pass looks at brings none.
+        # passes). The pass starts from the Job as this event showed it, not from another read
+        # of it (a read per Job event was the most frequent request of a burst after the
+        # RetrainJob's); an event that changed nothing a pass looks at brings none.
         # A Job that ended goes first: its pass verifies and finishes a RetrainJob.
         job_events.add((namespace, owner), _slim_job(body), _job_state(body), _ended(body))
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 
+import pytest
 from retrainer_operator import heap
 
 # A burst in a child process: a million small and mid-sized objects, most freed, every
@@ -69,9 +70,6 @@ def test_the_trim_runs_every_interval_until_stopped_and_not_without_glibc() -> N
     assert len(calls) == count  # stopped: no more calls
 
 
-def test_without_glibc_nothing_starts(monkeypatch: object) -> None:
-    import pytest
-
-    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+def test_without_glibc_nothing_starts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(heap, "glibc_trim", lambda: None)
     assert heap.start() is None
