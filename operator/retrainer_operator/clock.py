@@ -47,35 +47,6 @@ def now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-class Spacing:
-    """At most one go per key every `seconds` (real time, monotonic). A key whose last go is
-    older than that is forgotten as new keys come: over a burst the keys are thousands of Jobs,
-    and none is kept much past its spacing."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._guard = threading.Lock()
-        self._last: dict[Hashable, float] = {}
-        self._prune_at = 1024
-
-    def go(self, key: Hashable) -> bool:
-        """True (and the go counted now) unless `key` had one within the last `seconds`."""
-        now = time.monotonic()
-        with self._guard:
-            last = self._last.get(key)
-            if last is not None and now - last < self.seconds:
-                return False
-            self._last[key] = now
-            if len(self._last) > self._prune_at:
-                self._last = {k: t for k, t in self._last.items() if now - t < self.seconds}
-                self._prune_at = max(1024, 2 * len(self._last))
-            return True
-
-    def __len__(self) -> int:
-        with self._guard:
-            return len(self._last)
-
-
 class Shared(Generic[T]):
     """Readings by key, each reused for `max_age` seconds (real time, monotonic).
 

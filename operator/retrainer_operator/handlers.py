@@ -57,7 +57,13 @@ HANDLER_WORKERS = 2
 # Every thread that calls the apiserver (plus the progress ticker and the clock's alarm).
 THREADS = FIRST_PASS_WORKERS + QUEUE_WORKERS + LINE_PASS_WORKERS + LINE_WORKERS + 2
 # The handlers that only note an event (its success is not worth a log line per event).
-EVENT_HANDLERS = ("retrainjob_job_event", "retrainjob_seen", "modelline_seen")
+EVENT_HANDLERS = (
+    "retrainjob_job_event",
+    "training_pod_seen",
+    "pod_refusal_seen",
+    "retrainjob_seen",
+    "modelline_seen",
+)
 # Kopf's per-object workers: how many at once (per watch: per namespace and kind), and how
 # long one waits for its object's next event.
 WORKER_LIMIT = 128
@@ -166,15 +172,37 @@ def build_registry(
         if not namespace or owner is None:
             return
         if type == "DELETED":
+            deps.watched.job_seen(namespace, str(meta.get("name")), None)
             job_events.forget((namespace, owner))
             return
+        slim = _slim_job(body)
+        deps.watched.job_seen(namespace, str(meta.get("name")), slim)
         # Async: a handful of microseconds on Kopf's loop (a sync handler would wait for a
         # thread of Kopf's executor; a Job's Complete once waited there behind a burst's first
         # passes). The pass starts from the Job as this event showed it, not from another read
         # of it (a read per Job event was the most frequent request of a burst after the
         # RetrainJob's); an event that changed nothing a pass looks at brings none.
         # A Job that ended goes first: its pass verifies and finishes a RetrainJob.
-        job_events.add((namespace, owner), _slim_job(body), _job_state(body), _ended(body))
+        job_events.add((namespace, owner), slim, _job_state(body), _ended(body))
+
+    @kopf.on.event("v1", "events", id="pod_refusal_seen", registry=registry)
+    async def pod_refusal_seen(body: Mapping[str, Any], type: str, **_: Any) -> None:
+        # The Job controller's FailedCreate Events only (settings_for): why a Job has no pod.
+        deps.watched.refusal_seen(body, type == "DELETED")
+
+    @kopf.on.event(
+        "v1",
+        "pods",
+        labels={api.LABEL_NAME: api.TRAINER_NAME},
+        id="training_pod_seen",
+        registry=registry,
+    )
+    async def training_pod_seen(
+        namespace: str | None, body: Mapping[str, Any], type: str, **_: Any
+    ) -> None:
+        # Kept for the passes (watched.py); a pod's change brings no pass: its Job's does.
+        if namespace:
+            deps.watched.pod_seen(namespace, body, type == "DELETED")
 
     # What the watches said of each line and its runs, and which lines' last pass did nothing.
     idle = IdleLines()
@@ -250,6 +278,13 @@ def settings_for(config: OperatorConfig) -> kopf.OperatorSettings:
     (every start, every takeover). The named namespaces are all there is to serve."""
     settings = kopf.OperatorSettings()
     settings.scanning.disabled = not config.clusterwide
+    # The apiserver sends only our Jobs and the training pods: the handlers' label filters
+    # are Kopf's, client-side, and Kopf keeps a memory of every object its watch lists.
+    settings.watching.label_selectors["batch", "v1", "jobs"] = (
+        f"{api.LABEL_MANAGED_BY}={api.MANAGED_BY}"
+    )
+    settings.watching.label_selectors["v1", "pods"] = f"{api.LABEL_NAME}={api.TRAINER_NAME}"
+    settings.watching.field_selectors["v1", "events"] = "reason=FailedCreate"
     return settings
 
 

@@ -238,15 +238,6 @@ class Cluster:
         ).get("items", [])
         return list(items)
 
-    def list_events(self, namespace: str, uid: str) -> list[dict[str, Any]]:
-        """Core events about the object with `uid` (the Job controller's FailedCreate, ...)."""
-        items = _decode(
-            self.core.list_namespaced_event(
-                namespace, field_selector=f"involvedObject.uid={uid}", _preload_content=False
-            )
-        ).get("items", [])
-        return list(items)
-
     # ---- preflight ------------------------------------------------------------------------
 
     def claim_exists(self, namespace: str, name: str) -> bool:

@@ -23,7 +23,6 @@ from retrainer_contract.objectstore import ObjectStore
 
 from retrainer_operator import (
     checks,
-    clock,
     faults,
     job_outcome,
     metrics,
@@ -56,6 +55,7 @@ from retrainer_operator.onepass import one_pass
 from retrainer_operator.progress import JobState
 from retrainer_operator.run_memory import RunMemory
 from retrainer_operator.verification import verify_manifest
+from retrainer_operator.watched import Watched
 
 __all__ = ["Deps", "Locks", "reconcile"]
 
@@ -84,11 +84,6 @@ _STUCK_REASONS = frozenset(
 # How long a finished Job may lack a readable manifest before the RetrainJob fails (MLflow and
 # MinIO answered, and there is no manifest).
 MANIFEST_GRACE_SECONDS = 300.0
-# A pending Job's Events are looked at once it is this old (progress interval: next look),
-# and then at most once in EVENTS_EVERY_SECONDS: a burst's Jobs waiting for their pods listed
-# them on every ticker pass, and what they say is kept in the status between looks.
-EVENTS_AFTER_SECONDS = 5.0
-EVENTS_EVERY_SECONDS = 30.0
 
 
 class Locks:
@@ -121,10 +116,8 @@ class Deps:
     locks: Locks = dataclasses.field(default_factory=Locks)
     # Each RetrainJob still going as the watch or our last write showed it (run_memory.py).
     runs: RunMemory = dataclasses.field(default_factory=RunMemory)
-    # When each pending Job's Events were last listed (EVENTS_EVERY_SECONDS).
-    event_looks: clock.Spacing = dataclasses.field(
-        default_factory=lambda: clock.Spacing(EVENTS_EVERY_SECONDS)
-    )
+    # Training Jobs still going, their pods and FailedCreate Events, as watched (watched.py).
+    watched: Watched = dataclasses.field(default_factory=Watched)
     # Where a RetrainJob's line keeps its champion (None: its ModelLine, mirrored in MLflow).
     champions: ChampionFactory | None = None
 
@@ -273,7 +266,8 @@ def _job(
     if seen is not None and (seen.get("metadata") or {}).get("name") == name:
         job: dict[str, Any] | None = dict(seen)  # as its newest event showed it (workqueue.py)
     else:
-        job = deps.cluster.read_job(body["metadata"]["namespace"], name)
+        namespace = body["metadata"]["namespace"]
+        job = deps.watched.job(namespace, name) or deps.cluster.read_job(namespace, name)
     if job is None:
         if (get_condition(status, COMPLETE) or {}).get("status") == "True":
             # Gone after it completed (TTL) while verification waits: never train again.
@@ -504,7 +498,10 @@ def _observe(deps: Deps, body: Mapping[str, Any], step: _Step, job: Mapping[str,
     if _never_started(job, seen):
         pods: list[dict[str, Any]] = []
     else:
-        pods = deps.cluster.list_job_pods(meta["namespace"], status["jobName"])
+        # As the pod watch showed them when that accounts for every pod the Job counted.
+        namespace, name = meta["namespace"], status["jobName"]
+        known = deps.watched.pods(namespace, name, job)
+        pods = deps.cluster.list_job_pods(namespace, name) if known is None else known
     ids = progress.attempt_ids(pods, seen)
     if ids != sorted(seen):
         step.annotations[api.ATTEMPTS_ANNOTATION] = ",".join(ids)
@@ -541,20 +538,10 @@ def _why_pending(
 ) -> None:
     """A Job that does not run says why, as Running=False with the underlying message:
     pods refused by admission or quota, unschedulable, or an image that cannot be pulled."""
-    job_meta = job.get("metadata") or {}
-    job_uid = job_meta.get("uid")
-    # The Job controller's FailedCreate comes after its first tries: a Job younger than that
-    # is pending because it is new (a burst of RetrainJobs listed Events for every one).
-    stamp = job_meta.get("creationTimestamp")
-    young = bool(stamp) and _age_seconds(stamp) < EVENTS_AFTER_SECONDS
-    # A live pod was created: its own status says why it waits (progress.stuck), and the
-    # Events are not read (a burst's pending Jobs listed them on every pass of every Job).
-    created = bool(progress.live_pods(pods))
-    namespace = body["metadata"]["namespace"]
-    events = []
-    # Between looks nothing is concluded from the Events: a reason found earlier stays.
-    if job_uid and not young and not created and deps.event_looks.go(str(job_uid)):
-        events = deps.cluster.list_events(namespace, str(job_uid))
+    job_uid = (job.get("metadata") or {}).get("uid")
+    # The Job controller's FailedCreate Events, as their watch showed them (watched.py). Once
+    # a live pod was created, its own status says why it waits (progress.stuck).
+    events = deps.watched.refusals(str(job_uid)) if job_uid else []
     found = progress.stuck(pods, events)
     if found is not None:
         step.cond(RUNNING, False, found.reason, found.message)

@@ -45,8 +45,8 @@ NAMESPACED_NEEDS = {
     # patch: the finalizer on training Jobs (kept until their outcome is recorded).
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete", "patch"},
     ("", "pods"): {"get", "list", "watch"},
-    ("", "events"): {"create", "patch", "list"},
-    ("events.k8s.io", "events"): {"create", "patch", "list"},
+    ("", "events"): {"create", "patch", "list", "watch"},
+    ("events.k8s.io", "events"): {"create", "patch", "list", "watch"},
     ("", "persistentvolumeclaims"): {"get"},
     ("", "secrets"): {"get"},
 }

@@ -1,6 +1,8 @@
 """A RetrainJob's passes after its first start from it as Kopf's watch or the operator's own last
 write showed it, not from a GET (issue 22: 4.3 GETs per run at scale 0.1, the most frequent
-request of a burst), and the apiserver refuses a write from a copy another writer made stale.
+request of a burst), and from its Job and pods as their watches showed them (watched.py: a GET
+and a LIST per pass before); the apiserver refuses a write from a copy another writer made
+stale.
 
 The operator reaches the apiserver through a counting proxy, so the requests counted are its
 own whatever else uses the world.
@@ -8,7 +10,8 @@ own whatever else uses the world.
 
 from __future__ import annotations
 
-import time
+import re
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from operator_support import (
     VERSION,
     condition,
     create,
+    free_port,
     get,
     operator_in_prepared_namespace,
     retrainjob,
@@ -40,11 +44,20 @@ def counted(proxy: CountingProxy, request: str) -> int:
     return int(proxy.snapshot()["requests"].get(request, 0))
 
 
-def test_the_passes_over_a_waiting_retrainjob_do_not_read_it(
+def reconcile_passes(port: int) -> int:
+    """How many RetrainJob passes the operator has made (its /metrics)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    found = re.search(r"^retrainer_reconcile_seconds_count ([0-9.e+]+)$", text, re.MULTILINE)
+    return int(float(found.group(1))) if found else 0
+
+
+def test_the_passes_over_a_waiting_retrainjob_read_neither_it_nor_its_job_nor_its_pods(
     world: World, namespace: str, kube: client.ApiClient, crd: object, tmp_path: Path
 ) -> None:
     pki = world.layout.pki
     upstream = world.server.removeprefix("https://")
+    metrics_port = free_port()
     with CountingProxy(
         "apiserver", upstream, (pki.ca_cert, pki.admin_cert, pki.admin_key)
     ) as proxy:
@@ -56,6 +69,7 @@ def test_the_passes_over_a_waiting_retrainjob_do_not_read_it(
             tmp_path,
             KUBECONFIG=str(kubeconfig),
             RETRAINER_PROGRESS_INTERVAL="1",
+            RETRAINER_METRICS_PORT=str(metrics_port),
         ) as operator:
             create(kube, namespace, retrainjob("nowhere", "s3://datasets/none", **NOWHERE))
             wait_for(
@@ -67,15 +81,23 @@ def test_the_passes_over_a_waiting_retrainjob_do_not_read_it(
                 90,
                 operator,
             )
-            reads, looks = counted(proxy, "get retrainjobs"), counted(proxy, "list pods")
-            time.sleep(6)
-            # The ticker's passes went on (each lists the Job's pods), none of them reading
-            # the RetrainJob: one GET per pass before.
-            assert counted(proxy, "list pods") - looks >= 3
-            assert counted(proxy, "get retrainjobs") == reads
+            requests = ("get retrainjobs", "get jobs", "list pods")
+            before = {request: counted(proxy, request) for request in requests}
+            passes = reconcile_passes(metrics_port)
+            wait_for(
+                "three more of the ticker's passes",
+                lambda: reconcile_passes(metrics_port) >= passes + 3,
+                30,
+                operator,
+            )
+            # None of them read the RetrainJob, its Job or its pods: one GET of each and a
+            # LIST of the pods per pass before.
+            assert {request: counted(proxy, request) for request in requests} == before
 
             # A change by another writer reaches the next passes through the watch: a person
-            # clears the Running condition; a pass writes it back from their version.
+            # clears the Running condition; a pass writes it back from their version (or from
+            # a read, when its copy was older: the write is refused), and from the pod as the
+            # pod watch showed it.
             obj = get(kube, namespace, "nowhere")
             kept = [c for c in obj["status"]["conditions"] if c["type"] != "Running"]
             client.CustomObjectsApi(kube).patch_namespaced_custom_object_status(
@@ -90,6 +112,8 @@ def test_the_passes_over_a_waiting_retrainjob_do_not_read_it(
                 30,
                 operator,
             )
+            assert counted(proxy, "get jobs") == before["get jobs"]
+            assert counted(proxy, "list pods") == before["list pods"]
     assert get(kube, namespace, "nowhere")["status"]["phase"] == "Pending"
 
 

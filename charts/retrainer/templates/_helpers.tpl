@@ -157,11 +157,12 @@ mode) and each Role (namespaced mode). One rule per need, as config.md lists the
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
-# Post Kubernetes Events about RetrainJobs (both Event APIs), and list the events of a
-# training Job: why its pods cannot be created (admission, quota) shows only there.
+# Post Kubernetes Events about RetrainJobs (both Event APIs), and watch the Job controller's
+# FailedCreate Events: why a training Job's pods cannot be created (admission, quota) shows
+# only there.
 - apiGroups: ["", events.k8s.io]
   resources: [events]
-  verbs: [create, patch, list]
+  verbs: [create, patch, list, watch]
 # Check that a RetrainJob's models claim exists before launching its Job.
 - apiGroups: [""]
   resources: [persistentvolumeclaims]

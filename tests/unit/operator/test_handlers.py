@@ -26,7 +26,13 @@ def test_handlers_are_registered_under_stable_ids() -> None:
     ticker = Ticker(lambda ns, name: None, 60)
     registry = handlers.build_registry(None, ticker)  # type: ignore[arg-type]
     ids = {h.id for h in registry._watching.get_all_handlers()}
-    assert ids == {"retrainjob_job_event", "retrainjob_seen", "modelline_seen"}
+    assert ids == {
+        "retrainjob_job_event",
+        "training_pod_seen",
+        "pod_refusal_seen",
+        "retrainjob_seen",
+        "modelline_seen",
+    }
     # No Kopf create, update or resume handler: Kopf's worker would hold each object until its
     # pass had a thread (first_sight.py); the event handlers queue the passes instead. Nor a
     # Kopf timer (nor its finalizer on every ModelLine): lines tick from one clock.

@@ -1,14 +1,15 @@
 """A pass brought by a Job event starts from the Job as that event showed it: no read of the
 Job. A body of another Job (an older one, before a lost Job was created again) or none at all
-(the ticker's passes, a Job deleted) is read instead. A pending Job's Events are listed only
-while it has no live pod (the Job controller's FailedCreate says why there is none)."""
+(the ticker's passes, a Job deleted) is read instead. A pending Job with no live pod says why
+from the Job controller's newest FailedCreate Event, as the Event watch showed it."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from retrainer_operator import clock, reconcile
+from retrainer_operator import reconcile
+from retrainer_operator.watched import Watched
 
 
 class Cluster:
@@ -36,10 +37,6 @@ class Cluster:
         self.calls.append("list pods")
         return self.pods
 
-    def list_events(self, namespace: str, uid: str) -> list[dict[str, Any]]:
-        self.calls.append("list events")
-        return [{"reason": "FailedCreate", "message": "exceeded quota"}]
-
     def patch_status(
         self, namespace: str, name: str, status: dict[str, Any], resource_version: Any = None
     ) -> bytes:
@@ -47,6 +44,13 @@ class Cluster:
         self.status = status
         # The object as stored, as the apiserver answers.
         stored = {"metadata": {"namespace": namespace, "name": name}, "status": status}
+        return json.dumps(stored).encode()
+
+    def patch_annotations(
+        self, namespace: str, name: str, annotations: dict[str, str], resource_version: Any = None
+    ) -> bytes:
+        self.calls.append("patch annotations")
+        stored = {"metadata": {"namespace": namespace, "name": name, "annotations": annotations}}
         return json.dumps(stored).encode()
 
     def emit_event(self, *args: Any) -> None:
@@ -97,43 +101,51 @@ def pending_job(name: str) -> dict[str, Any]:
     return {"metadata": meta, "spec": {}, "status": {"active": 1}}
 
 
-def test_a_pending_jobs_events_are_listed_only_while_it_has_no_live_pod() -> None:
-    pending_pod = {"metadata": {"name": "p"}, "status": {"phase": "Pending"}}
-    with_pod = Cluster(pending_job("retrain-m-v1"), [pending_pod])
-    reconcile.reconcile(deps(with_pod), "team", "r1", seen_job=pending_job("retrain-m-v1"))
-    assert "list events" not in with_pod.calls
+def refused(job_uid: str, message: str, when: str, name: str = "e1") -> dict[str, Any]:
+    """A FailedCreate Event of the Job controller, as its watch shows it."""
+    involved = {"kind": "Job", "uid": job_uid, "name": "retrain-m-v1"}
+    meta = {"name": name, "namespace": "team"}
+    return {"metadata": meta, "involvedObject": involved, "reason": "FailedCreate"} | {
+        "message": message,
+        "lastTimestamp": when,
+    }
 
+
+def test_a_pending_job_without_a_live_pod_says_why_from_the_watched_failed_create() -> None:
     without = Cluster(pending_job("retrain-m-v1"))
-    reconcile.reconcile(deps(without), "team", "r1", seen_job=pending_job("retrain-m-v1"))
-    assert "list events" in without.calls
+    shared = deps(without)
+    shared.watched.refusal_seen(refused("j1", "exceeded quota", "2026-01-01T00:00:05Z"), False)
+    shared.watched.refusal_seen(refused("j2", "another Job's", "2026-01-01T00:00:09Z"), False)
+    reconcile.reconcile(shared, "team", "r1", seen_job=pending_job("retrain-m-v1"))
+    assert "list events" not in without.calls  # the Event watch showed it: no LIST
     running = next(c for c in without.status["conditions"] if c["type"] == "Running")
     assert running["reason"] == "PodCreationFailed" and "exceeded quota" in running["message"]
 
-
-def test_a_pending_jobs_events_are_listed_at_most_once_in_their_spacing_and_the_reason_stays() -> (
-    None
-):
-    cluster = Cluster(pending_job("retrain-m-v1"))
-    shared = deps(cluster)
-    reconcile.reconcile(shared, "team", "r1", seen_job=pending_job("retrain-m-v1"))
-    assert cluster.calls.count("list events") == 1
-    found = cluster.status
-
-    # The next pass (the ticker's, seconds later) keeps what the last look found.
-    cluster.read_retrainjob = lambda namespace, name: {  # type: ignore[method-assign]
-        "metadata": {"namespace": namespace, "name": name, "uid": "u1", "generation": 1},
-        "spec": {"model": "m"},
-        "status": found,
-    }
-    cluster.calls.clear()
-    reconcile.reconcile(shared, "team", "r1", seen_job=pending_job("retrain-m-v1"))
-    assert "list events" not in cluster.calls
-    assert "patch status" not in cluster.calls  # nothing changed: the reason stands
-
-    other = deps(cluster)  # another process (or the spacing passed): it looks again
-    other.event_looks = clock.Spacing(0.0)
+    # A live pod was created since: its own status says why it waits, not an older refusal.
+    pending_pod = {"metadata": {"name": "p"}, "status": {"phase": "Pending"}}
+    with_pod = Cluster(pending_job("retrain-m-v1"), [pending_pod])
+    other = deps(with_pod)
+    other.watched.refusal_seen(refused("j1", "exceeded quota", "2026-01-01T00:00:05Z"), False)
     reconcile.reconcile(other, "team", "r1", seen_job=pending_job("retrain-m-v1"))
-    assert "list events" in cluster.calls
+    assert with_pod.status.get("phase") == "Pending"
+    assert "PodCreationFailed" not in json.dumps(with_pod.status)
+
+
+def test_the_newest_failed_create_of_a_job_is_kept_until_its_event_expires() -> None:
+    watched = Watched()
+    watched.refusal_seen(refused("j1", "quota", "2026-01-01T00:00:05Z", "e1"), False)
+    watched.refusal_seen(refused("j1", "webhook", "2026-01-01T00:00:09Z", "e2"), False)
+    watched.refusal_seen(refused("j1", "older", "2026-01-01T00:00:01Z", "e0"), False)
+    assert [e["message"] for e in watched.refusals("j1")] == ["webhook"]
+    watched.refusal_seen(refused("j1", "quota", "2026-01-01T00:00:05Z", "e1"), True)
+    assert [e["message"] for e in watched.refusals("j1")] == ["webhook"]  # another Event went
+    watched.refusal_seen(refused("j1", "webhook", "2026-01-01T00:00:09Z", "e2"), True)
+    assert watched.refusals("j1") == []  # expired
+    # Only a Job's Events: a pod's or one naming no uid is not a Job's refusal.
+    pod_event = refused("p1", "x", "2026-01-01T00:00:05Z")
+    pod_event["involvedObject"]["kind"] = "Pod"
+    watched.refusal_seen(pod_event, False)
+    assert watched.refusals("p1") == []
 
 
 def queued_job(name: str, **status: Any) -> dict[str, Any]:

@@ -177,13 +177,3 @@ def test_the_sweep_lists_a_namespace_once_and_reads_no_retrainjob_the_line_liste
     assert cluster.reads == ["a-2"]  # the listing showed an older a-2: read, still running
     assert job_outcome.sweep(cluster, "team", "b") == ["retrain-b-v1"]  # type: ignore[arg-type]
     assert cluster.lists == 2  # the first release dropped the shared listing
-
-
-def test_a_spacing_allows_one_go_per_key_and_forgets_old_keys() -> None:
-    spacing = clock.Spacing(60.0)
-    assert spacing.go("a") and not spacing.go("a") and spacing.go("b")
-    spacing.seconds = 0.0  # every earlier go is now older than the spacing
-    for i in range(1100):  # past the pruning mark: the old keys go
-        spacing.go(i)
-    assert len(spacing) < 1100
-    assert spacing.go("a")
