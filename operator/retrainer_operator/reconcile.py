@@ -55,7 +55,7 @@ from retrainer_operator.onepass import one_pass
 from retrainer_operator.progress import JobState
 from retrainer_operator.run_memory import RunMemory
 from retrainer_operator.verification import verify_manifest
-from retrainer_operator.watched import Watched
+from retrainer_operator.watched import Watched, queued
 
 __all__ = ["Deps", "Locks", "reconcile"]
 
@@ -480,14 +480,7 @@ def _never_started(job: Mapping[str, Any], seen: list[str]) -> bool:
     """A Job created suspended (a Kueue queue's) and never admitted: no pod of it ever
     existed, so there is none to list. Any sign of one (a start time, a count, an attempt
     recorded) and its pods are listed as always."""
-    job_status = job.get("status") or {}
-    counts = ("active", "ready", "failed", "succeeded", "terminating")
-    return (
-        bool((job.get("spec") or {}).get("suspend"))
-        and not job_status.get("startTime")
-        and not any(job_status.get(k) for k in counts)
-        and not seen
-    )
+    return queued(job) and not seen
 
 
 def _observe(deps: Deps, body: Mapping[str, Any], step: _Step, job: Mapping[str, Any]) -> None:

@@ -34,7 +34,7 @@ from typing import Any
 from retrainer_operator import progress
 from retrainer_operator.progress import JobState
 
-__all__ = ["Watched", "covers", "slim_pod", "watched_job"]
+__all__ = ["Watched", "covers", "queued", "slim_pod", "watched_job"]
 
 # The label the Job controller puts on each pod of a Job (the selector kube.list_job_pods uses).
 JOB_NAME_LABEL = "job-name"
@@ -77,7 +77,7 @@ def watched_job(job: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def _queued(job: Mapping[str, Any]) -> bool:
+def queued(job: Mapping[str, Any]) -> bool:
     """Held suspended since its creation (a Kueue queue's): no start, no pod counted."""
     status = job.get("status") or {}
     counts = ("active", "ready", "failed", "succeeded", "terminating")
@@ -160,7 +160,7 @@ class Watched:
         for hours, and their passes list no pods)."""
         key = (namespace, name)
         ended = job is None or progress.observe_job(job).state in _ENDED
-        kept = None if job is None or ended or _queued(job) else _compact(watched_job(job))
+        kept = None if job is None or ended or queued(job) else _compact(watched_job(job))
         with self._guard:
             if ended:
                 self._pods.pop(key, None)
