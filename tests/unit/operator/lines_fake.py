@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Any
 
 from retrainer_operator.line_status import Conflict
@@ -31,36 +32,43 @@ class FakeLines:
 
     def __init__(self) -> None:
         self.lines: dict[tuple[str, str], dict[str, Any]] = {}
+        # The apiserver's compare-and-set is atomic: a check and its write under one lock
+        # (two threads passing the check before either wrote shared a number in CI).
+        self.guard = threading.RLock()
         self.writes = 0
         self.retrainjobs: list[dict[str, Any]] = []
         self.lists = 0
 
     def read_modelline(self, namespace: str, name: str) -> dict[str, Any] | None:
-        found = self.lines.get((namespace, name))
-        return copy.deepcopy(found) if found else None
+        with self.guard:
+            found = self.lines.get((namespace, name))
+            return copy.deepcopy(found) if found else None
 
     def create_modelline(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         key = (namespace, body["metadata"]["name"])
-        if key in self.lines:
-            raise Conflict("exists")
-        self.writes += 1
-        stored = copy.deepcopy(body)
-        stored["metadata"] = {**stored["metadata"], "resourceVersion": "1", "uid": f"uid-{key[1]}"}
-        self.lines[key] = stored
-        return copy.deepcopy(stored)
+        with self.guard:
+            if key in self.lines:
+                raise Conflict("exists")
+            self.writes += 1
+            stored = copy.deepcopy(body)
+            meta = {**stored["metadata"], "resourceVersion": "1", "uid": f"uid-{key[1]}"}
+            stored["metadata"] = meta
+            self.lines[key] = stored
+            return copy.deepcopy(stored)
 
     def replace_modelline_status(
         self, namespace: str, name: str, body: dict[str, Any]
     ) -> dict[str, Any]:
-        current = self.lines[(namespace, name)]
-        if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]:
-            raise Conflict("stale")
-        self.writes += 1
-        current["status"] = copy.deepcopy(body["status"])
-        current["metadata"]["resourceVersion"] = str(
-            int(current["metadata"]["resourceVersion"]) + 1
-        )
-        return copy.deepcopy(current)
+        with self.guard:
+            current = self.lines[(namespace, name)]
+            if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]:
+                raise Conflict("stale")
+            self.writes += 1
+            current["status"] = copy.deepcopy(body["status"])
+            current["metadata"]["resourceVersion"] = str(
+                int(current["metadata"]["resourceVersion"]) + 1
+            )
+            return copy.deepcopy(current)
 
     def patch_modelline_status(
         self,
@@ -70,13 +78,14 @@ class FakeLines:
         resource_version: str | None = None,
     ) -> None:
         """A JSON merge patch of the status (RFC 7386), guarded by `resource_version`."""
-        current = self.lines[(namespace, name)]
-        rv = current["metadata"]["resourceVersion"]
-        if resource_version is not None and resource_version != rv:
-            raise Conflict("stale")
-        self.writes += 1
-        current["status"] = merged(current.get("status") or {}, status)
-        current["metadata"]["resourceVersion"] = str(int(rv) + 1)
+        with self.guard:
+            current = self.lines[(namespace, name)]
+            rv = current["metadata"]["resourceVersion"]
+            if resource_version is not None and resource_version != rv:
+                raise Conflict("stale")
+            self.writes += 1
+            current["status"] = merged(current.get("status") or {}, status)
+            current["metadata"]["resourceVersion"] = str(int(rv) + 1)
 
     def ledger(self, namespace: str, name: str) -> dict[str, str]:
         return dict((self.lines[(namespace, name)].get("status") or {}).get("ledger") or {})
