@@ -22,14 +22,14 @@ from typing import Any
 import kopf
 from retrainer_contract import api
 
-from retrainer_operator import clock, lines, progress, reconcile
+from retrainer_operator import clock, lines, reconcile
 from retrainer_operator.conditions import TERMINAL_PHASES
 from retrainer_operator.config import OperatorConfig
 from retrainer_operator.first_sight import FirstSight, line_mark, run_mark
 from retrainer_operator.line_idle import IdleLines
 from retrainer_operator.line_ticks import LineTicks
-from retrainer_operator.progress import JobState
 from retrainer_operator.ticker import Ticker
+from retrainer_operator.watched import ended
 from retrainer_operator.workqueue import WorkQueue
 
 __all__ = ["build_registry", "run", "settings_for"]
@@ -88,11 +88,6 @@ def _slim_job(job: Mapping[str, Any]) -> dict[str, Any]:
     spec = {k: v for k, v in (job.get("spec") or {}).items() if k != "template"}
     slim = {**job, "metadata": meta, "spec": spec}
     return copy.deepcopy(slim)
-
-
-def _ended(job: Mapping[str, Any]) -> bool:
-    """Whether the Job says it ended (Complete or Failed)."""
-    return progress.observe_job(job).state in (JobState.COMPLETE, JobState.FAILED)
 
 
 def build_registry(
@@ -183,7 +178,7 @@ def build_registry(
         # of it (a read per Job event was the most frequent request of a burst after the
         # RetrainJob's); an event that changed nothing a pass looks at brings none.
         # A Job that ended goes first: its pass verifies and finishes a RetrainJob.
-        job_events.add((namespace, owner), slim, _job_state(body), _ended(body))
+        job_events.add((namespace, owner), slim, _job_state(body), ended(body))
 
     @kopf.on.event("v1", "events", id="pod_refusal_seen", registry=registry)
     async def pod_refusal_seen(body: Mapping[str, Any], type: str, **_: Any) -> None:

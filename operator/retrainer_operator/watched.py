@@ -34,7 +34,7 @@ from typing import Any
 from retrainer_operator import progress
 from retrainer_operator.progress import JobState
 
-__all__ = ["Watched", "covers", "queued", "slim_pod", "watched_job"]
+__all__ = ["Watched", "covers", "ended", "queued", "slim_pod", "watched_job"]
 
 # The label the Job controller puts on each pod of a Job (the selector kube.list_job_pods uses).
 JOB_NAME_LABEL = "job-name"
@@ -75,6 +75,11 @@ def watched_job(job: Mapping[str, Any]) -> dict[str, Any]:
     kept["spec"] = {"suspend": spec["suspend"]} if "suspend" in spec else {}
     kept["status"] = job.get("status") or {}
     return kept
+
+
+def ended(job: Mapping[str, Any]) -> bool:
+    """Whether the Job says it ended (Complete, or Failed or about to be)."""
+    return progress.observe_job(job).state in _ENDED
 
 
 def queued(job: Mapping[str, Any]) -> bool:
@@ -159,10 +164,10 @@ class Watched:
         pods; a queued one is not kept (its passes read it: a Kueue queue can hold thousands
         for hours, and their passes list no pods)."""
         key = (namespace, name)
-        ended = job is None or progress.observe_job(job).state in _ENDED
-        kept = None if job is None or ended or queued(job) else _compact(watched_job(job))
+        gone = job is None or ended(job)
+        kept = None if job is None or gone or queued(job) else _compact(watched_job(job))
         with self._guard:
-            if ended:
+            if gone:
                 self._pods.pop(key, None)
             if kept is None:
                 self._jobs.pop(key, None)
@@ -225,7 +230,7 @@ class Watched:
     ) -> list[dict[str, Any]] | None:
         """Job `name`'s pods as their watch showed them, when they cover the counters of `job`
         (its body) and it has not ended; None: list them."""
-        if progress.observe_job(job).state in _ENDED:
+        if ended(job):
             return None
         with self._guard:
             raws = list((self._pods.get((namespace, name)) or {}).values())
